@@ -1,0 +1,44 @@
+# The front door. Targets stay thin: the logic lives in Python (image_builder/) and scripts/.
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+BIN       := $(VENV)/bin
+BUILD_FLAGS ?=
+PYTEST_ARGS ?=
+UV_COMPILE := $(BIN)/uv pip compile --quiet --no-config --index-url https://pypi.org/simple \
+	--universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock"
+
+.PHONY: help setup engine image test lint lock clean
+
+help:
+	@echo "make image   build the image (offline Debian base when nothing can be pulled)"
+	@echo "make test    run the whole test suite (starts a Docker engine if needed)"
+	@echo "make lint    ruff, hadolint, shellcheck"
+	@echo "make lock    re-resolve docker/requirements.lock and requirements-dev.lock"
+
+$(VENV)/.installed: pyproject.toml requirements-dev.lock
+	scripts/bootstrap.sh
+
+setup: $(VENV)/.installed
+
+engine:
+	scripts/ensure-docker.sh
+
+image: setup engine
+	$(PY) -m image_builder build --offline-fallback $(BUILD_FLAGS)
+
+test: setup engine
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/hadolint docker/Dockerfile
+	$(BIN)/shellcheck docker/entrypoint.sh scripts/*.sh .ci/run
+
+lock: setup
+	$(UV_COMPILE) docker/requirements.in -o docker/requirements.lock
+	$(UV_COMPILE) docker/build-tools.in -o docker/build-tools.lock
+	$(UV_COMPILE) --extra dev pyproject.toml -o requirements-dev.lock
+
+clean:
+	rm -rf build

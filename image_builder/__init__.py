@@ -1,0 +1,1 @@
+"""Build, tag and publish the prefect-aci base image."""

@@ -1,0 +1,3 @@
+from image_builder.cli import main
+
+main()

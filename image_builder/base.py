@@ -1,0 +1,189 @@
+"""Find the base image: local, pulled, or (offline) made from Debian packages with debootstrap."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from docker.errors import APIError, ImageNotFound
+from docker.utils import parse_repository_tag
+from rich.console import Console
+
+import docker
+from image_builder.errors import UserError
+
+SUITE = "bookworm"
+# python3-venv brings ensurepip, as Docker's official python images have it; ca-certificates
+# lets flows reach Azure and the Prefect API over TLS.
+PACKAGES = ("python3", "python3-venv", "ca-certificates")
+# Removed after debootstrap, and kept out of later apt installs by the dpkg config below: the same
+# trimming Docker's official slim Debian images do.
+SLIM_PATHS = (
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/locale",
+    "usr/share/lintian",
+    "usr/share/linda",
+    "var/lib/apt/lists",
+    "var/cache/apt",
+    "var/cache/debconf/*-old",
+    "var/log",
+)
+DPKG_EXCLUDES = """\
+# prefect-aci offline base: keep images slim, as Docker's slim Debian images do.
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-exclude /usr/share/lintian/*
+"""
+IMAGE_CHANGES = [
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "ENV LANG=C.UTF-8",
+    'CMD ["python3"]',
+]
+
+
+def image_present(client: docker.DockerClient, ref: str) -> bool:
+    try:
+        client.images.get(ref)
+    except ImageNotFound:
+        return False
+    return True
+
+
+def try_pull(client: docker.DockerClient, ref: str) -> str | None:
+    """Pull ``ref``; return None on success or the engine's reason it could not."""
+    repository, tag = parse_repository_tag(ref)
+    try:
+        client.api.pull(repository, tag=tag or "latest")
+    except APIError as exc:
+        return str(exc.explanation or exc).splitlines()[0]
+    return None
+
+
+def resolve_base(
+    client: docker.DockerClient,
+    base_image: str,
+    offline_image: str,
+    offline_fallback: bool,
+    mirror: str,
+    console: Console,
+) -> str:
+    """The base image to build from, present locally once this returns."""
+    if image_present(client, base_image):
+        return base_image
+    if base_image == offline_image:
+        return make_offline_base(client, offline_image, mirror, console)
+    console.print(f"Base image {base_image} is not here; pulling it")
+    reason = try_pull(client, base_image)
+    if reason is None:
+        return base_image
+    if offline_fallback:
+        console.print(f"[yellow]Cannot pull {base_image} ({reason}); using the offline base.[/]")
+        return make_offline_base(client, offline_image, mirror, console)
+    raise UserError(
+        f"base image {base_image} is not present and cannot be pulled ({reason}); run "
+        f"`python -m image_builder base --offline` and build with --base {offline_image}, "
+        "or build with --offline-fallback"
+    )
+
+
+def _ensure_debootstrap(console: Console) -> str:
+    found = shutil.which("debootstrap")
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise UserError(
+            "debootstrap is not installed; install it (apt-get install debootstrap) "
+            "as root and retry"
+        )
+    console.print("Installing debootstrap from Debian's packages")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "debootstrap"],
+    ):
+        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+    return shutil.which("debootstrap") or "debootstrap"
+
+
+def _slim(rootfs: Path) -> None:
+    for pattern in SLIM_PATHS:
+        for path in rootfs.glob(pattern):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+                path.mkdir()
+            else:
+                path.unlink()
+    (rootfs / "etc/dpkg/dpkg.cfg.d/prefect-aci-slim").write_text(DPKG_EXCLUDES)
+    # `python` as in Docker's python images; Debian only ships python3.
+    python = rootfs / "usr/local/bin/python"
+    if not python.exists():
+        python.symlink_to("/usr/bin/python3")
+
+
+def make_offline_base(
+    client: docker.DockerClient,
+    tag: str,
+    mirror: str,
+    console: Console,
+    rebuild: bool = False,
+) -> str:
+    """Build (or reuse) a Debian bookworm image with Debian's Python, from packages only."""
+    if not rebuild and image_present(client, tag):
+        console.print(f"Reusing offline base {tag}")
+        return tag
+    if os.geteuid() != 0:
+        raise UserError(
+            "the offline base needs root (debootstrap creates device nodes and "
+            "owners); run as root or use an online base with --base"
+        )
+    debootstrap = _ensure_debootstrap(console)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="prefect-aci-base-") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        console.print(
+            f"Making offline base {tag} with debootstrap ({SUITE}, {mirror}); about a minute"
+        )
+        command = [
+            debootstrap,
+            "--variant=minbase",
+            f"--include={','.join(PACKAGES)}",
+            SUITE,
+            str(rootfs),
+            mirror,
+        ]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stdout + done.stderr).strip().splitlines()[-1:] or ["no output"]
+            raise UserError(
+                f"debootstrap failed: {last[0]}; check that {mirror} is reachable or pass --mirror"
+            )
+        _slim(rootfs)
+        archive = Path(tmp) / "rootfs.tar"
+        subprocess.run(
+            [
+                "tar",
+                "--numeric-owner",
+                "--exclude=./dev/*",
+                "--exclude=./proc/*",
+                "--exclude=./sys/*",
+                "-C",
+                str(rootfs),
+                "-cf",
+                str(archive),
+                ".",
+            ],
+            check=True,
+        )
+        repository, _, version = tag.rpartition(":")
+        client.api.import_image_from_file(
+            str(archive), repository=repository, tag=version, changes=IMAGE_CHANGES
+        )
+    console.print(f"[bold green]Made offline base[/] {tag} in {time.monotonic() - started:.0f}s")
+    return tag

@@ -1,0 +1,171 @@
+"""Build the image through the docker SDK's streaming API, showing progress as it goes."""
+
+import re
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from docker.errors import APIError
+from rich.console import Console
+from rich.markup import escape
+
+import docker
+from image_builder import vcs
+from image_builder.context import build_context
+from image_builder.errors import UserError
+from image_builder.probe import ImageVersions, base_python_version, image_versions, locked_version
+from image_builder.record import ImageRecord
+from image_builder.tagging import REVISION_LABEL, version_tags
+
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_TAIL_LINES = 25
+
+
+@dataclass
+class BuildRequest:
+    docker_dir: Path
+    base_image: str
+    repository: str
+    ca_bundle: Path | None
+    source_url: str
+    project_root: Path
+    build_args: dict[str, str] = field(default_factory=dict)
+    nocache: bool = False
+    verbose: bool = False
+
+
+@dataclass
+class BuildResult:
+    image_id: str
+    step: str = ""
+    output: deque[str] = field(default_factory=lambda: deque(maxlen=_TAIL_LINES))
+
+
+def follow_build(stream: Iterable[dict], console: Console, verbose: bool) -> BuildResult:
+    """Consume the engine's build stream; raise a UserError naming the step that failed.
+
+    Errors come inside the stream (``error`` / ``errorDetail``), not as exceptions.
+    """
+    result = BuildResult(image_id="")
+    started = time.monotonic()
+    for chunk in stream:
+        if "error" in chunk or "errorDetail" in chunk:
+            message = chunk.get("error") or chunk.get("errorDetail", {}).get("message", "")
+            for line in result.output:
+                console.print(f"  [dim]{line}[/dim]", highlight=False, markup=False)
+            where = f"step {result.step}" if result.step else "before the first step"
+            raise UserError(f"build failed at {where}: {message.strip()}")
+        if "aux" in chunk and "ID" in chunk["aux"]:
+            result.image_id = chunk["aux"]["ID"]
+        for line in _lines(chunk.get("stream", "")):
+            step = _STEP.match(line)
+            if step:
+                instruction = _one_line(step.group(3))
+                result.step = f"{step.group(1)}/{step.group(2)} ({instruction})"
+                result.output.clear()
+                elapsed = time.monotonic() - started
+                console.print(
+                    f"[bold cyan]{step.group(1)}/{step.group(2)}[/] "
+                    f"{escape(instruction)} [dim]+{elapsed:.0f}s[/]",
+                    highlight=False,
+                    overflow="ellipsis",
+                    no_wrap=True,
+                )
+            else:
+                result.output.append(line)
+                if verbose or line.startswith(" ---> Using cache"):
+                    console.print(f"  [dim]{line}[/dim]", highlight=False, markup=False)
+    if not result.image_id:
+        raise UserError("the engine finished the build without reporting an image id")
+    return result
+
+
+def _one_line(instruction: str, width: int = 100) -> str:
+    text = " ".join(instruction.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _lines(text: str) -> Iterator[str]:
+    for line in text.splitlines():
+        line = line.rstrip()
+        if line:
+            yield line
+
+
+def build_image(
+    client: docker.DockerClient, request: BuildRequest, console: Console
+) -> ImageRecord:
+    """Build, tag from what the image reports, and return the record for build/image.json."""
+    lock = request.docker_dir / "requirements.lock"
+    expected = ImageVersions(
+        python=base_python_version(client, request.base_image),
+        prefect=locked_version(lock, "prefect"),
+        prefect_azure=locked_version(lock, "prefect-azure"),
+    )
+    primary = version_tags(expected.prefect, expected.python_minor)[0]
+    args = {
+        "BASE_IMAGE": request.base_image,
+        "IMAGE_VERSION": primary,
+        "VCS_REF": vcs.revision(request.project_root),
+        "CREATED": vcs.created(request.project_root),
+        "SOURCE_URL": request.source_url,
+        "PREFECT_VERSION": expected.prefect,
+        "PREFECT_AZURE_VERSION": expected.prefect_azure,
+        "PYTHON_VERSION": expected.python,
+        **request.build_args,
+    }
+    context = build_context(request.docker_dir, request.ca_bundle)
+    console.print(
+        f"[bold]Building[/] {request.repository} from {request.base_image} "
+        f"(prefect {expected.prefect}, python {expected.python}"
+        f"{', CA bundle ' + str(request.ca_bundle) if request.ca_bundle else ''})"
+    )
+    started = time.monotonic()
+    try:
+        stream = client.api.build(
+            fileobj=context,
+            custom_context=True,
+            buildargs=args,
+            nocache=request.nocache,
+            pull=False,
+            rm=True,
+            forcerm=True,
+            decode=True,
+        )
+        result = follow_build(stream, console, request.verbose)
+    except APIError as exc:
+        raise UserError(f"the engine refused the build: {exc.explanation or exc}") from None
+
+    actual = image_versions(client, result.image_id)
+    if actual != expected:
+        raise UserError(
+            f"the built image reports {actual.as_dict()} but its labels say {expected.as_dict()}; "
+            "the lock or base changed during the build: rebuild"
+        )
+    image = client.images.get(result.image_id)
+    local_tags = [
+        f"{request.repository}:{tag}" for tag in version_tags(actual.prefect, actual.python_minor)
+    ]
+    local_tags.append(f"{request.repository}:latest")
+    for ref in local_tags:
+        repository, tag = ref.rsplit(":", 1)
+        image.tag(repository, tag)
+    console.print(
+        f"[bold green]Built[/] {result.image_id[:19]} in {time.monotonic() - started:.0f}s, "
+        f"tagged {', '.join(local_tags)}"
+    )
+    labels = dict(image.labels or {})
+    if labels.get(REVISION_LABEL, "").endswith("-dirty"):
+        console.print(
+            "[yellow]The working tree has uncommitted changes: no sha- tag will be pushed.[/]"
+        )
+    return ImageRecord(
+        image_id=result.image_id,
+        repository=request.repository,
+        local_tags=local_tags,
+        base_image=request.base_image,
+        versions=actual.as_dict(),
+        labels=labels,
+    )

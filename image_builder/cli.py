@@ -1,0 +1,146 @@
+"""`python -m image_builder`: build the image, make an offline base, show its tags."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from image_builder import base as base_images
+from image_builder.build import BuildRequest, build_image
+from image_builder.engine import connect
+from image_builder.errors import UserError
+from image_builder.record import read_record, write_record
+from image_builder.settings import (
+    DOCKER_DIR,
+    IMAGE_RECORD,
+    PROJECT_ROOT,
+    ImageSettings,
+    detect_ca_bundle,
+)
+from image_builder.tagging import image_tags
+
+app = typer.Typer(
+    help="Build, tag and publish the prefect-aci base image.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+
+def _parse_build_args(values: list[str]) -> dict[str, str]:
+    parsed = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise UserError(f"--build-arg takes NAME=VALUE; got {value!r}")
+        parsed[key] = val
+    return parsed
+
+
+@app.command()
+def build(
+    base: Annotated[
+        str | None,
+        typer.Option(help="Base image (default: BASE_IMAGE or python:3.12-slim-bookworm)."),
+    ] = None,
+    repository: Annotated[str | None, typer.Option(help="Local repository name.")] = None,
+    ca_bundle: Annotated[
+        Path | None,
+        typer.Option(
+            help="PEM bundle trusted in the build "
+            "stage only (default: PIP_CERT, "
+            "REQUESTS_CA_BUNDLE or SSL_CERT_FILE)."
+        ),
+    ] = None,
+    no_ca_bundle: Annotated[bool, typer.Option(help="Trust only the base image's CAs.")] = False,
+    build_arg: Annotated[
+        list[str], typer.Option(help="Extra NAME=VALUE build argument; repeatable.")
+    ] = [],  # noqa: B006
+    offline_fallback: Annotated[
+        bool,
+        typer.Option(help="When the base cannot be pulled, make and use the offline Debian base."),
+    ] = False,
+    no_cache: Annotated[bool, typer.Option(help="Build every layer anew.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show every build line.")
+    ] = False,
+    record: Annotated[Path, typer.Option(help="Where to write the image record.")] = IMAGE_RECORD,
+) -> None:
+    """Build the image and write build/image.json."""
+    settings = ImageSettings()
+    extra_args = _parse_build_args(build_arg)
+    client = connect()
+    base_image = base_images.resolve_base(
+        client,
+        base or settings.base_image,
+        settings.offline_base_image,
+        offline_fallback,
+        settings.debian_mirror,
+        console,
+    )
+    request = BuildRequest(
+        docker_dir=DOCKER_DIR,
+        base_image=base_image,
+        repository=repository or settings.image_repository,
+        ca_bundle=None if no_ca_bundle else detect_ca_bundle(ca_bundle or settings.ca_bundle),
+        source_url=settings.source_url,
+        project_root=PROJECT_ROOT,
+        build_args=extra_args,
+        nocache=no_cache,
+        verbose=verbose,
+    )
+    image = build_image(client, request, console)
+    write_record(record, image)
+    console.print(f"Wrote {record}")
+
+
+@app.command("base")
+def base_command(
+    offline: Annotated[
+        bool,
+        typer.Option(
+            help="Make the base from Debian packages with debootstrap (no image registry needed)."
+        ),
+    ] = False,
+    tag: Annotated[str | None, typer.Option(help="Tag of the offline base.")] = None,
+    mirror: Annotated[str | None, typer.Option(help="Debian mirror.")] = None,
+    rebuild: Annotated[bool, typer.Option(help="Make it again even if present.")] = False,
+) -> None:
+    """Make the Debian bookworm base image offline (reused when present)."""
+    if not offline:
+        raise UserError("only --offline is supported: an online base is pulled by build itself")
+    settings = ImageSettings()
+    made = base_images.make_offline_base(
+        connect(),
+        tag or settings.offline_base_image,
+        mirror or settings.debian_mirror,
+        console,
+        rebuild=rebuild,
+    )
+    print(made)
+
+
+@app.command()
+def tags(
+    image: Annotated[
+        str | None, typer.Option(help="Image to read (default: the one in build/image.json).")
+    ] = None,
+    latest: Annotated[bool, typer.Option(help="Include latest.")] = False,
+) -> None:
+    """Print the tags the image earns, one a line, read from the image itself."""
+    ref = image or read_record(IMAGE_RECORD).image_id
+    for tag in image_tags(connect(), ref, latest=latest):
+        print(tag)
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        console.print("[bold red]interrupted[/]")
+        raise SystemExit(130) from None

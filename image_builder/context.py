@@ -1,0 +1,43 @@
+"""The build context, assembled in memory from docker/ and the optional CA bundle."""
+
+import io
+import tarfile
+from pathlib import Path
+
+from image_builder.errors import UserError
+
+# Exactly what the Dockerfile may see: nothing else from the working tree reaches the engine.
+CONTEXT_FILES = {
+    "Dockerfile": 0o644,
+    "entrypoint.sh": 0o755,
+    "requirements.lock": 0o644,
+    "build-tools.lock": 0o644,
+}
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = mode
+    # Fixed owner and mtime: the same sources give the same context, so the build cache holds.
+    info.mtime = 0
+    tar.addfile(info, io.BytesIO(data))
+
+
+def build_context(docker_dir: Path, ca_bundle: Path | None) -> io.BytesIO:
+    """A tar of the Dockerfile, entrypoint, locks and ``build-ca.pem`` (empty when no bundle)."""
+    if ca_bundle is not None and not ca_bundle.is_file():
+        raise UserError(
+            f"CA bundle {ca_bundle} does not exist; pass --ca-bundle with a PEM file, "
+            "or --no-ca-bundle to use the base image's own certificates"
+        )
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, mode in CONTEXT_FILES.items():
+            path = docker_dir / name
+            if not path.is_file():
+                raise UserError(f"{path} is missing; run from a complete checkout of prefect-aci")
+            _add(tar, name, path.read_bytes(), mode)
+        _add(tar, "build-ca.pem", ca_bundle.read_bytes() if ca_bundle else b"", 0o644)
+    buffer.seek(0)
+    return buffer

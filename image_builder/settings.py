@@ -1,0 +1,58 @@
+"""Builder settings from the environment and .env; CLI options override them."""
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BASE_IMAGE = "python:3.12-slim-bookworm"
+OFFLINE_BASE_IMAGE = "prefect-aci/debian-python:bookworm"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DOCKER_DIR = PROJECT_ROOT / "docker"
+BUILD_DIR = PROJECT_ROOT / "build"
+IMAGE_RECORD = BUILD_DIR / "image.json"
+
+# Where corporate and proxied machines already point their tools at a CA bundle, in the order
+# pip, requests and OpenSSL consult them.
+CA_BUNDLE_VARIABLES = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+
+
+class ImageSettings(BaseSettings):
+    """How the image is built. Every field can be set as an environment variable or in .env."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    base_image: str = Field(
+        DEFAULT_BASE_IMAGE,
+        description="Image the build and final stages start from (Debian-based, with python3).",
+    )
+    image_repository: str = Field(
+        "prefect-aci", description="Local repository name the built image is tagged with."
+    )
+    ca_bundle: Path | None = Field(
+        None,
+        description="PEM bundle trusted while installing packages in the build stage only; "
+        "defaults to the first of PIP_CERT, REQUESTS_CA_BUNDLE, SSL_CERT_FILE that is set.",
+    )
+    debian_mirror: str = Field(
+        "http://deb.debian.org/debian", description="Debian mirror for the offline base."
+    )
+    offline_base_image: str = Field(
+        OFFLINE_BASE_IMAGE, description="Tag of the base image made with debootstrap."
+    )
+    source_url: str = Field(
+        "https://github.com/prefect-aci/prefect-aci",
+        description="org.opencontainers.image.source label.",
+    )
+
+
+def detect_ca_bundle(explicit: Path | None) -> Path | None:
+    """The CA bundle to trust during the build, or None to use the base image's own."""
+    if explicit is not None:
+        return explicit
+    for name in CA_BUNDLE_VARIABLES:
+        value = os.environ.get(name)
+        if value:
+            return Path(value)
+    return None

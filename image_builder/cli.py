@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from image_builder import base as base_images
 from image_builder.build import BuildRequest, build_image
@@ -12,7 +13,6 @@ from image_builder.engine import connect
 from image_builder.errors import UserError
 from image_builder.record import read_record, write_record
 from image_builder.settings import (
-    DOCKER_DIR,
     IMAGE_RECORD,
     PROJECT_ROOT,
     ImageSettings,
@@ -81,7 +81,7 @@ def build(
         console,
     )
     request = BuildRequest(
-        docker_dir=DOCKER_DIR,
+        docker_dir=settings.docker_dir,
         base_image=base_image,
         repository=repository or settings.image_repository,
         ca_bundle=None if no_ca_bundle else detect_ca_bundle(ca_bundle or settings.ca_bundle),
@@ -128,9 +128,10 @@ def tags(
         str | None, typer.Option(help="Image to read (default: the one in build/image.json).")
     ] = None,
     latest: Annotated[bool, typer.Option(help="Include latest.")] = False,
+    record: Annotated[Path, typer.Option(help="Image record to read.")] = IMAGE_RECORD,
 ) -> None:
     """Print the tags the image earns, one a line, read from the image itself."""
-    ref = image or read_record(IMAGE_RECORD).image_id
+    ref = image or read_record(record).image_id
     for tag in image_tags(connect(), ref, latest=latest):
         print(tag)
 
@@ -139,7 +140,7 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise SystemExit(exc.exit_code) from None
     except KeyboardInterrupt:
         console.print("[bold red]interrupted[/]")

@@ -35,6 +35,9 @@ class ImageSettings(BaseSettings):
         description="PEM bundle trusted while installing packages in the build stage only; "
         "defaults to the first of PIP_CERT, REQUESTS_CA_BUNDLE, SSL_CERT_FILE that is set.",
     )
+    docker_dir: Path = Field(
+        DOCKER_DIR, description="Folder holding the Dockerfile, entrypoint.sh and the locks."
+    )
     debian_mirror: str = Field(
         "http://deb.debian.org/debian", description="Debian mirror for the offline base."
     )

@@ -12,9 +12,34 @@ WAIT_SECONDS="${DOCKERD_WAIT_SECONDS:-90}"
 
 engine_answers() { docker info >/dev/null 2>&1; }
 
-if engine_answers; then
-  log "Docker engine answers ($(docker version --format '{{.Server.Version}}' 2>/dev/null))"
+PROBE_IMAGE=prefect-aci/engine-probe:1
+
+# An engine that answers may still fail to start containers (no cgroups, no overlay, no runc).
+# Nothing can be pulled here, so the probe image is one static binary from Debian's tini package.
+container_runs() {
+  if ! docker image inspect "$PROBE_IMAGE" >/dev/null 2>&1; then
+    if [ ! -x /usr/bin/tini-static ]; then
+      if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        die "cannot make the probe image: install Debian's tini package (tini-static) and retry"
+      fi
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tini >/dev/null
+    fi
+    probe_dir=$(mktemp -d)
+    cp /usr/bin/tini-static "$probe_dir/tini"
+    tar -C "$probe_dir" -c tini | docker import - "$PROBE_IMAGE" >/dev/null
+    rm -rf "$probe_dir"
+  fi
+  docker run --rm --network none "$PROBE_IMAGE" /tini --version >/dev/null
+}
+
+ready() {
+  container_runs || die "the Docker engine answers but cannot run a container; see ${LOGFILE}"
+  log "Docker engine answers and runs containers ($(docker version --format '{{.Server.Version}}' 2>/dev/null))"
   exit 0
+}
+
+if engine_answers; then
+  ready
 fi
 
 [ "$(id -u)" -eq 0 ] || die "no Docker engine answers and we are not root: start Docker (or add yourself to the docker group) and retry"
@@ -42,4 +67,4 @@ until engine_answers; do
   fi
   sleep 1
 done
-log "Docker engine answers ($(docker version --format '{{.Server.Version}}' 2>/dev/null))"
+ready

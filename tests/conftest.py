@@ -1,0 +1,79 @@
+"""Shared fixtures: a real Docker engine and the image built once per session by our builder."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import certifi
+import docker
+import pytest
+from docker.errors import DockerException
+
+from image_builder.record import ImageRecord, read_record
+from image_builder.settings import PROJECT_ROOT, detect_ca_bundle
+
+TEST_REPOSITORY = "prefect-aci-test"
+# Appended to the build's CA bundle: found in a layer of the final image, it proves the bundle leaked.
+# Fixed text, so that the build cache holds from one test session to the next.
+CA_MARKER = "# prefect-aci test marker: this CA bundle belongs to the build stage only"
+
+
+def run_builder(*args: str, env: dict[str, str] | None = None, timeout: int = 1500):
+    """Run ``python -m image_builder`` as a user would; return the completed process."""
+    return subprocess.run(
+        [sys.executable, "-m", "image_builder", *args],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> docker.DockerClient:
+    try:
+        client = docker.from_env(timeout=300)
+        client.ping()
+    except DockerException as exc:
+        pytest.fail(f"no Docker engine answers ({exc}); run scripts/ensure-docker.sh first")
+    return client
+
+
+@pytest.fixture(scope="session")
+def marked_ca_bundle(tmp_path_factory) -> Path:
+    """The machine's CA bundle (it may be needed to reach PyPI) plus a marker line."""
+    source = detect_ca_bundle(None) or Path(certifi.where())
+    bundle = tmp_path_factory.mktemp("ca") / "build-ca.pem"
+    bundle.write_text(source.read_text() + f"\n{CA_MARKER}\n")
+    return bundle
+
+
+@pytest.fixture(scope="session")
+def built_image(docker_client, marked_ca_bundle, tmp_path_factory) -> ImageRecord:
+    """The image, built by ``python -m image_builder build`` (offline base when needed)."""
+    record = tmp_path_factory.mktemp("build") / "image.json"
+    result = run_builder(
+        "build",
+        "--offline-fallback",
+        "--repository",
+        TEST_REPOSITORY,
+        "--ca-bundle",
+        str(marked_ca_bundle),
+        "--record",
+        str(record),
+    )
+    assert result.returncode == 0, f"build failed:\n{result.stderr[-4000:]}"
+    return read_record(record)
+
+
+@pytest.fixture(scope="session")
+def image(built_image) -> str:
+    return built_image.image_id
+
+
+@pytest.fixture(scope="session")
+def host_ca_bundle() -> Path:
+    """A CA bundle for pip inside containers (the machine may sit behind a TLS proxy)."""
+    return detect_ca_bundle(None) or Path(certifi.where())

@@ -6,15 +6,15 @@ import sys
 from pathlib import Path
 
 import certifi
-import docker
 import pytest
 from docker.errors import DockerException
 
+import docker
 from image_builder.record import ImageRecord, read_record
 from image_builder.settings import PROJECT_ROOT, detect_ca_bundle
 
 TEST_REPOSITORY = "prefect-aci-test"
-# Appended to the build's CA bundle: found in a layer of the final image, it proves the bundle leaked.
+# Appended to the build's CA bundle: found in a layer of the final image, it proves a leak.
 # Fixed text, so that the build cache holds from one test session to the next.
 CA_MARKER = "# prefect-aci test marker: this CA bundle belongs to the build stage only"
 

@@ -13,7 +13,10 @@ class Finished:
 
 
 def run_and_wait(
-    client: docker.DockerClient, image: str, command: list[str] | None = None, timeout: int = 180,
+    client: docker.DockerClient,
+    image: str,
+    command: list[str] | None = None,
+    timeout: int = 180,
     **kwargs,
 ) -> Finished:
     """Start a container, wait for it to end, return its exit code and output; always remove it."""

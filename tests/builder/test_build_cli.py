@@ -19,8 +19,13 @@ def test_failing_dockerfile_step_exits_non_zero_naming_the_step(docker_client, t
     assert marker in text
     dockerfile.write_text(text.replace(marker, "RUN exit 7\n" + marker, 1))
     result = run_builder(
-        "build", "--offline-fallback", "--repository", "prefect-aci-broken",
-        "--record", str(tmp_path / "image.json"), env={"DOCKER_DIR": str(broken)},
+        "build",
+        "--offline-fallback",
+        "--repository",
+        "prefect-aci-broken",
+        "--record",
+        str(tmp_path / "image.json"),
+        env={"DOCKER_DIR": str(broken)},
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -32,8 +37,13 @@ def test_failing_dockerfile_step_exits_non_zero_naming_the_step(docker_client, t
 
 
 def test_missing_base_that_cannot_be_pulled_names_the_offline_command(docker_client, tmp_path):
-    result = run_builder("build", "--base", "prefect-aci-test/no-such-base:0",
-                         "--record", str(tmp_path / "image.json"))
+    result = run_builder(
+        "build",
+        "--base",
+        "prefect-aci-test/no-such-base:0",
+        "--record",
+        str(tmp_path / "image.json"),
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     [error] = _error_lines(result.stderr)
@@ -42,8 +52,14 @@ def test_missing_base_that_cannot_be_pulled_names_the_offline_command(docker_cli
 
 
 def test_missing_ca_bundle_is_a_clear_error(docker_client, tmp_path):
-    result = run_builder("build", "--offline-fallback", "--ca-bundle", str(tmp_path / "nope.pem"),
-                         "--record", str(tmp_path / "image.json"))
+    result = run_builder(
+        "build",
+        "--offline-fallback",
+        "--ca-bundle",
+        str(tmp_path / "nope.pem"),
+        "--record",
+        str(tmp_path / "image.json"),
+    )
     assert result.returncode == 1
     [error] = _error_lines(result.stderr)
     assert "nope.pem does not exist" in error
@@ -57,8 +73,12 @@ def test_malformed_build_arg_is_a_clear_error(tmp_path):
 
 
 def test_no_engine_is_a_clear_error(tmp_path):
-    result = run_builder("build", "--record", str(tmp_path / "i.json"),
-                         env={"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"})
+    result = run_builder(
+        "build",
+        "--record",
+        str(tmp_path / "i.json"),
+        env={"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"},
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     [error] = _error_lines(result.stderr)
@@ -83,6 +103,9 @@ def test_tags_are_read_from_the_image(docker_client, built_image, tmp_path):
     prefect = versions["prefect"]
     major_minor = ".".join(prefect.split(".")[:2])
     printed = result.stdout.split()
-    assert printed[:3] == [f"{prefect}-python{minor}", f"{major_minor}-python{minor}",
-                           f"{prefect.split('.')[0]}-python{minor}"]
+    assert printed[:3] == [
+        f"{prefect}-python{minor}",
+        f"{major_minor}-python{minor}",
+        f"{prefect.split('.')[0]}-python{minor}",
+    ]
     assert printed[-1] == "latest"

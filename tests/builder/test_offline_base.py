@@ -37,8 +37,14 @@ def test_offline_base_is_slim_and_has_python(docker_client, offline_base):
     done = run_and_wait(docker_client, offline_base, ["python3", "-c", SLIM_PROBE])
     assert done.exit_code == 0, done.stderr
     assert json.loads(done.stdout) == {
-        "python": True, "docs": 0, "man": 0, "locale": 0, "apt_lists": 0, "debs": 0,
-        "ensurepip": True, "ca": True,
+        "python": True,
+        "docs": 0,
+        "man": 0,
+        "locale": 0,
+        "apt_lists": 0,
+        "debs": 0,
+        "ensurepip": True,
+        "ca": True,
     }
 
 

@@ -55,7 +55,9 @@ def test_labels_match_versions_inside(docker_client, built_image):
 def test_image_record_holds_versions_from_the_image(docker_client, built_image):
     inside = image_versions(docker_client, built_image.image_id)
     assert built_image.versions == inside.as_dict()
-    assert f"prefect-aci-test:{inside.prefect}-python{inside.python_minor}" in built_image.local_tags
+    assert (
+        f"prefect-aci-test:{inside.prefect}-python{inside.python_minor}" in built_image.local_tags
+    )
 
 
 def test_final_image_has_no_compiler_or_package_caches(docker_client, image):
@@ -70,5 +72,9 @@ def test_final_image_has_no_compiler_or_package_caches(docker_client, image):
     done = run_and_wait(docker_client, image, ["python3", "-c", probe], user="root")
     assert done.exit_code == 0, done.stderr
     assert json.loads(done.stdout) == {
-        "gcc": None, "cc": None, "uv": None, "pip_cache": False, "apt_lists": False,
+        "gcc": None,
+        "cc": None,
+        "uv": None,
+        "pip_cache": False,
+        "apt_lists": False,
     }

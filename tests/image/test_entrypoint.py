@@ -86,7 +86,9 @@ def test_extra_pip_packages_are_installed_as_non_root(docker_client, image, pip_
     assert done.stdout.strip() == "1000"
 
 
-def test_extra_pip_packages_failure_exits_non_zero_with_clear_message(docker_client, image, pip_env):
+def test_extra_pip_packages_failure_exits_non_zero_with_clear_message(
+    docker_client, image, pip_env
+):
     pip_env["environment"]["EXTRA_PIP_PACKAGES"] = "prefect-aci-no-such-package-xq7==0.0.1"
     done = run_and_wait(docker_client, image, ["echo", "COMMAND RAN"], **pip_env)
     assert done.exit_code != 0
@@ -97,8 +99,10 @@ def test_extra_pip_packages_failure_exits_non_zero_with_clear_message(docker_cli
 def test_extra_pip_packages_credentials_are_not_printed(docker_client, image):
     requirement = "https://builder:s3cr3t-t0ken@127.0.0.1:9/pkg.tar.gz"
     done = run_and_wait(
-        docker_client, image, ["true"], environment={"EXTRA_PIP_PACKAGES": requirement,
-                                                      "PIP_RETRIES": "0"}
+        docker_client,
+        image,
+        ["true"],
+        environment={"EXTRA_PIP_PACKAGES": requirement, "PIP_RETRIES": "0"},
     )
     assert done.exit_code != 0
     assert "s3cr3t-t0ken" not in done.stdout + done.stderr

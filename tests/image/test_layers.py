@@ -28,14 +28,20 @@ def layer_files(docker_client, image, tmp_path_factory) -> dict[str, bytes]:
 
 def test_layer_scan_reads_file_contents(layer_files):
     # Control: the entrypoint script is in a layer, so a bundle would be found the same way.
-    assert any(b"EXTRA_PIP_PACKAGES" in data for name, data in layer_files.items()
-               if name.endswith("opt/prefect/entrypoint.sh"))
+    assert any(
+        b"EXTRA_PIP_PACKAGES" in data
+        for name, data in layer_files.items()
+        if name.endswith("opt/prefect/entrypoint.sh")
+    )
 
 
 def test_no_layer_holds_the_build_ca_bundle(layer_files):
     marker = CA_MARKER.encode()
-    leaked = [name for name, data in layer_files.items()
-              if marker in data or name.endswith("build-ca.pem")]
+    leaked = [
+        name
+        for name, data in layer_files.items()
+        if marker in data or name.endswith("build-ca.pem")
+    ]
     assert leaked == []
 
 

@@ -7,10 +7,11 @@ PYTEST_ARGS ?=
 UV_COMPILE := $(BIN)/uv pip compile --quiet --no-config --index-url https://pypi.org/simple \
 	--universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock"
 
-.PHONY: help setup engine image test lint lock clean
+.PHONY: help setup engine image push test lint lock clean
 
 help:
 	@echo "make image   build the image (offline Debian base when nothing can be pulled)"
+	@echo "make push REGISTRY=host[:port] [REPOSITORY=name]   push all tags, record the digest"
 	@echo "make test    run the whole test suite (starts a Docker engine if needed)"
 	@echo "make lint    ruff, hadolint, shellcheck"
 	@echo "make lock    re-resolve docker/requirements.lock and requirements-dev.lock"
@@ -21,10 +22,14 @@ $(VENV)/.installed: pyproject.toml requirements-dev.lock
 setup: $(VENV)/.installed
 
 engine:
+	scripts/ensure-packages.sh
 	scripts/ensure-docker.sh
 
 image: setup engine
 	$(PY) -m image_builder build --offline-fallback $(BUILD_FLAGS)
+
+push: setup engine
+	$(PY) -m image_builder push --registry "$(REGISTRY)" $(if $(REPOSITORY),--repository "$(REPOSITORY)") $(PUSH_FLAGS)
 
 test: setup engine
 	$(PY) -m pytest $(PYTEST_ARGS)

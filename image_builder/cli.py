@@ -8,10 +8,20 @@ from rich.console import Console
 from rich.markup import escape
 
 from image_builder import base as base_images
+from image_builder.acr import default_credential, exchange_login
 from image_builder.build import BuildRequest, build_image
 from image_builder.engine import connect
 from image_builder.errors import UserError
+from image_builder.push import PushPlan, push_image
 from image_builder.record import read_record, write_record
+from image_builder.registry import (
+    RegistryCredentials,
+    RegistryKind,
+    registry_kind,
+    static_login,
+    validate_registry,
+    validate_repository,
+)
 from image_builder.settings import (
     IMAGE_RECORD,
     PROJECT_ROOT,
@@ -26,7 +36,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def _parse_build_args(values: list[str]) -> dict[str, str]:
@@ -134,6 +144,57 @@ def tags(
     ref = image or read_record(record).image_id
     for tag in image_tags(connect(), ref, latest=latest):
         print(tag)
+
+
+@app.command()
+def push(
+    registry: Annotated[
+        str | None,
+        typer.Option(help="myregistry.azurecr.io, docker.io or any OCI registry host[:port]."),
+    ] = None,
+    repository: Annotated[
+        str | None,
+        typer.Option(
+            help="Repository in the registry (default: the local one; <user>/<it> on Docker Hub)."
+        ),
+    ] = None,
+    latest: Annotated[bool, typer.Option(help="Also push the latest tag.")] = False,
+    attempts: Annotated[
+        int,
+        typer.Option(
+            min=1, max=10, help="Tries per tag when the registry fails in a transient way."
+        ),
+    ] = 4,
+    record: Annotated[Path, typer.Option(help="Image record to read and update.")] = IMAGE_RECORD,
+) -> None:
+    """Push every tag the image earns, verify the digest, record the pinned reference."""
+    if not registry:
+        raise UserError(
+            "name the registry: --registry myregistry.azurecr.io (or REGISTRY=... with make push)"
+        )
+    image = read_record(record)
+    target = validate_registry(registry)
+    kind = registry_kind(target)
+    creds = RegistryCredentials()
+    name = repository or image.repository
+    if kind is RegistryKind.DOCKER_HUB and repository is None and creds.dockerhub_username:
+        name = f"{creds.dockerhub_username}/{image.repository}"
+    name = validate_repository(name, kind)
+    login = static_login(kind, creds)
+    if kind is RegistryKind.ACR and login is None:
+        login = exchange_login(target, default_credential(), tenant=creds.azure_tenant_id)
+    client = connect()
+    plan = PushPlan(
+        registry=target,
+        repository=name,
+        login=login,
+        attempts=attempts,
+        tags=image_tags(client, image.image_id, latest=latest),
+    )
+    updated, _ = push_image(client, image, plan, console)
+    write_record(record, updated)
+    console.print(f"[bold green]Pushed[/] {updated.reference}; wrote {record}")
+    print(updated.reference)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import docker.models.images
 from docker.errors import ContainerError, ImageNotFound
 
 import docker
@@ -31,8 +32,19 @@ class ImageVersions:
         return asdict(self)
 
 
+def require_image(client: docker.DockerClient, image: str) -> docker.models.images.Image:
+    """The local image, or a UserError: never let ``run`` fall back to pulling it."""
+    try:
+        return client.images.get(image)
+    except ImageNotFound:
+        raise UserError(
+            f"image {image[:71]} is not in the engine; build it first (make image)"
+        ) from None
+
+
 def run_python(client: docker.DockerClient, image: str, code: str, entrypoint: str = "") -> str:
     """Run ``python3 -c code`` in a throwaway container of ``image`` and return its stdout."""
+    require_image(client, image)
     try:
         output = client.containers.run(
             image,
@@ -43,8 +55,6 @@ def run_python(client: docker.DockerClient, image: str, code: str, entrypoint: s
             stderr=False,
             network_disabled=True,
         )
-    except ImageNotFound:
-        raise UserError(f"image {image} is not present; build it first (make image)") from None
     except ContainerError as exc:
         raise UserError(f"could not run python3 in {image}: {exc.stderr!r}") from None
     return output.decode().strip()

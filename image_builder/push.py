@@ -1,0 +1,241 @@
+"""Push every tag the image earns, then read the digest back from the registry."""
+
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from docker.errors import APIError
+from rich.console import Console
+
+import docker
+from image_builder.errors import UserError
+from image_builder.probe import require_image
+from image_builder.record import ImageRecord
+from image_builder.registry import Login
+
+_AUTH_ERROR = re.compile(
+    r"unauthorized|authentication required|no basic auth credentials|denied|forbidden|"
+    r"incorrect username or password",
+    re.IGNORECASE,
+)
+_TRANSIENT_ERROR = re.compile(
+    r"connection reset|broken pipe|\bEOF\b|timeout|timed out|connection refused|"
+    r"\b50[0234]\b|service unavailable|bad gateway|gateway timeout|internal server error|"
+    r"i/o timeout|no route to host|TLS handshake",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class PushOutcome:
+    digest: str
+    uploaded: dict[str, int] = field(default_factory=dict)  # layer id -> bytes pushed
+    existing: set[str] = field(default_factory=set)  # layers the registry already had
+
+
+class PushFailed(Exception):
+    def __init__(self, message: str, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+def follow_push(stream: Iterable[dict], on_status: Callable[[dict], None]) -> PushOutcome:
+    """Consume the engine's push stream. Errors arrive inside it, never as exceptions."""
+    outcome = PushOutcome(digest="")
+    sizes: dict[str, int] = {}
+    for chunk in stream:
+        if "error" in chunk or "errorDetail" in chunk:
+            message = (chunk.get("error") or chunk["errorDetail"].get("message", "")).strip()
+            raise PushFailed(
+                message,
+                transient=bool(_TRANSIENT_ERROR.search(message))
+                and not _AUTH_ERROR.search(message),
+            )
+        layer, status = chunk.get("id", ""), chunk.get("status", "")
+        if status == "Pushing" and chunk.get("progressDetail", {}).get("total"):
+            sizes[layer] = chunk["progressDetail"]["total"]
+        elif status == "Pushed":
+            outcome.uploaded[layer] = sizes.get(layer, 0)
+        elif status == "Layer already exists":
+            outcome.existing.add(layer)
+        digest = chunk.get("aux", {}).get("Digest")
+        if digest:
+            outcome.digest = digest
+        on_status(chunk)
+    if not outcome.digest:
+        raise PushFailed("the engine finished the push without reporting a digest", True)
+    return outcome
+
+
+@dataclass
+class PushPlan:
+    registry: str
+    repository: str
+    tags: list[str]
+    login: Login | None
+    attempts: int = 4
+    backoff_seconds: float = 2.0
+
+
+def _auth_hint(plan: PushPlan) -> str:
+    if plan.login is None:
+        return "the registry wants credentials: set REGISTRY_USERNAME and REGISTRY_PASSWORD"
+    return f"check {plan.login.source}"
+
+
+def login(client: docker.DockerClient, plan: PushPlan) -> None:
+    """Check the credentials with the registry before pushing anything."""
+    if plan.login is None:
+        return
+    try:
+        client.api.login(
+            plan.login.username,
+            plan.login.password.get_secret_value(),
+            registry=plan.registry,
+            reauth=True,
+        )
+    except APIError as exc:
+        reason = str(exc.explanation or "").strip()
+        if _AUTH_ERROR.search(reason) or "401" in reason:
+            raise UserError(
+                f"registry {plan.registry} rejected the credentials for user "
+                f"{plan.login.username}; {_auth_hint(plan)}"
+            ) from None
+        raise UserError(
+            f"cannot log in to registry {plan.registry} "
+            f"({_unreachable_reason(reason)}); check the name and that it is "
+            "reachable"
+        ) from None
+
+
+def _unreachable_reason(reason: str) -> str:
+    for known in ("connection refused", "no such host", "i/o timeout", "connection reset"):
+        if known in reason.lower():
+            return known
+    return reason.splitlines()[0][:160] if reason else "no answer"
+
+
+def push_tag(
+    client: docker.DockerClient,
+    plan: PushPlan,
+    tag: str,
+    console: Console,
+    show: Callable[[dict], None],
+) -> PushOutcome:
+    """Push one tag, retrying transient failures a bounded number of times with backoff."""
+    target = f"{plan.registry}/{plan.repository}"
+    for attempt in range(1, plan.attempts + 1):
+        try:
+            stream = client.api.push(
+                target,
+                tag=tag,
+                stream=True,
+                decode=True,
+                auth_config=plan.login.auth_config() if plan.login else None,
+            )
+            return follow_push(stream, show)
+        except PushFailed as exc:
+            if _AUTH_ERROR.search(str(exc)):
+                raise UserError(
+                    f"registry {plan.registry} refused the push of {target}:{tag} "
+                    f"({exc}); {_auth_hint(plan)}"
+                ) from None
+            if not exc.transient or attempt == plan.attempts:
+                raise UserError(
+                    f"push of {target}:{tag} failed after {attempt} attempt(s): "
+                    f"{_unreachable_reason(str(exc))}"
+                ) from None
+            wait = plan.backoff_seconds * 2 ** (attempt - 1)
+            console.print(
+                f"[yellow]push interrupted ({_unreachable_reason(str(exc))}); "
+                f"retrying in {wait:.0f}s (attempt {attempt + 1}/{plan.attempts})[/]"
+            )
+            time.sleep(wait)
+        except APIError as exc:
+            raise UserError(
+                f"the engine refused the push of {target}:{tag}: "
+                f"{_unreachable_reason(str(exc.explanation or exc))}"
+            ) from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def registry_digest(client: docker.DockerClient, plan: PushPlan, tag: str) -> str:
+    """The manifest digest the registry itself serves for ``tag``."""
+    try:
+        answer = client.api.inspect_distribution(
+            f"{plan.registry}/{plan.repository}:{tag}",
+            auth_config=plan.login.auth_config() if plan.login else None,
+        )
+    except APIError as exc:
+        raise UserError(
+            f"pushed, but registry {plan.registry} does not serve "
+            f"{plan.repository}:{tag} ({_unreachable_reason(str(exc.explanation))}); "
+            "nothing recorded: push again"
+        ) from None
+    return answer["Descriptor"]["digest"]
+
+
+def push_image(
+    client: docker.DockerClient, record: ImageRecord, plan: PushPlan, console: Console
+) -> tuple[ImageRecord, list[PushOutcome]]:
+    """Push all tags; return the record to write (registry, tags, digest, pinned reference)."""
+    image = require_image(client, record.image_id)
+    login(client, plan)
+    target = f"{plan.registry}/{plan.repository}"
+    outcomes = []
+    for tag in plan.tags:
+        image.tag(target, tag)
+        console.print(f"[bold]Pushing[/] {target}:{tag}")
+        outcome = push_tag(client, plan, tag, console, _printer(console))
+        console.print(
+            f"  {len(outcome.uploaded)} layer(s) uploaded "
+            f"({sum(outcome.uploaded.values()) / 1e6:.1f} MB), "
+            f"{len(outcome.existing)} already there, digest {outcome.digest}"
+        )
+        outcomes.append(outcome)
+    digests = {outcome.digest for outcome in outcomes}
+    if len(digests) != 1:
+        raise UserError(
+            f"tags of one image were pushed with different digests {sorted(digests)}; "
+            "nothing recorded: push again"
+        )
+    digest = digests.pop()
+    served = registry_digest(client, plan, plan.tags[0])
+    if served != digest:
+        raise UserError(
+            f"registry {plan.registry} serves {served} for {plan.tags[0]}, not the "
+            f"pushed {digest}; nothing recorded: push again"
+        )
+    updated = record.model_copy(
+        update={
+            "registry": plan.registry,
+            "repository": plan.repository,
+            "tags": plan.tags,
+            "digest": digest,
+            "reference": f"{target}@{digest}",
+        }
+    )
+    return updated, outcomes
+
+
+def _printer(console: Console) -> Callable[[dict], None]:
+    """One line per layer as it finishes, plus a progress line every ~25% of a large upload."""
+    reported: dict[str, int] = {}
+
+    def show(chunk: dict) -> None:
+        layer, status = chunk.get("id", ""), chunk.get("status", "")
+        if status in ("Pushed", "Layer already exists"):
+            console.print(f"  {layer}: {status}", highlight=False)
+        elif status == "Pushing":
+            detail = chunk.get("progressDetail") or {}
+            total, current = detail.get("total") or 0, detail.get("current") or 0
+            if total > 8_000_000:
+                quarter = int(4 * current / total)
+                if quarter > reported.get(layer, 0):
+                    reported[layer] = quarter
+                    console.print(
+                        f"  {layer}: {current / 1e6:.0f}/{total / 1e6:.0f} MB", highlight=False
+                    )
+
+    return show

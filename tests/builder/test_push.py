@@ -1,0 +1,187 @@
+"""`python -m image_builder push` against a real registry (Debian's docker-registry, htpasswd)."""
+
+import json
+import re
+
+import pytest
+
+from tests.conftest import run_builder
+from tests.stand_ins import CuttingProxy, LocalRegistry, free_port
+
+USER, PASSWORD = "pusher", "s3cret-registry-pw"
+CREDS = {"REGISTRY_USERNAME": USER, "REGISTRY_PASSWORD": PASSWORD}
+NO_CREDS = {"REGISTRY_USERNAME": "", "REGISTRY_PASSWORD": ""}
+
+
+@pytest.fixture
+def registry(tmp_path):
+    local = LocalRegistry(tmp_path / "registry", users={USER: PASSWORD}).start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def record(built_image, tmp_path):
+    path = tmp_path / "image.json"
+    path.write_text(built_image.model_dump_json())
+    return path
+
+
+def push(record, *args, env=None):
+    return run_builder("push", "--record", str(record), *args, env={**NO_CREDS, **(env or {})})
+
+
+def errors(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+def uploaded_layers(stderr: str) -> list[int]:
+    return [int(n) for n in re.findall(r"(\d+) layer\(s\) uploaded", stderr)]
+
+
+def test_push_records_the_digest_the_registry_serves(registry, record, built_image):
+    result = push(
+        record, "--registry", registry.host, "--repository", "team/prefect-aci", env=CREDS
+    )
+    assert result.returncode == 0, result.stderr
+    saved = json.loads(record.read_text())
+    served = registry.manifest_digest("team/prefect-aci", saved["tags"][0])
+    assert saved["digest"] == served
+    assert saved["reference"] == f"{registry.host}/team/prefect-aci@{served}"
+    assert result.stdout.strip() == saved["reference"]
+    assert saved["image_id"] == built_image.image_id
+
+
+def test_push_sends_every_tag_the_image_earns(registry, record, built_image):
+    result = push(record, "--registry", registry.host, "--latest", env=CREDS)
+    assert result.returncode == 0, result.stderr
+    saved = json.loads(record.read_text())
+    assert sorted(registry.tags(saved["repository"])) == sorted(saved["tags"])
+    assert "latest" in saved["tags"]
+    minor = ".".join(built_image.versions["python"].split(".")[:2])
+    assert f"{built_image.versions['prefect']}-python{minor}" in saved["tags"]
+
+
+def test_repush_of_unchanged_image_uploads_no_layer(registry, record):
+    first = push(record, "--registry", registry.host, env=CREDS)
+    assert first.returncode == 0, first.stderr
+    assert uploaded_layers(first.stderr)[0] > 0
+    again = push(record, "--registry", registry.host, env=CREDS)
+    assert again.returncode == 0, again.stderr
+    assert set(uploaded_layers(again.stderr)) == {0}
+
+
+def test_wrong_password_is_one_line_and_never_printed(registry, record):
+    wrong = "Wr0ng-pa55word-xyz"
+    result = push(
+        record,
+        "--registry",
+        registry.host,
+        env={"REGISTRY_USERNAME": USER, "REGISTRY_PASSWORD": wrong},
+    )
+    assert result.returncode == 1
+    [error] = errors(result)
+    assert f"rejected the credentials for user {USER}" in error
+    assert "REGISTRY_USERNAME/REGISTRY_PASSWORD" in error
+    assert wrong not in result.stdout + result.stderr
+    assert json.loads(record.read_text())["digest"] is None
+
+
+def test_anonymous_push_to_a_registry_that_wants_auth(registry, record):
+    result = push(record, "--registry", registry.host, "--attempts", "1")
+    assert result.returncode == 1
+    [error] = errors(result)
+    assert "set REGISTRY_USERNAME and REGISTRY_PASSWORD" in error
+
+
+def test_unreachable_registry_is_a_clear_error(record):
+    result = push(record, "--registry", f"127.0.0.1:{free_port()}", env=CREDS)
+    assert result.returncode == 1
+    [error] = errors(result)
+    assert "connection refused" in error
+    assert PASSWORD not in result.stderr
+
+
+def test_credentials_never_reach_output_or_record(registry, record):
+    result = push(record, "--registry", registry.host, env=CREDS)
+    assert result.returncode == 0, result.stderr
+    assert PASSWORD not in result.stdout + result.stderr + record.read_text()
+
+
+def test_registry_cut_mid_push_then_back_finishes_with_a_true_digest(registry, record):
+    proxy = CuttingProxy(registry.port, cut_after=20_000_000, outage=3)
+    try:
+        result = push(record, "--registry", f"127.0.0.1:{proxy.port}", env=CREDS)
+    finally:
+        proxy.close()
+    assert proxy.cut_at is not None, "the proxy never cut the push: the test proved nothing"
+    assert result.returncode == 0, result.stderr
+    saved = json.loads(record.read_text())
+    assert saved["digest"] == registry.manifest_digest(saved["repository"], saved["tags"][0])
+
+
+def test_registry_gone_mid_push_fails_clearly_and_records_nothing(registry, record):
+    proxy = CuttingProxy(registry.port, cut_after=20_000_000, outage=None)
+    try:
+        result = push(record, "--registry", f"127.0.0.1:{proxy.port}", "--attempts", "2", env=CREDS)
+    finally:
+        proxy.close()
+    assert proxy.cut_at is not None
+    assert result.returncode == 1
+    [error] = errors(result)
+    assert "failed after 2 attempt(s)" in error
+    assert json.loads(record.read_text())["digest"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--registry", "Not A Host"], "registry must be a host name"),
+        (
+            ["--registry", "127.0.0.1:5000", "--repository", "Bad_Repo!"],
+            "repository must be lower-case",
+        ),
+        (
+            ["--registry", "docker.io", "--repository", "prefect-aci"],
+            "Docker Hub repositories are <namespace>/<name>",
+        ),
+        ([], "name the registry"),
+    ],
+)
+def test_malformed_names_are_caught_before_anything_is_sent(record, args, expected):
+    result = push(record, *args)
+    assert result.returncode == 1
+    [error] = errors(result)
+    assert expected in error
+
+
+def test_docker_hub_without_token_says_which_variables(record):
+    result = push(
+        record,
+        "--registry",
+        "docker.io",
+        "--repository",
+        "me/prefect-aci",
+        env={"DOCKERHUB_USERNAME": "", "DOCKERHUB_TOKEN": ""},
+    )
+    assert result.returncode == 1
+    [error] = errors(result)
+    assert "DOCKERHUB_USERNAME and DOCKERHUB_TOKEN" in error
+
+
+def test_push_before_building_is_a_clear_error(tmp_path):
+    result = push(tmp_path / "missing.json", "--registry", "127.0.0.1:5000")
+    assert result.returncode == 1
+    [error] = errors(result)
+    assert "build the image first" in error
+
+
+def test_record_of_an_image_the_engine_lacks(tmp_path, registry, built_image):
+    path = tmp_path / "image.json"
+    path.write_text(
+        built_image.model_copy(update={"image_id": "sha256:" + "0" * 64}).model_dump_json()
+    )
+    result = push(path, "--registry", registry.host, env=CREDS)
+    assert result.returncode == 1
+    [error] = errors(result)
+    assert "build it first" in error

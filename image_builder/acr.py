@@ -29,7 +29,15 @@ NO_CREDENTIAL_HINT = (
 def default_credential() -> TokenCredential:
     from azure.identity import DefaultAzureCredential
 
-    return DefaultAzureCredential()
+    try:
+        return DefaultAzureCredential()
+    except ValueError as exc:
+        # e.g. AZURE_CLIENT_ID set but empty: azure-identity refuses to build the credential.
+        raise UserError(
+            f"the Azure credential settings are incomplete ({exc}); set "
+            "AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET together, "
+            "or unset them"
+        ) from None
 
 
 def _tenant_of(token: str) -> str | None:
@@ -65,9 +73,12 @@ def exchange_login(
     tenant = tenant or _tenant_of(aad_token)
     if tenant:
         form["tenant"] = tenant
-    client = PipelineClient(base_url=f"{scheme}://{login_server}", transport=transport)
+    base_url = f"{scheme}://{login_server}"
+    client = PipelineClient(base_url=base_url, transport=transport)
     try:
-        response = client.send_request(HttpRequest("POST", "/oauth2/exchange", data=form))
+        response = client.send_request(
+            HttpRequest("POST", f"{base_url}/oauth2/exchange", data=form)
+        )
     except AzureError as exc:
         raise UserError(
             f"cannot reach ACR {login_server} for the token exchange "

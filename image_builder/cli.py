@@ -1,5 +1,7 @@
-"""`python -m image_builder`: build the image, make an offline base, show its tags."""
+"""`python -m image_builder`: build, tag and push the image; make an offline base."""
 
+import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -198,6 +200,10 @@ def push(
 
 
 def main() -> None:
+    # azure-identity logs every credential it tried, with tracebacks, through logging's
+    # last-resort handler; our error line already says what to do. IMAGE_BUILDER_DEBUG=1 keeps it.
+    if not os.environ.get("IMAGE_BUILDER_DEBUG"):
+        logging.getLogger("azure").setLevel(logging.CRITICAL)
     try:
         app()
     except UserError as exc:

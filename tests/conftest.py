@@ -19,14 +19,15 @@ TEST_REPOSITORY = "prefect-aci-test"
 CA_MARKER = "# prefect-aci test marker: this CA bundle belongs to the build stage only"
 
 
-def run_builder(*args: str, env: dict[str, str] | None = None, timeout: int = 1500):
-    """Run ``python -m image_builder`` as a user would; return the completed process."""
+def run_builder(*args: str, env: dict[str, str | None] | None = None, timeout: int = 1500):
+    """Run ``python -m image_builder`` as a user would; ``None`` in env unsets a variable."""
+    merged = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "image_builder", *args],
         capture_output=True,
         text=True,
         cwd=PROJECT_ROOT,
-        env={**os.environ, **(env or {})},
+        env={name: value for name, value in merged.items() if value is not None},
         timeout=timeout,
     )
 

@@ -8,9 +8,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from image_builder import base as base_images
 from image_builder.acr import default_credential, exchange_login
+from image_builder.acr_tags import acr_client, delete_tags, list_tags, prune_plan
 from image_builder.build import BuildRequest, build_image
 from image_builder.engine import connect
 from image_builder.errors import UserError
@@ -197,6 +199,74 @@ def push(
     write_record(record, updated)
     console.print(f"[bold green]Pushed[/] {updated.reference}; wrote {record}")
     print(updated.reference)
+
+
+acr_app = typer.Typer(
+    help="Housekeeping in an Azure Container Registry (Azure credential).", no_args_is_help=True
+)
+app.add_typer(acr_app, name="acr")
+
+RegistryOption = Annotated[
+    str, typer.Option(help="Registry login server, like myregistry.azurecr.io.")
+]
+RepositoryOption = Annotated[
+    str | None, typer.Option(help="Repository (default: the one in build/image.json).")
+]
+
+
+def _acr_target(registry: str, repository: str | None, record: Path) -> tuple[str, str]:
+    target = validate_registry(registry)
+    if registry_kind(target) is not RegistryKind.ACR:
+        raise UserError(f"{target} is not an Azure Container Registry (<name>.azurecr.io)")
+    if repository is None:
+        if not record.is_file():
+            raise UserError(
+                "pass --repository, or build and push first so build/image.json names it"
+            )
+        repository = read_record(record).repository
+    return target, validate_repository(repository, RegistryKind.ACR)
+
+
+@acr_app.command("list")
+def acr_list(
+    registry: RegistryOption,
+    repository: RepositoryOption = None,
+    record: Annotated[Path, typer.Option(help="Image record.")] = IMAGE_RECORD,
+) -> None:
+    """Tags with their digests and last update, newest first."""
+    target, name = _acr_target(registry, repository, record)
+    client = acr_client(target, default_credential())
+    table = Table("tag", "digest", "updated")
+    for tag in list_tags(client, name):
+        table.add_row(tag.name, tag.digest, tag.updated.isoformat(timespec="seconds"))
+    Console().print(table)
+
+
+@acr_app.command("prune")
+def acr_prune(
+    registry: RegistryOption,
+    keep: Annotated[int, typer.Option(help="How many of the newest tags to keep.")],
+    repository: RepositoryOption = None,
+    dry_run: Annotated[bool, typer.Option(help="Only say what would be deleted.")] = False,
+    record: Annotated[
+        Path, typer.Option(help="Image record whose digest and tags are never deleted.")
+    ] = IMAGE_RECORD,
+) -> None:
+    """Delete all but the newest --keep tags; never one that build/image.json pins."""
+    target, name = _acr_target(registry, repository, record)
+    pinned = read_record(record) if record.is_file() else None
+    client = acr_client(target, default_credential())
+    doomed = prune_plan(
+        list_tags(client, name),
+        keep,
+        pinned.digest if pinned else None,
+        set(pinned.tags) if pinned else set(),
+    )
+    for tag in doomed:
+        print(f"{'would delete' if dry_run else 'deleting'} {name}:{tag.name} ({tag.digest})")
+    if not dry_run:
+        delete_tags(client, name, doomed)
+    console.print(f"{len(doomed)} tag(s) {'to delete' if dry_run else 'deleted'} from {name}")
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
-"""A local HTTP endpoint speaking two documented Azure protocols: the App Service managed identity
+"""A local HTTP endpoint speaking documented Azure protocols: the App Service managed identity
 token endpoint (what azure-identity's ManagedIdentityCredential calls when IDENTITY_ENDPOINT is
-set) and ACR's /oauth2/exchange. No Azure is reached; the real azure-identity code runs."""
+set), ACR's /oauth2/exchange and /oauth2/token, and the ACR tag API behind a 401 challenge. No
+Azure is reached; the real azure-identity and azure-containerregistry code runs against it."""
 
 import base64
 import json
@@ -9,9 +10,13 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from azure.core.pipeline.transport import RequestsTransport
+
 IDENTITY_HEADER = "local-identity-header"
 TENANT = "11111111-2222-3333-4444-555555555555"
 REFRESH_TOKEN = "acr-refresh-token-never-print-me"
+ACR_ACCESS_TOKEN = "acr-access-token"
+ACR_SERVICE = "prefectacitest.azurecr.io"
 
 
 def fake_jwt(claims: dict) -> str:
@@ -28,6 +33,8 @@ class AzureStandIn:
         self.access_token = fake_jwt({"tid": TENANT, "aud": "https://containerregistry.azure.net"})
         self.token_requests: list[dict] = []
         self.exchanges: list[dict] = []
+        self.tags: dict[str, list[dict]] = {}
+        self.deleted: list[str] = []
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -42,7 +49,66 @@ class AzureStandIn:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _acr_authorized(self, repository: str) -> bool:
+                if self.headers.get("Authorization") == f"Bearer {ACR_ACCESS_TOKEN}":
+                    return True
+                data = b"{}"
+                self.send_response(401)
+                self.send_header(
+                    "WWW-Authenticate",
+                    f'Bearer realm="https://{ACR_SERVICE}/oauth2/token",'
+                    f'service="{ACR_SERVICE}",'
+                    f'scope="repository:{repository}:metadata_read,delete"',
+                )
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return False
+
+            def _acr_path(self) -> tuple[str, str | None] | None:
+                path = urllib.parse.urlparse(self.path).path
+                if not path.startswith("/acr/v1/") or "/_tags" not in path:
+                    return None
+                repository, _, rest = path[len("/acr/v1/") :].partition("/_tags")
+                return urllib.parse.unquote(repository), rest.lstrip("/") or None
+
+            def do_DELETE(self) -> None:
+                target = self._acr_path()
+                if target is None or target[1] is None:
+                    self._answer(404, {})
+                    return
+                repository, tag = target
+                if not self._acr_authorized(repository):
+                    return
+                before = len(stand_in.tags.get(repository, []))
+                stand_in.tags[repository] = [
+                    t for t in stand_in.tags.get(repository, []) if t["name"] != tag
+                ]
+                if len(stand_in.tags[repository]) == before:
+                    self._answer(404, {"errors": [{"code": "TAG_UNKNOWN"}]})
+                    return
+                stand_in.deleted.append(tag)
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def do_GET(self) -> None:
+                target = self._acr_path()
+                if target is not None:
+                    repository, _ = target
+                    if not self._acr_authorized(repository):
+                        return
+                    if repository not in stand_in.tags:
+                        self._answer(404, {"errors": [{"code": "NAME_UNKNOWN"}]})
+                        return
+                    newest_first = sorted(
+                        stand_in.tags[repository], key=lambda t: t["lastUpdateTime"], reverse=True
+                    )
+                    self._answer(
+                        200,
+                        {"registry": ACR_SERVICE, "imageName": repository, "tags": newest_first},
+                    )
+                    return
                 url = urllib.parse.urlparse(self.path)
                 query = dict(urllib.parse.parse_qsl(url.query))
                 stand_in.token_requests.append(
@@ -77,8 +143,14 @@ class AzureStandIn:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
-                stand_in.exchanges.append({"path": self.path, "form": form})
-                if self.path != "/oauth2/exchange":
+                path = urllib.parse.urlparse(self.path).path
+                stand_in.exchanges.append({"path": path, "form": form})
+                if path == "/oauth2/token":
+                    if form.get("refresh_token") != REFRESH_TOKEN:
+                        self._answer(401, {"errors": [{"code": "UNAUTHORIZED"}]})
+                    else:
+                        self._answer(200, {"access_token": ACR_ACCESS_TOKEN})
+                elif path != "/oauth2/exchange":
                     self._answer(404, {})
                 elif stand_in.exchange_status != 200:
                     self._answer(stand_in.exchange_status, {"errors": [{"code": "DENIED"}]})
@@ -100,6 +172,39 @@ class AzureStandIn:
             "IDENTITY_ENDPOINT": f"http://{self.host}/msi/token",
             "IDENTITY_HEADER": IDENTITY_HEADER,
         }
+
+    def add_tag(self, repository: str, name: str, digest: str, updated: str) -> None:
+        self.tags.setdefault(repository, []).append(
+            {
+                "name": name,
+                "digest": digest,
+                "createdTime": updated,
+                "lastUpdateTime": updated,
+                "signed": False,
+                "changeableAttributes": {
+                    "deleteEnabled": True,
+                    "writeEnabled": True,
+                    "readEnabled": True,
+                    "listEnabled": True,
+                },
+            }
+        )
+
+    def transport(self) -> RequestsTransport:
+        """azure-core's own requests transport, sending https://<ACR_SERVICE> here instead."""
+        local = f"http://{self.host}"
+
+        class ToStandIn(RequestsTransport):
+            def send(self, request, **kwargs):
+                # Only the wire address changes: the SDK's policies keep seeing https.
+                original = request.url
+                request.url = original.replace(f"https://{ACR_SERVICE}", local)
+                try:
+                    return super().send(request, **kwargs)
+                finally:
+                    request.url = original
+
+        return ToStandIn()
 
     def close(self) -> None:
         self.server.shutdown()

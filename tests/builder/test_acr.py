@@ -1,13 +1,16 @@
 """ACR login without the az CLI: azure-identity's real ManagedIdentityCredential gets a token from
 a local App Service identity endpoint, and our exchange posts it to a local /oauth2/exchange."""
 
+from datetime import UTC, datetime
+
 import pytest
 from azure.identity import ManagedIdentityCredential
 
 from image_builder.acr import ACR_SCOPE, exchange_login
+from image_builder.acr_tags import TagInfo, acr_client, delete_tags, list_tags, prune_plan
 from image_builder.errors import UserError
 from image_builder.registry import ACR_TOKEN_USER
-from tests.acr_stand_in import REFRESH_TOKEN, TENANT, AzureStandIn
+from tests.acr_stand_in import ACR_SERVICE, REFRESH_TOKEN, TENANT, AzureStandIn
 from tests.conftest import run_builder
 
 AZURE_VARIABLES = (
@@ -120,3 +123,65 @@ def test_blank_service_principal_settings_are_one_line(tmp_path, built_image):
     assert "Traceback" not in result.stderr
     [error] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert "settings are incomplete" in error
+
+
+DIGEST = "sha256:" + "a" * 64
+
+
+def _stocked(azure: AzureStandIn) -> None:
+    for day, (tag, digest) in enumerate(
+        [
+            ("old-1", "sha256:" + "1" * 64),
+            ("old-2", "sha256:" + "2" * 64),
+            ("pinned-old", DIGEST),
+            ("new-1", "sha256:" + "3" * 64),
+            ("new-2", "sha256:" + "4" * 64),
+        ],
+        start=1,
+    ):
+        azure.add_tag("prefect-aci", tag, digest, f"2026-11-{day:02d}T10:00:00Z")
+
+
+def test_list_tags_goes_through_the_acr_challenge_newest_first(azure):
+    _stocked(azure)
+    client = acr_client(ACR_SERVICE, ManagedIdentityCredential(), transport=azure.transport())
+    tags = list_tags(client, "prefect-aci")
+    assert [tag.name for tag in tags] == ["new-2", "new-1", "pinned-old", "old-2", "old-1"]
+    assert tags[2].digest == DIGEST
+    paths = [exchange["path"] for exchange in azure.exchanges]
+    assert paths[:2] == ["/oauth2/exchange", "/oauth2/token"]
+    assert azure.exchanges[1]["form"]["scope"].startswith("repository:prefect-aci:")
+
+
+def test_prune_keeps_the_newest_and_never_the_pinned_digest(azure):
+    _stocked(azure)
+    client = acr_client(ACR_SERVICE, ManagedIdentityCredential(), transport=azure.transport())
+    doomed = prune_plan(
+        list_tags(client, "prefect-aci"), keep=2, pinned_digest=DIGEST, pinned_tags=set()
+    )
+    delete_tags(client, "prefect-aci", doomed)
+    assert sorted(azure.deleted) == ["old-1", "old-2"]
+    assert sorted(t["name"] for t in azure.tags["prefect-aci"]) == ["new-1", "new-2", "pinned-old"]
+
+
+def test_prune_spares_tags_named_in_the_record():
+    tags = [TagInfo(f"t{i}", f"sha256:{i}", datetime(2026, 11, i, tzinfo=UTC)) for i in (1, 2, 3)]
+    doomed = prune_plan(tags, keep=1, pinned_digest=None, pinned_tags={"t1"})
+    assert [tag.name for tag in doomed] == ["t2"]
+
+
+def test_prune_keep_below_one_is_refused():
+    with pytest.raises(UserError, match="at least 1"):
+        prune_plan([], keep=0, pinned_digest=None, pinned_tags=set())
+
+
+def test_list_of_a_missing_repository_is_a_clear_error(azure):
+    client = acr_client(ACR_SERVICE, ManagedIdentityCredential(), transport=azure.transport())
+    with pytest.raises(UserError, match="repository nope does not exist"):
+        list_tags(client, "nope")
+
+
+def test_acr_commands_refuse_a_registry_that_is_not_acr(tmp_path):
+    result = run_builder("acr", "list", "--registry", "127.0.0.1:5000", "--repository", "x")
+    assert result.returncode == 1
+    assert "is not an Azure Container Registry" in result.stderr

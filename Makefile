@@ -13,7 +13,7 @@ help:
 	@echo "make image   build the image (offline Debian base when nothing can be pulled)"
 	@echo "make push REGISTRY=host[:port] [REPOSITORY=name]   push all tags, record the digest"
 	@echo "make test    run the whole test suite (starts a Docker engine if needed)"
-	@echo "make lint    ruff, hadolint, shellcheck"
+	@echo "make lint    ruff, hadolint, shellcheck, actionlint"
 	@echo "make lock    re-resolve docker/requirements.lock and requirements-dev.lock"
 
 $(VENV)/.installed: pyproject.toml requirements-dev.lock
@@ -39,6 +39,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint docker/Dockerfile
 	$(BIN)/shellcheck docker/entrypoint.sh scripts/*.sh .ci/run
+	$(BIN)/actionlint .github/workflows/*.yml
 
 lock: setup
 	$(UV_COMPILE) docker/requirements.in -o docker/requirements.lock

@@ -1,108 +1,12 @@
-"""Real local stand-ins started by the tests: Debian's docker-registry, and a TCP proxy that cuts
-connections, to make a registry that fails in the middle of a push."""
+"""A TCP proxy that cuts connections, to make a registry that fails in the middle of a push.
+(The registry itself is image_builder.local_registry, which the demo and bench use too.)"""
 
-import base64
 import contextlib
-import json
 import socket
-import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
-import bcrypt
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
-
-
-class LocalRegistry:
-    """docker-registry (distribution 2.8) on a loopback port, htpasswd auth when users given."""
-
-    def __init__(self, root: Path, users: dict[str, str] | None = None) -> None:
-        self.root = root
-        self.port = free_port()
-        self.users = users or {}
-        self.process: subprocess.Popen | None = None
-        root.mkdir(parents=True, exist_ok=True)
-        auth = ""
-        if self.users:
-            (root / "htpasswd").write_text(
-                "".join(
-                    f"{user}:{bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=4)).decode()}\n"
-                    for user, pw in self.users.items()
-                )
-            )
-            auth = f"auth:\n  htpasswd:\n    realm: prefect-aci-test\n    path: {root}/htpasswd\n"
-        (root / "config.yml").write_text(
-            "version: 0.1\nlog:\n  level: warn\n"
-            f"storage:\n  filesystem:\n    rootdirectory: {root}/data\n"
-            "  delete:\n    enabled: true\n"
-            f"http:\n  addr: 127.0.0.1:{self.port}\n{auth}"
-        )
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> "LocalRegistry":
-        log = (self.root / "registry.log").open("ab")
-        self.process = subprocess.Popen(
-            ["docker-registry", "serve", str(self.root / "config.yml")],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_for_port(self.port)
-        return self
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-    def manifest_digest(self, repository: str, tag: str) -> str | None:
-        """Docker-Content-Digest of a manifest, asked over the registry's own HTTP API."""
-        request = urllib.request.Request(
-            f"http://{self.host}/v2/{repository}/manifests/{tag}",
-            method="HEAD",
-            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
-        )
-        if self.users:
-            user, password = next(iter(self.users.items()))
-            token = base64.b64encode(f"{user}:{password}".encode()).decode()
-            request.add_header("Authorization", f"Basic {token}")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-                return response.headers["Docker-Content-Digest"]
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                return None
-            raise
-
-    def tags(self, repository: str) -> list[str]:
-        user, password = next(iter(self.users.items()))
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        request = urllib.request.Request(
-            f"http://{self.host}/v2/{repository}/tags/list",
-            headers={"Authorization": f"Basic {token}"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            return json.loads(response.read())["tags"] or []
+from image_builder.local_registry import free_port
 
 
 class CuttingProxy:

@@ -5,8 +5,9 @@ import re
 
 import pytest
 
+from image_builder.local_registry import LocalRegistry, free_port
 from tests.conftest import run_builder
-from tests.stand_ins import CuttingProxy, LocalRegistry, free_port
+from tests.stand_ins import CuttingProxy
 
 USER, PASSWORD = "pusher", "s3cret-registry-pw"
 CREDS = {"REGISTRY_USERNAME": USER, "REGISTRY_PASSWORD": PASSWORD}

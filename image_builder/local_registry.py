@@ -1,0 +1,131 @@
+"""Debian's docker-registry (distribution 2.8) on a loopback port: the push target of the
+benchmarks, the tests and the local demo. htpasswd auth when users are given."""
+
+import base64
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from image_builder.errors import UserError
+
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+    ]
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise UserError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s")
+
+
+class LocalRegistry:
+    def __init__(
+        self, root: Path, users: dict[str, str] | None = None, port: int | None = None
+    ) -> None:
+        self.root = root
+        self.port = port or free_port()
+        self.users = users or {}
+        self.process: subprocess.Popen | None = None
+        root.mkdir(parents=True, exist_ok=True)
+        auth = ""
+        if self.users:
+            import bcrypt
+
+            (root / "htpasswd").write_text(
+                "".join(
+                    f"{user}:{bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=4)).decode()}\n"
+                    for user, pw in self.users.items()
+                )
+            )
+            auth = f"auth:\n  htpasswd:\n    realm: prefect-aci\n    path: {root}/htpasswd\n"
+        (root / "config.yml").write_text(
+            "version: 0.1\nlog:\n  level: warn\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {root}/data\n"
+            "  delete:\n    enabled: true\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n{auth}"
+        )
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> "LocalRegistry":
+        binary = shutil.which("docker-registry")
+        if binary is None:
+            raise UserError(
+                "docker-registry is not installed; run scripts/ensure-packages.sh "
+                "(apt-get install docker-registry)"
+            )
+        with (self.root / "registry.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [binary, "serve", str(self.root / "config.yml")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def __enter__(self) -> "LocalRegistry":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _request(self, path: str, method: str = "GET", accept: str | None = None):
+        request = urllib.request.Request(f"http://{self.host}{path}", method=method)
+        if accept:
+            request.add_header("Accept", accept)
+        if self.users:
+            user, password = next(iter(self.users.items()))
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        return urllib.request.urlopen(request, timeout=30)  # noqa: S310 (loopback http)
+
+    def manifest_digest(self, repository: str, tag: str) -> str | None:
+        """Docker-Content-Digest of a manifest, asked over the registry's own HTTP API."""
+        try:
+            with self._request(
+                f"/v2/{repository}/manifests/{tag}", "HEAD", MANIFEST_TYPES
+            ) as response:
+                return response.headers["Docker-Content-Digest"]
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    def manifest(self, repository: str, tag: str) -> dict:
+        with self._request(f"/v2/{repository}/manifests/{tag}", accept=MANIFEST_TYPES) as resp:
+            return json.loads(resp.read())
+
+    def tags(self, repository: str) -> list[str]:
+        with self._request(f"/v2/{repository}/tags/list") as response:
+            return json.loads(response.read())["tags"] or []
+
+    def stored_blobs(self) -> dict[str, int]:
+        """Blob digest -> bytes stored: what was uploaded, compressed, as the registry keeps it."""
+        blobs = self.root / "data/docker/registry/v2/blobs"
+        return {path.parent.name: path.stat().st_size for path in blobs.rglob("data")}

@@ -7,11 +7,12 @@ PYTEST_ARGS ?=
 UV_COMPILE := $(BIN)/uv pip compile --quiet --no-config --index-url https://pypi.org/simple \
 	--universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock"
 
-.PHONY: help setup engine image push test lint lock clean
+.PHONY: help setup engine image push bench test lint lock clean
 
 help:
 	@echo "make image   build the image (offline Debian base when nothing can be pulled)"
 	@echo "make push REGISTRY=host[:port] [REPOSITORY=name]   push all tags, record the digest"
+	@echo "make bench   our image vs the usual recipe: size, build, start, push (build/bench.json)"
 	@echo "make test    run the whole test suite (starts a Docker engine if needed)"
 	@echo "make lint    ruff, hadolint, shellcheck, actionlint"
 	@echo "make lock    re-resolve docker/requirements.lock and requirements-dev.lock"
@@ -31,13 +32,16 @@ image: setup engine
 push: setup engine
 	$(PY) -m image_builder push --registry "$(REGISTRY)" $(if $(REPOSITORY),--repository "$(REPOSITORY)") $(PUSH_FLAGS)
 
+bench: setup engine
+	$(PY) -m image_builder bench $(BENCH_FLAGS)
+
 test: setup engine
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/hadolint docker/Dockerfile
+	$(BIN)/hadolint docker/Dockerfile bench/Dockerfile
 	$(BIN)/shellcheck docker/entrypoint.sh scripts/*.sh .ci/run
 	$(BIN)/actionlint .github/workflows/*.yml
 

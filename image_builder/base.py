@@ -7,11 +7,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import docker
 from docker.errors import APIError, ImageNotFound
 from docker.utils import parse_repository_tag
 from rich.console import Console
 
-import docker
 from image_builder.errors import UserError
 
 SUITE = "bookworm"

@@ -6,12 +6,13 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
+import docker
 from docker.errors import APIError
 from rich.console import Console
 from rich.markup import escape
 
-import docker
 from image_builder import vcs
 from image_builder.context import build_context
 from image_builder.errors import UserError
@@ -54,7 +55,7 @@ def follow_build(stream: Iterable[dict], console: Console, verbose: bool) -> Bui
         if "error" in chunk or "errorDetail" in chunk:
             message = chunk.get("error") or chunk.get("errorDetail", {}).get("message", "")
             for line in result.output:
-                console.print(f"  [dim]{line}[/dim]", highlight=False, markup=False)
+                console.print(f"  {line}", style="dim", highlight=False, markup=False)
             where = f"step {result.step}" if result.step else "before the first step"
             raise UserError(f"build failed at {where}: {message.strip()}")
         if "aux" in chunk and "ID" in chunk["aux"]:
@@ -76,7 +77,7 @@ def follow_build(stream: Iterable[dict], console: Console, verbose: bool) -> Bui
             else:
                 result.output.append(line)
                 if verbose or line.startswith(" ---> Using cache"):
-                    console.print(f"  [dim]{line}[/dim]", highlight=False, markup=False)
+                    console.print(f"  {line}", style="dim", highlight=False, markup=False)
     if not result.image_id:
         raise UserError("the engine finished the build without reporting an image id")
     return result
@@ -92,6 +93,31 @@ def _lines(text: str) -> Iterator[str]:
         line = line.rstrip()
         if line:
             yield line
+
+
+def stream_build(
+    client: docker.DockerClient,
+    context: BinaryIO,
+    buildargs: dict[str, str],
+    nocache: bool,
+    console: Console,
+    verbose: bool = False,
+) -> str:
+    """Send a prepared tar context to the engine and follow the build; return the image id."""
+    try:
+        stream = client.api.build(
+            fileobj=context,
+            custom_context=True,
+            buildargs=buildargs,
+            nocache=nocache,
+            pull=False,
+            rm=True,
+            forcerm=True,
+            decode=True,
+        )
+        return follow_build(stream, console, verbose).image_id
+    except APIError as exc:
+        raise UserError(f"the engine refused the build: {exc.explanation or exc}") from None
 
 
 def build_image(
@@ -123,28 +149,14 @@ def build_image(
         f"{', CA bundle ' + str(request.ca_bundle) if request.ca_bundle else ''})"
     )
     started = time.monotonic()
-    try:
-        stream = client.api.build(
-            fileobj=context,
-            custom_context=True,
-            buildargs=args,
-            nocache=request.nocache,
-            pull=False,
-            rm=True,
-            forcerm=True,
-            decode=True,
-        )
-        result = follow_build(stream, console, request.verbose)
-    except APIError as exc:
-        raise UserError(f"the engine refused the build: {exc.explanation or exc}") from None
-
-    actual = image_versions(client, result.image_id)
+    image_id = stream_build(client, context, args, request.nocache, console, request.verbose)
+    actual = image_versions(client, image_id)
     if actual != expected:
         raise UserError(
             f"the built image reports {actual.as_dict()} but its labels say {expected.as_dict()}; "
             "the lock or base changed during the build: rebuild"
         )
-    image = client.images.get(result.image_id)
+    image = client.images.get(image_id)
     local_tags = [
         f"{request.repository}:{tag}" for tag in version_tags(actual.prefect, actual.python_minor)
     ]
@@ -153,7 +165,7 @@ def build_image(
         repository, tag = ref.rsplit(":", 1)
         image.tag(repository, tag)
     console.print(
-        f"[bold green]Built[/] {result.image_id[:19]} in {time.monotonic() - started:.0f}s, "
+        f"[bold green]Built[/] {image_id[:19]} in {time.monotonic() - started:.0f}s, "
         f"tagged {', '.join(local_tags)}"
     )
     labels = dict(image.labels or {})
@@ -162,7 +174,7 @@ def build_image(
             "[yellow]The working tree has uncommitted changes: no sha- tag will be pushed.[/]"
         )
     return ImageRecord(
-        image_id=result.image_id,
+        image_id=image_id,
         repository=request.repository,
         local_tags=local_tags,
         base_image=request.base_image,

@@ -13,6 +13,7 @@ from rich.table import Table
 from image_builder import base as base_images
 from image_builder.acr import default_credential, exchange_login
 from image_builder.acr_tags import acr_client, delete_tags, list_tags, prune_plan
+from image_builder.bench import print_report, run_bench, save
 from image_builder.build import BuildRequest, build_image
 from image_builder.engine import connect
 from image_builder.errors import UserError
@@ -27,6 +28,8 @@ from image_builder.registry import (
     validate_repository,
 )
 from image_builder.settings import (
+    BENCH_DIR,
+    BUILD_DIR,
     IMAGE_RECORD,
     PROJECT_ROOT,
     ImageSettings,
@@ -199,6 +202,47 @@ def push(
     write_record(record, updated)
     console.print(f"[bold green]Pushed[/] {updated.reference}; wrote {record}")
     print(updated.reference)
+
+
+@app.command()
+def bench(
+    base: Annotated[
+        str | None,
+        typer.Option(
+            help="Base image for both images (default: "
+            "BASE_IMAGE; the offline base if it cannot be "
+            "pulled)."
+        ),
+    ] = None,
+    runs: Annotated[
+        int, typer.Option(min=1, max=50, help="Container runs per start-time figure (median).")
+    ] = 5,
+    output: Annotated[Path, typer.Option(help="Where to write the figures.")] = BUILD_DIR
+    / "bench.json",
+) -> None:
+    """Measure our image against the usual one-stage recipe, built now from the same base."""
+    settings = ImageSettings()
+    client = connect()
+    base_image = base_images.resolve_base(
+        client,
+        base or settings.base_image,
+        settings.offline_base_image,
+        True,
+        settings.debian_mirror,
+        console,
+    )
+    result = run_bench(
+        client,
+        base_image,
+        settings.docker_dir,
+        BENCH_DIR,
+        detect_ca_bundle(settings.ca_bundle),
+        runs,
+        console,
+    )
+    print_report(result, Console())
+    save(result, output)
+    console.print(f"Wrote {output}")
 
 
 acr_app = typer.Typer(

@@ -24,8 +24,10 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def build_context(docker_dir: Path, ca_bundle: Path | None) -> io.BytesIO:
-    """A tar of the Dockerfile, entrypoint, locks and ``build-ca.pem`` (empty when no bundle)."""
+def build_context(
+    docker_dir: Path, ca_bundle: Path | None, files: dict[str, int] = CONTEXT_FILES
+) -> io.BytesIO:
+    """A tar of ``files`` from ``docker_dir`` and ``build-ca.pem`` (empty when no bundle)."""
     if ca_bundle is not None and not ca_bundle.is_file():
         raise UserError(
             f"CA bundle {ca_bundle} does not exist; pass --ca-bundle with a PEM file, "
@@ -33,7 +35,7 @@ def build_context(docker_dir: Path, ca_bundle: Path | None) -> io.BytesIO:
         )
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, mode in CONTEXT_FILES.items():
+        for name, mode in files.items():
             path = docker_dir / name
             if not path.is_file():
                 raise UserError(f"{path} is missing; run from a complete checkout of prefect-aci")

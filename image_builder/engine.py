@@ -1,8 +1,8 @@
 """Connection to the Docker engine, with an error that says how to get one."""
 
+import docker
 from docker.errors import DockerException
 
-import docker
 from image_builder.errors import UserError
 
 

@@ -5,10 +5,10 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import docker
 import docker.models.images
 from docker.errors import ContainerError, ImageNotFound
 
-import docker
 from image_builder.errors import UserError
 
 _VERSION_PROBE = (

@@ -5,10 +5,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import docker
 from docker.errors import APIError
 from rich.console import Console
 
-import docker
 from image_builder.errors import UserError
 from image_builder.probe import require_image
 from image_builder.record import ImageRecord

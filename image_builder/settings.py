@@ -11,6 +11,7 @@ OFFLINE_BASE_IMAGE = "prefect-aci/debian-python:bookworm"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DOCKER_DIR = PROJECT_ROOT / "docker"
 BUILD_DIR = PROJECT_ROOT / "build"
+BENCH_DIR = PROJECT_ROOT / "bench"
 IMAGE_RECORD = BUILD_DIR / "image.json"
 
 # Where corporate and proxied machines already point their tools at a CA bundle, in the order

@@ -8,6 +8,7 @@ only when asked for.
 import re
 
 import docker
+
 from image_builder.probe import image_versions
 
 REVISION_LABEL = "org.opencontainers.image.revision"

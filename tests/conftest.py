@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 
 import certifi
+import docker
 import pytest
 from docker.errors import DockerException
 
-import docker
 from image_builder.record import ImageRecord, read_record
 from image_builder.settings import PROJECT_ROOT, detect_ca_bundle
 

@@ -1,0 +1,38 @@
+"""The bench's arithmetic: ratios and targets from figures (no timing is measured here)."""
+
+from image_builder.bench import Figures, report
+
+
+def _figures(**values) -> Figures:
+    defaults = dict(image_id="x", cold_build_s=10.0, rebuild_s=0.5, uncompressed_bytes=400,
+                    compressed_bytes=100, start_to_prefect_version_s=2.0,
+                    start_to_worker_import_s=2.0, first_push_bytes=100, repush_bytes=1000,
+                    repush_layers=1)
+    return Figures(**{**defaults, **values})
+
+
+def test_ratios_are_ours_over_baseline():
+    result = report(_figures(compressed_bytes=40), _figures(compressed_bytes=100), {}, "base")
+    assert result["figures"]["compressed_bytes"]["ratio"] == 0.4
+    assert result["targets"]["compressed_bytes"]["met"] is True
+
+
+def test_missed_target_is_reported_not_hidden():
+    result = report(_figures(cold_build_s=7.0), _figures(cold_build_s=10.0), {}, "base")
+    assert result["targets"]["cold_build_s"] == {"target": "<= 0.6", "ratio": 0.7, "met": False}
+
+
+def test_rebuild_is_measured_against_our_own_cold_build():
+    result = report(_figures(cold_build_s=100.0, rebuild_s=20.0), _figures(), {}, "base")
+    assert result["targets"]["rebuild_s_vs_our_cold"]["ratio"] == 0.2
+    assert result["targets"]["rebuild_s_vs_our_cold"]["met"] is False
+
+
+def test_repush_of_more_than_one_layer_misses_its_target():
+    result = report(_figures(repush_layers=2), _figures(), {}, "base")
+    assert result["targets"]["repush_layers"]["met"] is False
+
+
+def test_zero_baseline_gives_no_ratio_instead_of_dividing_by_zero():
+    result = report(_figures(repush_bytes=0), _figures(repush_bytes=0), {}, "base")
+    assert result["figures"]["repush_bytes"]["ratio"] is None

@@ -4,10 +4,18 @@ from image_builder.bench import Figures, report
 
 
 def _figures(**values) -> Figures:
-    defaults = dict(image_id="x", cold_build_s=10.0, rebuild_s=0.5, uncompressed_bytes=400,
-                    compressed_bytes=100, start_to_prefect_version_s=2.0,
-                    start_to_worker_import_s=2.0, first_push_bytes=100, repush_bytes=1000,
-                    repush_layers=1)
+    defaults = dict(
+        image_id="x",
+        cold_build_s=10.0,
+        rebuild_s=0.5,
+        uncompressed_bytes=400,
+        compressed_bytes=100,
+        start_to_prefect_version_s=2.0,
+        start_to_worker_import_s=2.0,
+        first_push_bytes=100,
+        repush_bytes=1000,
+        repush_layers=1,
+    )
     return Figures(**{**defaults, **values})
 
 

@@ -7,17 +7,18 @@ PYTEST_ARGS ?=
 UV_COMPILE := $(BIN)/uv pip compile --quiet --no-config --index-url https://pypi.org/simple \
 	--universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock"
 
-.PHONY: help setup engine image push bench test lint lock clean
+.PHONY: help setup engine image push bench validate-arm test lint lock clean
 
 help:
 	@echo "make image   build the image (offline Debian base when nothing can be pulled)"
 	@echo "make push REGISTRY=host[:port] [REPOSITORY=name]   push all tags, record the digest"
 	@echo "make bench   our image vs the usual recipe: size, build, start, push (build/bench.json)"
+	@echo "make validate-arm   the ARM template: Azure's schemas, checkov, structure (offline)"
 	@echo "make test    run the whole test suite (starts a Docker engine if needed)"
 	@echo "make lint    ruff, hadolint, shellcheck, actionlint"
 	@echo "make lock    re-resolve docker/requirements.lock and requirements-dev.lock"
 
-$(VENV)/.installed: pyproject.toml requirements-dev.lock
+$(VENV)/.installed: pyproject.toml requirements-dev.lock requirements-checkov.lock
 	scripts/bootstrap.sh
 
 setup: $(VENV)/.installed
@@ -35,6 +36,14 @@ push: setup engine
 bench: setup engine
 	$(PY) -m image_builder bench $(BENCH_FLAGS)
 
+CHECKOV := .venv-checkov/bin/checkov --framework arm --skip-download --compact --quiet \
+	--external-checks-dir arm/checkov_checks
+
+validate-arm: setup
+	$(PY) -m arm validate
+	$(CHECKOV) -f arm/azuredeploy.json
+	$(PY) -m pytest -q tests/arm
+
 test: setup engine
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -49,6 +58,7 @@ lock: setup
 	$(UV_COMPILE) docker/requirements.in -o docker/requirements.lock
 	$(UV_COMPILE) docker/build-tools.in -o docker/build-tools.lock
 	$(UV_COMPILE) --extra dev pyproject.toml -o requirements-dev.lock
+	$(UV_COMPILE) requirements-checkov.in -o requirements-checkov.lock
 
 clean:
 	rm -rf build

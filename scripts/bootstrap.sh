@@ -14,4 +14,9 @@ command -v "$PYTHON" >/dev/null 2>&1 || { echo "bootstrap: $PYTHON not found; in
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e .
 touch "$VENV/.installed"
+
+# checkov in a venv of its own: its pins conflict with the development tools.
+CHECKOV_VENV="${CHECKOV_VENV:-.venv-checkov}"
+[ -x "$CHECKOV_VENV/bin/python" ] || "$PYTHON" -m venv "$CHECKOV_VENV"
+"$CHECKOV_VENV/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-checkov.lock
 echo "bootstrap: $VENV ready ($("$VENV/bin/python" --version))" >&2

@@ -1,0 +1,3 @@
+from arm.cli import main
+
+main()

@@ -1,0 +1,31 @@
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from arm.validation import load_schemas
+from image_builder.settings import PROJECT_ROOT
+
+TEMPLATE = PROJECT_ROOT / "arm" / "azuredeploy.json"
+ROLE = PROJECT_ROOT / "arm" / "prefect-aci-role.json"
+SCHEMAS = Path(os.environ.get("ARM_SCHEMAS_DIR", PROJECT_ROOT.parent / "shared" / "arm-schemas"))
+
+
+@pytest.fixture(scope="session")
+def template() -> dict:
+    return json.loads(TEMPLATE.read_text())
+
+
+@pytest.fixture(scope="session")
+def schemas():
+    return load_schemas(SCHEMAS)
+
+
+def resources_of(template: dict, resource_type: str) -> list[dict]:
+    return [r for r in template["resources"] if r["type"] == resource_type]
+
+
+def worker_group(template: dict) -> dict:
+    [group] = resources_of(template, "Microsoft.ContainerInstance/containerGroups")
+    return group

@@ -1,0 +1,286 @@
+"""The template's structure and expressions, read as data."""
+
+import json
+import re
+
+from tests.arm.conftest import ROLE, resources_of, worker_group
+
+KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+# What prefect-azure 0.4.13's ACI worker calls (prefect_azure/workers/container_instance.py):
+WORKER_CALLS = {
+    "Microsoft.Resources/deployments/write": "deployments.begin_create_or_update",
+    "Microsoft.Resources/deployments/read": "the deployment poller's result",
+    "Microsoft.Resources/deployments/operationStatuses/read": "the deployment poller",
+    "Microsoft.Resources/subscriptions/resourceGroups/read": "resourceGroup() in its template",
+    "Microsoft.ContainerInstance/containerGroups/write": "the container group the deployment "
+    "creates",
+    "Microsoft.ContainerInstance/containerGroups/read": "container_groups.get",
+    "Microsoft.ContainerInstance/containerGroups/delete": "container_groups.begin_delete",
+    "Microsoft.ContainerInstance/containerGroups/stop/action": "container_groups.stop",
+    "Microsoft.ContainerInstance/containerGroups/containers/logs/read": "containers.list_logs",
+    "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action": "identities in the group",
+    "Microsoft.Network/virtualNetworks/subnets/join/action": "subnetIds in the group",
+}
+
+
+def strings(node):
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield key
+            yield from strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from strings(value)
+
+
+def referenced(template: dict, function: str) -> set[str]:
+    pattern = re.compile(rf"{function}\('([^']+)'\)")
+    return {name for text in strings(template) for name in pattern.findall(text)}
+
+
+def split_args(text: str) -> list[str]:
+    """Top-level comma-separated arguments of an ARM function call's argument list."""
+    args, depth, current, quoted = [], 0, "", False
+    for char in text:
+        if char == "'":
+            quoted = not quoted
+        if not quoted and char in "([":
+            depth += 1
+        elif not quoted and char in ")]":
+            depth -= 1
+        if char == "," and depth == 0 and not quoted:
+            args.append(current.strip())
+            current = ""
+        else:
+            current += char
+    args.append(current.strip())
+    return args
+
+
+def call_args(expression: str, function: str) -> list[list[str]]:
+    """Arguments of each top-level-or-nested call of ``function`` in ``expression``."""
+    found = []
+    start = 0
+    while (index := expression.find(f"{function}(", start)) != -1:
+        if index > 0 and (expression[index - 1].isalnum() or expression[index - 1] == "_"):
+            start = index + 1  # part of a longer name, e.g. subscriptionResourceId(
+            continue
+        depth, end = 0, index + len(function)
+        for end in range(index + len(function), len(expression)):
+            depth += {"(": 1, ")": -1}.get(expression[end], 0)
+            if depth == 0:
+                break
+        found.append(split_args(expression[index + len(function) + 1 : end]))
+        start = index + 1
+    return found
+
+
+def test_every_parameter_reference_is_declared(template):
+    assert referenced(template, "parameters") <= set(template["parameters"])
+
+
+def test_every_variable_reference_is_declared(template):
+    assert referenced(template, "variables") <= set(template["variables"])
+
+
+def test_every_declared_parameter_is_used(template):
+    body = {k: v for k, v in template.items() if k != "parameters"}
+    used = referenced(body, "parameters") | referenced(template["parameters"], "parameters")
+    assert set(template["parameters"]) <= used
+
+
+def declared(template: dict, resource_type: str) -> list[dict]:
+    """Resources of a type, counting subnets declared inline in a virtual network."""
+    found = resources_of(template, resource_type)
+    if resource_type == "Microsoft.Network/virtualNetworks/subnets":
+        for vnet in resources_of(template, "Microsoft.Network/virtualNetworks"):
+            found += [
+                {"name": f"{vnet['name']}/{subnet['name']}"}
+                for subnet in vnet["properties"].get("subnets", [])
+            ]
+    return found
+
+
+def _target_exists(template: dict, reference: str) -> bool:
+    if reference.startswith("[extensionResourceId("):
+        [args] = call_args(reference[1:-1], "extensionResourceId")[:1]
+        resource_type, name = args[1].strip("'"), args[2]
+    else:
+        args = call_args(reference[1:-1], "resourceId")[0]
+        resource_type, names = args[0].strip("'"), args[1:]
+        name = None if resource_type != "Microsoft.Authorization/roleAssignments" else names[0]
+        if name is None:
+            for candidate in declared(template, resource_type):
+                if all(part.strip("'") in candidate["name"] for part in names):
+                    return True
+            return False
+    return any(
+        candidate["name"] == f"[{name}]" for candidate in resources_of(template, resource_type)
+    )
+
+
+def test_every_depends_on_target_exists(template):
+    missing = [
+        (r["type"], ref)
+        for r in template["resources"]
+        for ref in r.get("dependsOn", [])
+        if not _target_exists(template, ref)
+    ]
+    assert missing == []
+
+
+def test_every_resource_id_names_a_resource_of_the_template(template):
+    local_types = {r["type"] for r in template["resources"]}
+    local_types.add("Microsoft.Network/virtualNetworks/subnets")
+    for text in strings(template):
+        for args in call_args(text, "resourceId"):
+            resource_type = args[0].strip("'")
+            assert resource_type in local_types, text
+            assert _target_exists(template, f"[resourceId({', '.join(args)})]"), text
+
+
+def test_secure_parameters_have_no_default(template):
+    secure = {
+        n: p
+        for n, p in template["parameters"].items()
+        if p["type"].lower() in ("securestring", "secureobject")
+    }
+    assert set(secure) == {"prefectApiKey", "demoSecretValue"}
+    assert [n for n, p in secure.items() if "defaultValue" in p] == []
+
+
+def test_every_parameter_is_described(template):
+    assert [
+        n for n, p in template["parameters"].items() if not p.get("metadata", {}).get("description")
+    ] == []
+
+
+def test_no_output_carries_a_secret(template):
+    secure = {n for n, p in template["parameters"].items() if p["type"].lower() == "securestring"}
+    for name, output in template["outputs"].items():
+        text = json.dumps(output)
+        assert output["type"].lower() not in ("securestring", "secureobject"), name
+        assert not (referenced(output, "parameters") & secure), name
+        assert not re.search(r"list[A-Z]\w*\(", text), name  # listKeys, listCredentials, ...
+        assert "secret" not in text.lower() or name == "keyVaultUri", name
+
+
+def test_outputs_give_what_the_next_stages_need(template):
+    assert {
+        "keyVaultUri",
+        "workerIdentityId",
+        "workerIdentityClientId",
+        "jobIdentityId",
+        "jobIdentityClientId",
+        "subnetId",
+        "registryLoginServer",
+        "storageAccountName",
+        "flowCodeContainerName",
+        "workPoolName",
+    } <= set(template["outputs"])
+
+
+def test_tini_comes_first_in_the_worker_command(template):
+    command_ref = worker_group(template)["properties"]["containers"][0]["properties"]["command"]
+    command = template["variables"][re.search(r"variables\('(\w+)'\)", command_ref).group(1)]
+    assert command[:4] == ["/usr/bin/tini", "-g", "--", "/opt/prefect/entrypoint.sh"]
+    assert command[4:8] == ["prefect", "worker", "start", "--pool"]
+    assert command[command.index("--type") + 1] == "azure-container-instance"
+
+
+def test_worker_gets_api_key_only_as_secure_value_and_its_client_id(template):
+    env = {
+        v["name"]: v
+        for v in worker_group(template)["properties"]["containers"][0]["properties"][
+            "environmentVariables"
+        ]
+    }
+    assert set(env["PREFECT_API_KEY"]) == {"name", "secureValue"}
+    assert "workerIdentityName" in env["AZURE_CLIENT_ID"]["value"]
+    assert "clientId" in env["AZURE_CLIENT_ID"]["value"]
+
+
+def test_worker_runs_in_the_subnet_always_restarting_with_its_identity(template):
+    group = worker_group(template)
+    assert group["properties"]["restartPolicy"] == "Always"
+    assert group["properties"]["ipAddress"]["type"] == "Private"
+    assert "variables('subnetName')" in group["properties"]["subnetIds"][0]["id"]
+    assert list(group["identity"]["userAssignedIdentities"]) == [
+        "[resourceId('Microsoft.ManagedIdentity/userAssignedIdentities', "
+        "variables('workerIdentityName'))]"
+    ]
+    credentials = group["properties"]["imageRegistryCredentials"]
+    assert "'identity'" in credentials and "workerIdentityName" in credentials
+
+
+def test_worker_depends_on_its_role_assignments(template):
+    depends = " ".join(worker_group(template)["dependsOn"])
+    assert "roleAssignments" in depends and "workerRoleName" in depends
+    assert "acrPullRoleId" in depends
+
+
+def test_role_assignments_are_guid_named_for_service_principals(template):
+    for assignment in resources_of(template, "Microsoft.Authorization/roleAssignments"):
+        assert assignment["name"].startswith("[guid("), assignment["name"]
+        assert assignment["properties"]["principalType"] == "ServicePrincipal"
+
+
+def test_key_vault_secrets_user_is_scoped_to_the_vault_not_the_group(template):
+    [assignment] = [
+        a
+        for a in resources_of(template, "Microsoft.Authorization/roleAssignments")
+        if "keyVaultSecretsUserRoleId" in a["properties"]["roleDefinitionId"]
+    ]
+    assert KEY_VAULT_SECRETS_USER in template["variables"]["keyVaultSecretsUserRoleId"]
+    assert assignment["scope"] == (
+        "[resourceId('Microsoft.KeyVault/vaults', parameters('keyVaultName'))]"
+    )
+    assert "jobIdentityName" in assignment["properties"]["principalId"]
+
+
+def test_job_identity_reads_only_the_flow_code_container(template):
+    [assignment] = [
+        a
+        for a in resources_of(template, "Microsoft.Authorization/roleAssignments")
+        if "storageBlobDataReaderRoleId" in a["properties"]["roleDefinitionId"]
+    ]
+    assert "blobServices/containers" in assignment["scope"]
+
+
+def test_key_vault_uses_rbac_soft_delete_and_optional_purge_protection(template):
+    [vault] = resources_of(template, "Microsoft.KeyVault/vaults")
+    properties = vault["properties"]
+    assert properties["enableRbacAuthorization"] is True
+    assert properties["enableSoftDelete"] is True
+    assert properties["enablePurgeProtection"] == (
+        "[if(parameters('enablePurgeProtection'), true(), null())]"
+    )
+
+
+def test_subnet_is_delegated_to_aci_and_leaves_through_the_nat_gateway(template):
+    [vnet] = resources_of(template, "Microsoft.Network/virtualNetworks")
+    [subnet] = vnet["properties"]["subnets"]
+    delegations = [d["properties"]["serviceName"] for d in subnet["properties"]["delegations"]]
+    assert delegations == ["Microsoft.ContainerInstance/containerGroups"]
+    assert "natGateways" in subnet["properties"]["natGateway"]["id"]
+    [ip] = resources_of(template, "Microsoft.Network/publicIPAddresses")
+    assert ip["sku"]["name"] == "Standard"
+    assert ip["properties"]["publicIPAllocationMethod"] == "Static"
+
+
+def test_storage_has_shared_key_access_off_by_default(template):
+    assert template["parameters"]["allowSharedKeyAccess"]["defaultValue"] is False
+
+
+def test_worker_role_has_exactly_what_the_worker_calls(template):
+    assert sorted(template["variables"]["workerActions"]) == sorted(WORKER_CALLS)
+
+
+def test_custom_role_file_matches_the_template_and_az_format(template):
+    role = json.loads(ROLE.read_text())
+    assert sorted(role["Actions"]) == sorted(template["variables"]["workerActions"])
+    assert role["IsCustom"] is True
+    assert set(role) >= {"Name", "Description", "Actions", "NotActions", "AssignableScopes"}
+    assert not any("*" in action for action in role["Actions"])

@@ -7,13 +7,15 @@ PYTEST_ARGS ?=
 UV_COMPILE := $(BIN)/uv pip compile --quiet --no-config --index-url https://pypi.org/simple \
 	--universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock"
 
-.PHONY: help setup engine image push bench validate-arm test lint lock clean
+.PHONY: help setup engine image push bench validate-arm deploy-infra destroy test lint lock clean
 
 help:
 	@echo "make image   build the image (offline Debian base when nothing can be pulled)"
 	@echo "make push REGISTRY=host[:port] [REPOSITORY=name]   push all tags, record the digest"
 	@echo "make bench   our image vs the usual recipe: size, build, start, push (build/bench.json)"
 	@echo "make validate-arm   the ARM template: Azure's schemas, checkov, structure (offline)"
+	@echo "make deploy-infra [WHAT_IF=1]   deploy the ARM template (settings from .env), outputs to build/azure.json"
+	@echo "make destroy CONFIRM=yes        delete the resource group"
 	@echo "make test    run the whole test suite (starts a Docker engine if needed)"
 	@echo "make lint    ruff, hadolint, shellcheck, actionlint"
 	@echo "make lock    re-resolve docker/requirements.lock and requirements-dev.lock"
@@ -43,6 +45,12 @@ validate-arm: setup
 	$(PY) -m arm validate
 	$(CHECKOV) -f arm/azuredeploy.json
 	$(PY) -m pytest -q tests/arm
+
+deploy-infra: setup
+	$(PY) -m arm deploy $(if $(WHAT_IF),--what-if) $(DEPLOY_FLAGS)
+
+destroy: setup
+	$(PY) -m arm destroy $(if $(filter yes,$(CONFIRM)),--yes)
 
 test: setup engine
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -10,7 +10,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from azure.core.pipeline.transport import RequestsTransport
+from tests.redirect import RedirectTransport
 
 IDENTITY_HEADER = "local-identity-header"
 TENANT = "11111111-2222-3333-4444-555555555555"
@@ -190,21 +190,9 @@ class AzureStandIn:
             }
         )
 
-    def transport(self) -> RequestsTransport:
-        """azure-core's own requests transport, sending https://<ACR_SERVICE> here instead."""
-        local = f"http://{self.host}"
-
-        class ToStandIn(RequestsTransport):
-            def send(self, request, **kwargs):
-                # Only the wire address changes: the SDK's policies keep seeing https.
-                original = request.url
-                request.url = original.replace(f"https://{ACR_SERVICE}", local)
-                try:
-                    return super().send(request, **kwargs)
-                finally:
-                    request.url = original
-
-        return ToStandIn()
+    def transport(self) -> RedirectTransport:
+        """azure-core's requests transport, sending https://<ACR_SERVICE> here instead."""
+        return RedirectTransport(f"https://{ACR_SERVICE}", f"http://{self.host}")
 
     def close(self) -> None:
         self.server.shutdown()

@@ -284,3 +284,34 @@ def test_custom_role_file_matches_the_template_and_az_format(template):
     assert role["IsCustom"] is True
     assert set(role) >= {"Name", "Description", "Actions", "NotActions", "AssignableScopes"}
     assert not any("*" in action for action in role["Actions"])
+
+
+def test_literal_defaults_satisfy_their_own_constraints(template):
+    broken = []
+    for name, parameter in template["parameters"].items():
+        default = parameter.get("defaultValue")
+        if default is None or (isinstance(default, str) and default.startswith("[")):
+            continue
+        if isinstance(default, str) and not (
+            parameter.get("minLength", 0) <= len(default) <= parameter.get("maxLength", 10**6)
+        ):
+            broken.append(name)
+        if "allowedValues" in parameter and default not in parameter["allowedValues"]:
+            broken.append(name)
+        if (
+            isinstance(default, int)
+            and not isinstance(default, bool)
+            and not (
+                parameter.get("minValue", default) <= default <= parameter.get("maxValue", default)
+            )
+        ):
+            broken.append(name)
+    assert broken == []
+
+
+def test_generated_names_fit_azure_limits_with_the_longest_prefix(template):
+    longest_prefix = template["parameters"]["prefix"]["maxLength"]
+    unique_string = 13  # uniqueString() always returns 13 characters
+    assert longest_prefix + len("kv") + unique_string <= 24  # Key Vault
+    assert longest_prefix + len("st") + unique_string <= 24  # storage account
+    assert longest_prefix + len("acr") + unique_string <= 50  # container registry

@@ -1,0 +1,250 @@
+"""Deploy arm/azuredeploy.json with azure-mgmt-resource and azure-identity (no az CLI)."""
+
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
+from azure.core.pipeline.transport import HttpTransport
+from azure.mgmt.resource import ResourceManagementClient
+from azure.mgmt.resource.resources.models import (
+    Deployment,
+    DeploymentMode,
+    DeploymentProperties,
+    DeploymentWhatIf,
+    DeploymentWhatIfProperties,
+    ResourceGroup,
+)
+from pydantic import AfterValidator, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from image_builder.errors import UserError
+from image_builder.record import ImageRecord
+
+DEPLOYMENT_NAME = "prefect-aci-infra"
+MANAGEMENT_SCOPE = "https://management.azure.com/.default"
+LOGIN_HINT = (
+    "log in with `az login`, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET for "
+    "a service principal, or run where a managed identity is assigned"
+)
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _check(pattern: str, rule: str):
+    compiled = re.compile(pattern)
+
+    def validate(value: str | None) -> str | None:
+        if value is not None and not compiled.match(value):
+            raise ValueError(f"must be {rule}; got {value!r}")
+        return value
+
+    return AfterValidator(validate)
+
+
+def _subscription(value: str) -> str:
+    if not _GUID.match(value):
+        raise ValueError(
+            f"must be a subscription id like 00000000-0000-0000-0000-000000000000; got {value!r}"
+        )
+    return value
+
+
+def _url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError(f"must be an http(s) URL of the Prefect API; got {value!r}")
+    return value.rstrip("/")
+
+
+def _key_vault(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not re.match(r"^[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$", value) or "--" in value:
+        raise ValueError(
+            "must be 3-24 letters, digits or dashes, start with a letter, end with a "
+            f"letter or digit, no '--'; got {value!r}"
+        )
+    return value
+
+
+class InfraSettings(BaseSettings):
+    """Deployment settings, from the environment or .env (variable names in upper case)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    azure_subscription_id: Annotated[str, AfterValidator(_subscription)]
+    azure_resource_group: Annotated[
+        str,
+        _check(
+            r"^[-\w._()]{0,89}[-\w_()]$", "1-90 letters, digits, - _ . ( ), not ending with a dot"
+        ),
+    ]
+    azure_location: Annotated[
+        str | None, _check(r"^[a-z0-9]+$", "an Azure region name like westeurope")
+    ] = None
+    prefix: Annotated[
+        str,
+        _check(r"^[a-z][a-z0-9]{2,8}$", "3-9 lower-case letters or digits, starting with a letter"),
+    ] = "prefect"
+    key_vault_name: Annotated[str | None, AfterValidator(_key_vault)] = None
+    prefect_api_url: Annotated[str, AfterValidator(_url)]
+    prefect_api_key: SecretStr
+    demo_secret_value: SecretStr | None = Field(
+        None, description="Value of the demo secret; a random one is made when unset."
+    )
+    work_pool_name: Annotated[str, _check(r"^[\w.-]{1,100}$", "1-100 letters, digits, - _ .")] = (
+        "aci-pool"
+    )
+    deploy_registry: bool = True
+    deploy_worker: bool = True
+    enable_purge_protection: bool = False
+
+
+def load_settings(**overrides) -> InfraSettings:
+    """Settings, or a UserError naming every missing or malformed variable on one line."""
+    try:
+        return InfraSettings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+            if error["type"] == "missing":
+                problems.append(f"{name} is not set")
+            else:
+                problems.append(f"{name} {error['msg'].removeprefix('Value error, ')}")
+        raise UserError("; ".join(problems) + " (set them in the environment or .env)") from None
+
+
+def parameters(settings: InfraSettings, image: ImageRecord | None) -> dict:
+    """ARM deployment parameters. Secrets go only into this request, never into a file."""
+    if settings.deploy_worker and (image is None or not image.reference):
+        raise UserError(
+            "the worker needs a pushed image: run `make push REGISTRY=...` first "
+            "(it records the pinned reference in build/image.json), or set "
+            "DEPLOY_WORKER=false"
+        )
+    demo = settings.demo_secret_value or SecretStr(secrets.token_urlsafe(24))
+    values = {
+        "prefix": settings.prefix,
+        "prefectApiUrl": settings.prefect_api_url,
+        "prefectApiKey": settings.prefect_api_key.get_secret_value(),
+        "demoSecretValue": demo.get_secret_value(),
+        "workPoolName": settings.work_pool_name,
+        "deployRegistry": settings.deploy_registry,
+        "deployWorker": settings.deploy_worker,
+        "enablePurgeProtection": settings.enable_purge_protection,
+        "workerImage": image.reference if settings.deploy_worker and image else "",
+    }
+    if settings.key_vault_name:
+        values["keyVaultName"] = settings.key_vault_name
+    if settings.azure_location:
+        values["location"] = settings.azure_location
+    return {name: {"value": value} for name, value in values.items()}
+
+
+@dataclass
+class Infra:
+    settings: InfraSettings
+    client: ResourceManagementClient
+
+    @classmethod
+    def connect(
+        cls,
+        settings: InfraSettings,
+        credential: TokenCredential,
+        transport: HttpTransport | None = None,
+    ) -> "Infra":
+        try:
+            credential.get_token(MANAGEMENT_SCOPE)
+        except ClientAuthenticationError as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise UserError(f"no Azure credential ({reason}); {LOGIN_HINT}") from None
+        kwargs = {"transport": transport} if transport else {}
+        client = ResourceManagementClient(credential, settings.azure_subscription_id, **kwargs)
+        return cls(settings=settings, client=client)
+
+    def ensure_resource_group(self) -> None:
+        group = self.settings.azure_resource_group
+        if _arm(lambda: self.client.resource_groups.check_existence(group)):
+            return
+        if not self.settings.azure_location:
+            raise UserError(
+                f"resource group {group} does not exist; set AZURE_LOCATION (e.g. "
+                "westeurope) to create it"
+            )
+        _arm(
+            lambda: self.client.resource_groups.create_or_update(
+                group,
+                ResourceGroup(
+                    location=self.settings.azure_location, tags={"managed-by": "prefect-aci"}
+                ),
+            )
+        )
+
+    def what_if(self, template: dict, params: dict) -> list[tuple[str, str]]:
+        """(change type, resource id) for each resource ARM would touch."""
+        request = DeploymentWhatIf(
+            properties=DeploymentWhatIfProperties(
+                mode=DeploymentMode.INCREMENTAL, template=template, parameters=params
+            )
+        )
+        result = _arm(
+            lambda: self.client.deployments.begin_what_if(
+                self.settings.azure_resource_group, DEPLOYMENT_NAME, request
+            ).result()
+        )
+        return [(str(change.change_type), change.resource_id) for change in result.changes or []]
+
+    def deploy(self, template: dict, params: dict) -> dict[str, object]:
+        """Deploy incrementally; return the outputs as plain values."""
+        request = Deployment(
+            properties=DeploymentProperties(
+                mode=DeploymentMode.INCREMENTAL, template=template, parameters=params
+            )
+        )
+        result = _arm(
+            lambda: self.client.deployments.begin_create_or_update(
+                self.settings.azure_resource_group, DEPLOYMENT_NAME, request
+            ).result()
+        )
+        state = result.properties.provisioning_state
+        if state != "Succeeded":
+            raise UserError(
+                f"deployment {DEPLOYMENT_NAME} ended {state}; see the resource "
+                "group's deployments in the Azure portal"
+            )
+        return {name: output["value"] for name, output in (result.properties.outputs or {}).items()}
+
+    def destroy(self) -> None:
+        group = self.settings.azure_resource_group
+        if not _arm(lambda: self.client.resource_groups.check_existence(group)):
+            raise UserError(f"resource group {group} does not exist; nothing to destroy")
+        _arm(lambda: self.client.resource_groups.begin_delete(group).result())
+
+
+def _arm(call):
+    """Run an ARM call; turn its failures into one line that says what went wrong."""
+    try:
+        return call()
+    except ClientAuthenticationError as exc:
+        raise UserError(f"Azure refused the credential ({_first(exc)}); {LOGIN_HINT}") from None
+    except HttpResponseError as exc:
+        code = getattr(getattr(exc, "error", None), "code", None) or exc.status_code
+        raise UserError(f"Azure Resource Manager said {code}: {_first(exc)}") from None
+    except ServiceRequestError as exc:
+        raise UserError(
+            f"cannot reach Azure Resource Manager ({_first(exc)}); check the network"
+        ) from None
+
+
+def _first(exc: Exception) -> str:
+    message = getattr(getattr(exc, "error", None), "message", None) or str(exc)
+    return (message.strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def write_outputs(path: Path, outputs: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(outputs, indent=2, sort_keys=True) + "\n")

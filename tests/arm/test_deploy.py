@@ -1,0 +1,249 @@
+"""`python -m arm deploy/destroy`: settings checked before anything is sent; the request that
+azure-mgmt-resource sends, through azure-core's transport to a local ARM stand-in; one-line
+errors. Azure itself is never reached."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from azure.identity import ManagedIdentityCredential
+
+from arm.deploy import DEPLOYMENT_NAME, Infra, load_settings, parameters, write_outputs
+from image_builder.errors import UserError
+from image_builder.record import ImageRecord
+from image_builder.settings import PROJECT_ROOT
+from tests.acr_stand_in import AzureStandIn
+from tests.arm.conftest import TEMPLATE
+from tests.arm_stand_in import ArmStandIn
+
+SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
+API_KEY = "pnu_never_print_this_key"
+SETTINGS = {
+    "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
+    "AZURE_RESOURCE_GROUP": "prefect-aci-rg",
+    "PREFECT_API_URL": "https://api.prefect.cloud/api/accounts/a/workspaces/w",
+    "PREFECT_API_KEY": API_KEY,
+}
+UNSET_AZURE = dict.fromkeys(
+    (
+        "AZURE_CLIENT_ID",
+        "AZURE_TENANT_ID",
+        "AZURE_CLIENT_SECRET",
+        "AZURE_USERNAME",
+        "AZURE_FEDERATED_TOKEN_FILE",
+    )
+)
+IMAGE = ImageRecord(
+    image_id="sha256:" + "1" * 64,
+    repository="prefect-aci",
+    local_tags=[],
+    base_image="b",
+    versions={},
+    registry="reg.azurecr.io",
+    digest="sha256:" + "2" * 64,
+    reference="reg.azurecr.io/prefect-aci@sha256:" + "2" * 64,
+)
+
+
+@pytest.fixture
+def azure(monkeypatch):
+    identity = AzureStandIn()
+    for name, value in identity.identity_env().items():
+        monkeypatch.setenv(name, value)
+    arm = ArmStandIn(bearer=identity.access_token)
+    yield identity, arm
+    arm.close()
+    identity.close()
+
+
+@pytest.fixture
+def settings(monkeypatch):
+    for name, value in SETTINGS.items():
+        monkeypatch.setenv(name, value)
+    return load_settings()
+
+
+def _run_module(module, *args, env):
+    merged = {**os.environ, **env}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=120,
+        env={k: v for k, v in merged.items() if v is not None},
+    )
+
+
+def error_line(result) -> str:
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    return line
+
+
+def test_deploy_sends_one_incremental_deployment_of_our_template(azure, settings):
+    identity, arm = azure
+    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
+    infra.ensure_resource_group()
+    outputs = infra.deploy(json.loads(TEMPLATE.read_text()), parameters(settings, IMAGE))
+    [put] = arm.of("PUT", f"/deployments/{DEPLOYMENT_NAME}")
+    assert put["path"] == (
+        f"/subscriptions/{SUBSCRIPTION}/resourcegroups/prefect-aci-rg/"
+        f"providers/Microsoft.Resources/deployments/{DEPLOYMENT_NAME}"
+    )
+    assert put["query"]["api-version"]
+    properties = put["body"]["properties"]
+    assert properties["mode"] == "Incremental"
+    assert properties["template"] == json.loads(TEMPLATE.read_text())
+    values = {name: p["value"] for name, p in properties["parameters"].items()}
+    assert values["workerImage"] == IMAGE.reference
+    assert values["prefectApiKey"] == API_KEY
+    assert values["prefectApiUrl"] == SETTINGS["PREFECT_API_URL"]
+    assert values["deployWorker"] is True
+    assert len(values["demoSecretValue"]) >= 24
+    assert set(values) <= set(json.loads(TEMPLATE.read_text())["parameters"])
+    assert outputs == {"keyVaultUri": "https://kv1.vault.azure.net/", "workPoolName": "aci-pool"}
+    assert identity.token_requests[0]["query"]["resource"] == "https://management.azure.com"
+
+
+def test_missing_resource_group_is_created_in_the_given_location(azure, settings, monkeypatch):
+    _, arm = azure
+    arm.group_exists = False
+    settings = load_settings(azure_location="westeurope")
+    Infra.connect(
+        settings, ManagedIdentityCredential(), transport=arm.transport()
+    ).ensure_resource_group()
+    [put] = arm.of("PUT", "/resourcegroups/prefect-aci-rg")
+    assert put["body"]["location"] == "westeurope"
+
+
+def test_missing_resource_group_without_location_is_a_clear_error(azure, settings):
+    _, arm = azure
+    arm.group_exists = False
+    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
+    with pytest.raises(UserError, match="set AZURE_LOCATION"):
+        infra.ensure_resource_group()
+    assert arm.of("PUT", "/resourcegroups/") == []
+
+
+def test_what_if_lists_changes_and_deploys_nothing(azure, settings):
+    _, arm = azure
+    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
+    changes = infra.what_if(json.loads(TEMPLATE.read_text()), parameters(settings, IMAGE))
+    assert changes == [
+        (
+            "Create",
+            f"/subscriptions/{SUBSCRIPTION}/resourceGroups/prefect-aci-rg/"
+            "providers/Microsoft.KeyVault/vaults/kv1",
+        )
+    ]
+    assert arm.of("PUT", "/deployments/") == []
+    assert arm.of("POST", f"/deployments/{DEPLOYMENT_NAME}/whatIf")
+
+
+def test_arm_rejection_is_one_line_with_its_code(azure, settings):
+    _, arm = azure
+    arm.error = (400, "InvalidTemplateDeployment", "The template deployment failed.\nDetails.")
+    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
+    with pytest.raises(UserError) as caught:
+        infra.deploy(json.loads(TEMPLATE.read_text()), parameters(settings, IMAGE))
+    assert str(caught.value) == (
+        "Azure Resource Manager said InvalidTemplateDeployment: The template deployment failed."
+    )
+
+
+def test_failed_provisioning_is_reported(azure, settings):
+    _, arm = azure
+    arm.deployment_state = "Failed"
+    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
+    with pytest.raises(UserError, match="ended Failed"):
+        infra.deploy(json.loads(TEMPLATE.read_text()), parameters(settings, IMAGE))
+
+
+def test_destroy_deletes_the_group(azure, settings):
+    _, arm = azure
+    Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport()).destroy()
+    assert arm.of("DELETE", "/resourcegroups/prefect-aci-rg")
+
+
+def test_worker_without_a_pushed_image_is_refused(settings):
+    with pytest.raises(UserError, match="needs a pushed image"):
+        parameters(settings, None)
+    unpushed = IMAGE.model_copy(update={"reference": None})
+    with pytest.raises(UserError, match="make push"):
+        parameters(settings, unpushed)
+
+
+def test_infrastructure_without_worker_needs_no_image(settings):
+    values = parameters(load_settings(deploy_worker=False), None)
+    assert values["deployWorker"] == {"value": False}
+    assert values["workerImage"] == {"value": ""}
+
+
+def test_outputs_file_holds_values_only(tmp_path):
+    path = tmp_path / "azure.json"
+    write_outputs(path, {"keyVaultUri": "https://kv1.vault.azure.net/"})
+    assert json.loads(path.read_text()) == {"keyVaultUri": "https://kv1.vault.azure.net/"}
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"AZURE_SUBSCRIPTION_ID": None}, "AZURE_SUBSCRIPTION_ID is not set"),
+        ({"AZURE_SUBSCRIPTION_ID": "my-sub"}, "AZURE_SUBSCRIPTION_ID must be a subscription id"),
+        ({"KEY_VAULT_NAME": "kv"}, "KEY_VAULT_NAME must be 3-24 letters"),
+        ({"KEY_VAULT_NAME": "x" * 25}, "KEY_VAULT_NAME must be 3-24 letters"),
+        ({"PREFECT_API_URL": None}, "PREFECT_API_URL is not set"),
+        ({"PREFECT_API_URL": "api.prefect.cloud"}, "PREFECT_API_URL must be an http(s) URL"),
+        ({"AZURE_RESOURCE_GROUP": "bad/group"}, "AZURE_RESOURCE_GROUP must be 1-90"),
+        ({"PREFIX": "Prefect-ACI"}, "PREFIX must be 3-9 lower-case"),
+    ],
+)
+def test_bad_settings_are_caught_before_anything_is_sent(tmp_path, env, expected):
+    result = _run_module(
+        "arm",
+        "deploy",
+        "--image-record",
+        str(tmp_path / "none.json"),
+        env={**SETTINGS, "DEPLOY_WORKER": "false", **env},
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert expected in error_line(result)
+    assert API_KEY not in result.stderr + result.stdout
+
+
+def test_deploy_without_azure_credentials_says_how_to_log_in(tmp_path):
+    identity = AzureStandIn(identity_available=False)
+    try:
+        result = _run_module(
+            "arm",
+            "deploy",
+            "--image-record",
+            str(tmp_path / "none.json"),
+            env={**SETTINGS, **UNSET_AZURE, **identity.identity_env(), "DEPLOY_WORKER": "false"},
+        )
+    finally:
+        identity.close()
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    line = error_line(result)
+    assert "no Azure credential" in line and "az login" in line
+    assert "AZURE_CLIENT_SECRET" in line
+    assert identity.token_requests, "the managed identity endpoint was never asked"
+
+
+def test_destroy_asks_for_confirmation():
+    result = _run_module("arm", "destroy", env={**SETTINGS})
+    assert result.returncode == 1
+    assert "--yes" in error_line(result)
+
+
+def test_settings_defaults_match_the_template(settings, template):
+    assert settings.prefix == template["parameters"]["prefix"]["defaultValue"]
+    assert settings.work_pool_name == template["parameters"]["workPoolName"]["defaultValue"]
+    assert (
+        settings.enable_purge_protection
+        is template["parameters"]["enablePurgeProtection"]["defaultValue"]
+    )

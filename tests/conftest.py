@@ -78,3 +78,35 @@ def image(built_image) -> str:
 def host_ca_bundle() -> Path:
     """A CA bundle for pip inside containers (the machine may sit behind a TLS proxy)."""
     return detect_ca_bundle(None) or Path(certifi.where())
+
+
+@pytest.fixture(scope="session")
+def prefect_server(docker_client, image):
+    """`prefect server start` from our image on a loopback port; yields its API URL."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    container = docker_client.containers.run(
+        image,
+        ["prefect", "server", "start", "--host", "0.0.0.0", "--port", "4200"],  # noqa: S104
+        detach=True,
+        environment={"PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
+        ports={"4200/tcp": ("127.0.0.1", None)},
+    )
+    try:
+        container.reload()
+        port = container.attrs["NetworkSettings"]["Ports"]["4200/tcp"][0]["HostPort"]
+        api = f"http://127.0.0.1:{port}/api"
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{api}/health", timeout=5):  # noqa: S310
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if time.monotonic() > deadline:
+                    pytest.fail(container.logs().decode()[-3000:])
+                time.sleep(1)
+        yield api
+    finally:
+        container.remove(force=True)

@@ -1,0 +1,1 @@
+"""Registration of the Prefect side: credentials block, ACI work pool, storage blocks, variable."""

@@ -1,0 +1,3 @@
+from blocks.cli import main
+
+main()

@@ -1,0 +1,54 @@
+"""`python -m blocks register [--dry-run]`: the Prefect side, from build/*.json and settings."""
+
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from blocks.inputs import RegistrationSettings, azure_side, image_in_acr, pushed_image, read_azure
+from blocks.register import register
+from image_builder.errors import UserError
+from image_builder.settings import BUILD_DIR, IMAGE_RECORD
+
+app = typer.Typer(
+    help="Register the Prefect side of prefect-aci.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True, soft_wrap=True)
+
+
+@app.callback()
+def _group() -> None:
+    """Register the Prefect side of prefect-aci."""
+
+
+@app.command("register")
+def register_command(
+    dry_run: Annotated[bool, typer.Option(help="Say what would be created; write nothing.")] = (
+        False
+    ),
+    image_record: Annotated[Path, typer.Option(help="Pushed image record.")] = IMAGE_RECORD,
+    azure_record: Annotated[Path, typer.Option(help="ARM outputs.")] = BUILD_DIR / "azure.json",
+) -> None:
+    """Credentials block, ACI work pool, flow-code storage blocks and the Key Vault variable."""
+    settings = RegistrationSettings()
+    image = pushed_image(image_record)
+    azure = azure_side(read_azure(azure_record), settings.work_pool_name)
+    acr = image.registry if image_in_acr(image) else None
+    register(azure, image.reference, acr, settings, dry_run, print)
+
+
+def main() -> None:
+    if not os.environ.get("PREFECT_ACI_DEBUG"):
+        logging.getLogger("azure").setLevel(logging.CRITICAL)
+    try:
+        app()
+    except UserError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        raise SystemExit(exc.exit_code) from None

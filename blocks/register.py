@@ -1,0 +1,165 @@
+"""Create or update the Prefect side, idempotently: each step says created, updated or unchanged."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+from prefect import get_client
+from prefect.blocks.core import Block
+from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+from prefect.exceptions import ObjectNotFound
+from prefect.variables import Variable
+from prefect_azure import (
+    AzureBlobStorageContainer,
+    AzureBlobStorageCredentials,
+    AzureContainerInstanceCredentials,
+)
+
+from blocks.inputs import AzureSide, RegistrationSettings
+from blocks.work_pool import WORK_POOL_TYPE, base_job_template
+from image_builder.errors import UserError
+
+ACI_CREDENTIALS_BLOCK = "prefect-aci"
+STORAGE_CREDENTIALS_BLOCK = "prefect-aci-flow-code"
+STORAGE_CONTAINER_BLOCK = "prefect-aci-flow-code"
+KEY_VAULT_VARIABLE = "key_vault_url"
+
+
+@dataclass
+class Report:
+    dry_run: bool = False
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, what: str, outcome: str) -> None:
+        if self.dry_run and outcome != "unchanged":
+            outcome = f"would-{outcome.removesuffix('d')}"
+        self.lines.append(f"{outcome:<12} {what}")
+
+
+def aci_credentials(settings: RegistrationSettings) -> AzureContainerInstanceCredentials:
+    """A service principal when all three AZURE_* are set; else the worker's managed identity."""
+    given = [settings.azure_tenant_id, settings.azure_client_id, settings.azure_client_secret]
+    if all(given):
+        return AzureContainerInstanceCredentials(
+            tenant_id=settings.azure_tenant_id,
+            client_id=settings.azure_client_id,
+            client_secret=settings.azure_client_secret,
+        )
+    if any(given):
+        raise UserError(
+            "set all of AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET for a "
+            "service principal, or none to use the worker's managed identity"
+        )
+    return AzureContainerInstanceCredentials()
+
+
+def _comparable(block: Block) -> dict:
+    """Public fields with secrets revealed: a loaded block also carries private bookkeeping."""
+    return {
+        key: (value.get_secret_value() if hasattr(value, "get_secret_value") else value)
+        for key, value in block.model_dump().items()
+        if not key.startswith("_")
+    }
+
+
+def _save_block(block: Block, name: str, report: Report, dry_run: bool) -> str | None:
+    kind = type(block).__name__
+    try:
+        existing = type(block).load(name)
+    except ValueError:
+        existing = None
+    if existing is not None and _comparable(existing) == _comparable(block):
+        report.add(f"{kind} block {name!r}", "unchanged")
+        return str(existing._block_document_id)
+    report.add(
+        f"{kind} block {name!r}",
+        "updated" if existing is not None else "created",
+    )
+    if dry_run:
+        return str(existing._block_document_id) if existing is not None else None
+    return str(block.save(name, overwrite=True))
+
+
+def check_pool_type(pool_name: str) -> dict | None:
+    """The existing pool's template, or None; a UserError if it is of another type."""
+    with get_client(sync_client=True) as client:
+        try:
+            pool = client.read_work_pool(pool_name)
+        except ObjectNotFound:
+            return None
+    if pool.type != WORK_POOL_TYPE:
+        raise UserError(
+            f"work pool {pool_name} exists with type {pool.type}, not "
+            f"{WORK_POOL_TYPE}; delete it (prefect work-pool delete {pool_name}) or "
+            "set WORK_POOL_NAME to another name"
+        )
+    return pool.base_job_template
+
+
+def register(
+    azure: AzureSide,
+    image_reference: str,
+    acr_login_server: str | None,
+    settings: RegistrationSettings,
+    dry_run: bool,
+    echo: Callable[[str], None],
+) -> Report:
+    report = Report(dry_run=dry_run)
+    try:
+        existing_template = check_pool_type(azure.work_pool)
+        credentials_id = _save_block(
+            aci_credentials(settings), ACI_CREDENTIALS_BLOCK, report, dry_run
+        )
+        storage = AzureBlobStorageContainer(
+            container_name=azure.flow_code_container,
+            credentials=AzureBlobStorageCredentials(
+                account_url=f"https://{azure.storage_account}.blob.core.windows.net"
+            ),
+        )
+        _save_block(storage, STORAGE_CONTAINER_BLOCK, report, dry_run)
+        template = base_job_template(
+            azure,
+            image_reference,
+            credentials_id or f"<id of block {ACI_CREDENTIALS_BLOCK}>",
+            acr_login_server,
+        )
+        _save_pool(azure.work_pool, template, existing_template, report, dry_run)
+        _save_variable(azure.key_vault_url, report, dry_run)
+    except (httpx.HTTPError, OSError) as exc:
+        raise UserError(
+            f"cannot reach the Prefect API ({type(exc).__name__}); set "
+            "PREFECT_API_URL (and PREFECT_API_KEY for Prefect Cloud)"
+        ) from None
+    for line in report.lines:
+        echo(line)
+    return report
+
+
+def _save_pool(
+    name: str, template: dict, existing: dict | None, report: Report, dry_run: bool
+) -> None:
+    what = f"work pool {name!r} ({WORK_POOL_TYPE})"
+    if existing == template:
+        report.add(what, "unchanged")
+        return
+    report.add(what, "updated" if existing else "created")
+    if dry_run:
+        return
+    with get_client(sync_client=True) as client:
+        if existing is None:
+            client.create_work_pool(
+                WorkPoolCreate(name=name, type=WORK_POOL_TYPE, base_job_template=template)
+            )
+        else:
+            client.update_work_pool(name, WorkPoolUpdate(base_job_template=template))
+
+
+def _save_variable(value: str, report: Report, dry_run: bool) -> None:
+    what = f"variable {KEY_VAULT_VARIABLE!r}"
+    current = Variable.get(KEY_VAULT_VARIABLE, default=None)
+    if current == value:
+        report.add(what, "unchanged")
+        return
+    report.add(what, "updated" if current else "created")
+    if not dry_run:
+        Variable.set(KEY_VAULT_VARIABLE, value, overwrite=True)

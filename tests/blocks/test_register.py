@@ -1,0 +1,235 @@
+"""Registration against a real Prefect server, and the ACI job the worker would submit, rendered by
+prefect-azure's own AzureContainerJobConfiguration from the registered pool."""
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+from prefect import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.objects import FlowRun
+from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
+from prefect_azure.workers.container_instance import AzureContainerJobConfiguration
+
+from image_builder.settings import PROJECT_ROOT
+
+SUB = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
+RG = f"/subscriptions/{SUB}/resourceGroups/prefect-aci"
+JOB_ID = f"{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/prefect-job-id"
+SUBNET = f"{RG}/providers/Microsoft.Network/virtualNetworks/prefect-vnet/subnets/aci"
+ACR = "prefectacitest.azurecr.io"
+REFERENCE = f"{ACR}/prefect-aci@sha256:" + "3" * 64
+SP_SECRET = "sp-secret-never-print"
+
+
+def outputs(**changes) -> dict:
+    base = {
+        "subscriptionId": SUB,
+        "resourceGroupName": "prefect-aci",
+        "jobIdentityId": JOB_ID,
+        "jobIdentityClientId": "11111111-2222-3333-4444-555555555555",
+        "subnetId": SUBNET,
+        "keyVaultUri": "https://prefectkvabc.vault.azure.net/",
+        "storageAccountName": "prefectst1",
+        "flowCodeContainerName": "flow-code",
+        "workPoolName": "aci-pool",
+        "registryLoginServer": ACR,
+    }
+    return {**base, **changes}
+
+
+@pytest.fixture
+def records(tmp_path, built_image):
+    image = tmp_path / "image.json"
+    image.write_text(
+        built_image.model_copy(
+            update={
+                "registry": ACR,
+                "repository": "prefect-aci",
+                "digest": "sha256:" + "3" * 64,
+                "reference": REFERENCE,
+            }
+        ).model_dump_json()
+    )
+    azure = tmp_path / "azure.json"
+    azure.write_text(json.dumps(outputs()))
+    return image, azure
+
+
+@pytest.fixture
+def pool_name() -> str:
+    return f"aci-{uuid.uuid4().hex[:8]}"
+
+
+def register(api, records, pool, *extra, env=None):
+    image, azure = records
+    merged = {
+        **os.environ,
+        "PREFECT_API_URL": api,
+        "WORK_POOL_NAME": pool,
+        "AZURE_TENANT_ID": "",
+        "AZURE_CLIENT_ID": "",
+        "AZURE_CLIENT_SECRET": "",
+        **(env or {}),
+    }
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "blocks",
+            "register",
+            "--image-record",
+            str(image),
+            "--azure-record",
+            str(azure),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=180,
+        env={k: v for k, v in merged.items() if v is not None},
+    )
+
+
+def outcomes(result) -> dict[str, str]:
+    lines = [line.split(None, 1) for line in result.stdout.splitlines() if line.strip()]
+    return {what: outcome for outcome, what in lines}
+
+
+def test_register_creates_everything_then_changes_nothing(prefect_server, records, pool_name):
+    first = register(prefect_server, records, pool_name)
+    assert first.returncode == 0, first.stderr
+    assert f"work pool '{pool_name}' (azure-container-instance)" in outcomes(first)
+    assert outcomes(first)[f"work pool '{pool_name}' (azure-container-instance)"] == "created"
+    again = register(prefect_server, records, pool_name)
+    assert again.returncode == 0, again.stderr
+    assert set(outcomes(again).values()) == {"unchanged"}, again.stdout
+    assert len(outcomes(again)) == 4
+
+
+def test_dry_run_writes_nothing(prefect_server, records, pool_name):
+    result = register(prefect_server, records, pool_name, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert outcomes(result)[f"work pool '{pool_name}' (azure-container-instance)"] == "would-create"
+    with (
+        temporary_settings({PREFECT_API_URL: prefect_server}),
+        get_client(sync_client=True) as client,
+        pytest.raises(ObjectNotFound),
+    ):
+        client.read_work_pool(pool_name)
+
+
+def test_rendered_aci_job_is_what_aci_needs(prefect_server, records, pool_name):
+    result = register(prefect_server, records, pool_name)
+    assert result.returncode == 0, result.stderr
+    with temporary_settings({PREFECT_API_URL: prefect_server, PREFECT_API_KEY: "pnu_test_key"}):
+        with get_client(sync_client=True) as client:
+            pool = client.read_work_pool(pool_name)
+        config = _render(pool.base_job_template)
+    group = config.arm_template["resources"][0]
+    container = group["properties"]["containers"][0]["properties"]
+    assert container["image"] == REFERENCE
+    assert container["command"] == [
+        "/usr/bin/tini",
+        "-g",
+        "--",
+        "/opt/prefect/entrypoint.sh",
+        "prefect",
+        "flow-run",
+        "execute",
+    ]
+    assert group["identity"]["userAssignedIdentities"] == {JOB_ID: {}}
+    assert group["properties"]["imageRegistryCredentials"] == [{"server": ACR, "identity": JOB_ID}]
+    assert group["properties"]["subnetIds"] == [{"id": SUBNET}]
+    env = {v["name"]: v for v in container["environmentVariables"]}
+    assert env["AZURE_CLIENT_ID"] == {
+        "name": "AZURE_CLIENT_ID",
+        "value": "11111111-2222-3333-4444-555555555555",
+    }
+    assert env["KEY_VAULT_URL"]["value"] == "https://prefectkvabc.vault.azure.net/"
+    assert env["PREFECT_API_KEY"] == {"name": "PREFECT_API_KEY", "secureValue": "pnu_test_key"}
+    assert container["resources"]["requests"] == {"cpu": 1.0, "memoryInGB": 2.0}
+    assert config.task_start_timeout_seconds == 600
+    assert config.subscription_id.get_secret_value() == SUB
+    assert config.resource_group_name == "prefect-aci"
+
+
+def _render(base_job_template: dict) -> AzureContainerJobConfiguration:
+    """What the worker does with a pool: resolve the template (block refs through the API), then
+    prepare it for a flow run."""
+    import asyncio
+
+    async def render():
+        async with get_client() as client:
+            config = await AzureContainerJobConfiguration.from_template_and_values(
+                base_job_template, {}, client=client
+            )
+        config.prepare_for_flow_run(FlowRun(flow_id=uuid.uuid4(), name="demo-run"))
+        return config
+
+    return asyncio.run(render())
+
+
+def test_pool_of_another_type_is_refused_before_anything_is_written(
+    prefect_server, records, pool_name
+):
+    with (
+        temporary_settings({PREFECT_API_URL: prefect_server}),
+        get_client(sync_client=True) as client,
+    ):
+        client.create_work_pool(WorkPoolCreate(name=pool_name, type="process"))
+    result = register(prefect_server, records, pool_name)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert f"work pool {pool_name} exists with type process" in error
+
+
+def test_service_principal_goes_into_the_block_and_never_into_output(
+    prefect_server, records, pool_name
+):
+    env = {"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c", "AZURE_CLIENT_SECRET": SP_SECRET}
+    result = register(prefect_server, records, pool_name, env=env)
+    assert result.returncode == 0, result.stderr
+    assert SP_SECRET not in result.stdout + result.stderr
+    from prefect_azure import AzureContainerInstanceCredentials
+
+    with temporary_settings({PREFECT_API_URL: prefect_server}):
+        block = AzureContainerInstanceCredentials.load("prefect-aci")
+    assert block.client_secret.get_secret_value() == SP_SECRET
+    register(prefect_server, records, pool_name)  # back to the managed identity for others
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"subnetId": "/subscriptions/x/subnets/aci"}, "subnetId in build/azure.json must be"),
+        ({"jobIdentityId": "prefect-job-id"}, "jobIdentityId in build/azure.json must be"),
+        ({"subscriptionId": "nope"}, "subscriptionId in build/azure.json must be"),
+        ({"keyVaultUri": ""}, "lacks keyVaultUri"),
+    ],
+)
+def test_bad_azure_outputs_are_refused(prefect_server, records, pool_name, change, expected):
+    records[1].write_text(json.dumps(outputs(**change)))
+    result = register(prefect_server, records, pool_name)
+    assert result.returncode == 1
+    assert expected in result.stderr
+    assert result.stdout == ""
+
+
+def test_unpushed_image_is_refused(prefect_server, records, pool_name, built_image):
+    records[0].write_text(built_image.model_dump_json())
+    result = register(prefect_server, records, pool_name)
+    assert result.returncode == 1
+    assert "push the image first" in result.stderr
+
+
+def test_half_a_service_principal_is_refused(prefect_server, records, pool_name):
+    result = register(prefect_server, records, pool_name, env={"AZURE_CLIENT_ID": "c"})
+    assert result.returncode == 1
+    assert "set all of AZURE_TENANT_ID" in result.stderr

@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 UV_COMPILE := $(BIN)/uv pip compile --quiet --no-config --index-url https://pypi.org/simple \
 	--universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock"
 
-.PHONY: help setup engine image push bench validate-arm deploy-infra destroy test lint lock clean
+.PHONY: help setup engine image push bench validate-arm deploy-infra destroy register test lint lock clean
 
 help:
 	@echo "make image   build the image (offline Debian base when nothing can be pulled)"
@@ -16,6 +16,7 @@ help:
 	@echo "make validate-arm   the ARM template: Azure's schemas, checkov, structure (offline)"
 	@echo "make deploy-infra [WHAT_IF=1]   deploy the ARM template (settings from .env), outputs to build/azure.json"
 	@echo "make destroy CONFIRM=yes        delete the resource group"
+	@echo "make register [DRY_RUN=1]       Prefect side: credentials block, ACI work pool, storage, variable"
 	@echo "make test    run the whole test suite (starts a Docker engine if needed)"
 	@echo "make lint    ruff, hadolint, shellcheck, actionlint"
 	@echo "make lock    re-resolve docker/requirements.lock and requirements-dev.lock"
@@ -51,6 +52,9 @@ deploy-infra: setup
 
 destroy: setup
 	$(PY) -m arm destroy $(if $(filter yes,$(CONFIRM)),--yes)
+
+register: setup
+	$(PY) -m blocks register $(if $(DRY_RUN),--dry-run) $(REGISTER_FLAGS)
 
 test: setup engine
 	$(PY) -m pytest $(PYTEST_ARGS)

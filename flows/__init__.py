@@ -1,0 +1,1 @@
+"""Demo flows of prefect-aci."""

@@ -1,0 +1,61 @@
+"""Reads the demo secrets from Key Vault with the flow run's managed identity, and proves it
+without ever logging a value.
+
+On ACI the job identity's client id is in AZURE_CLIENT_ID (set by the work pool), so
+DefaultAzureCredential picks that user-assigned identity. The vault comes from the Prefect
+Variable `key_vault_url` (set by `python -m blocks register`), else from KEY_VAULT_URL. With
+neither (the local demo: there is no Key Vault emulator) the same names are read from Prefect
+Secret blocks, and the log says so.
+"""
+
+import os
+
+from azure.identity import DefaultAzureCredential
+from azure.keyvault.secrets import SecretClient
+from prefect import flow, get_run_logger
+from prefect.blocks.system import Secret
+from prefect.variables import Variable
+
+DEMO_SECRETS = ["prefect-aci-demo-secret"]
+KEY_VAULT_VARIABLE = "key_vault_url"
+
+
+def vault_url() -> str | None:
+    return Variable.get(KEY_VAULT_VARIABLE, default=None) or os.environ.get("KEY_VAULT_URL")
+
+
+def read_from_key_vault(url: str, names: list[str]) -> dict[str, str]:
+    client = SecretClient(vault_url=url, credential=DefaultAzureCredential())
+    return {name: client.get_secret(name).value or "" for name in names}
+
+
+def read_from_secret_blocks(names: list[str]) -> dict[str, str]:
+    return {name: Secret.load(name).get() for name in names}
+
+
+@flow(name="key-vault-demo")
+def key_vault_demo(secret_names: list[str] = DEMO_SECRETS) -> dict[str, int]:
+    """Returns each secret's length: proof it was read, never the value."""
+    logger = get_run_logger()
+    url = vault_url()
+    if url:
+        identity = os.environ.get("AZURE_CLIENT_ID") or "the default Azure credential"
+        logger.info(
+            "Reading %d secret(s) from Key Vault %s as %s", len(secret_names), url, identity
+        )
+        values = read_from_key_vault(url, secret_names)
+    else:
+        logger.info(
+            "No Key Vault URL configured (local demo): reading %d secret(s) from Prefect "
+            "Secret blocks instead",
+            len(secret_names),
+        )
+        values = read_from_secret_blocks(secret_names)
+    proof = {name: len(value) for name, value in values.items()}
+    for name, length in proof.items():
+        logger.info("Read secret %s: %d characters (value not logged)", name, length)
+    return proof
+
+
+if __name__ == "__main__":
+    key_vault_demo()

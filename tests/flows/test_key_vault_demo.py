@@ -1,0 +1,109 @@
+"""The demo flow against a real Prefect server: Key Vault through the Azure SDK's own transport
+(challenge, managed identity token for the job identity), and the local Secret-block fallback.
+No secret value may appear in the flow run's logs."""
+
+import functools
+import time
+import uuid
+
+import pytest
+from azure.keyvault.secrets import SecretClient
+from prefect import get_client
+from prefect.blocks.system import Secret
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.variables import Variable
+
+from flows.key_vault_demo import flow as demo
+from tests.acr_stand_in import AzureStandIn
+from tests.key_vault_stand_in import VAULT, KeyVaultStandIn
+
+JOB_CLIENT_ID = "22222222-3333-4444-5555-666666666666"
+SECRET = "kv-s3cret-value-never-logged"
+
+
+@pytest.fixture
+def prefect_api(prefect_server):
+    with temporary_settings({PREFECT_API_URL: prefect_server}):
+        yield prefect_server
+
+
+def run_logs(state) -> list[str]:
+    """The run's log messages as the API holds them (they arrive in batches: wait for the last)."""
+    flow_run_id = state.state_details.flow_run_id
+    deadline = time.monotonic() + 30
+    with get_client(sync_client=True) as client:
+        while True:
+            logs = client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+            )
+            messages = [log.message for log in logs]
+            if any(m.startswith("Finished in state") for m in messages) or (
+                time.monotonic() > deadline
+            ):
+                return messages
+            time.sleep(0.5)
+
+
+def test_flow_reads_key_vault_as_the_job_identity(prefect_api, monkeypatch):
+    identity = AzureStandIn()
+    vault = KeyVaultStandIn(
+        bearer=identity.access_token, secrets={"prefect-aci-demo-secret": SECRET}
+    )
+    for name, value in {**identity.identity_env(), "AZURE_CLIENT_ID": JOB_CLIENT_ID}.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(
+        demo, "SecretClient", functools.partial(SecretClient, transport=vault.transport())
+    )
+    Variable.set("key_vault_url", f"{VAULT}/", overwrite=True)
+    try:
+        state = demo.key_vault_demo(return_state=True)
+    finally:
+        vault.close()
+        identity.close()
+        Variable.unset("key_vault_url")
+    assert state.is_completed(), state.message
+    assert state.result() == {"prefect-aci-demo-secret": len(SECRET)}
+    # The SDK met the challenge, then came back with the managed identity's token.
+    assert [r["authorization"] is None for r in vault.requests][:1] == [True]
+    assert vault.requests[-1]["authorization"] == f"Bearer {identity.access_token}"
+    assert identity.token_requests[0]["query"]["client_id"] == JOB_CLIENT_ID
+    assert identity.token_requests[0]["query"]["resource"] == "https://vault.azure.net"
+    logs = run_logs(state)
+    assert any(f"from Key Vault {VAULT}/ as {JOB_CLIENT_ID}" in line for line in logs)
+    assert any(f"prefect-aci-demo-secret: {len(SECRET)} characters" in line for line in logs)
+    assert not [line for line in logs if SECRET in line]
+
+
+def test_flow_without_a_vault_reads_secret_blocks_and_says_so(prefect_api, monkeypatch):
+    monkeypatch.delenv("KEY_VAULT_URL", raising=False)
+    Variable.unset("key_vault_url")
+    local_secret = f"local-{uuid.uuid4().hex}"
+    Secret(value=local_secret).save("prefect-aci-demo-secret", overwrite=True)
+    state = demo.key_vault_demo(return_state=True)
+    assert state.is_completed(), state.message
+    assert state.result() == {"prefect-aci-demo-secret": len(local_secret)}
+    logs = run_logs(state)
+    assert any("No Key Vault URL configured (local demo)" in line for line in logs)
+    assert not [line for line in logs if local_secret in line]
+
+
+def test_missing_secret_fails_the_run_with_the_vault_error(prefect_api, monkeypatch):
+    identity = AzureStandIn()
+    vault = KeyVaultStandIn(bearer=identity.access_token, secrets={})
+    for name, value in {**identity.identity_env(), "AZURE_CLIENT_ID": JOB_CLIENT_ID}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(
+        demo, "SecretClient", functools.partial(SecretClient, transport=vault.transport())
+    )
+    Variable.set("key_vault_url", f"{VAULT}/", overwrite=True)
+    try:
+        state = demo.key_vault_demo(return_state=True)
+    finally:
+        vault.close()
+        identity.close()
+        Variable.unset("key_vault_url")
+    assert state.is_failed()
+    assert "SecretNotFound" in state.message or "not found" in str(state.message).lower()

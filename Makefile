@@ -7,9 +7,11 @@ PYTEST_ARGS ?=
 UV_COMPILE := $(BIN)/uv pip compile --quiet --no-config --index-url https://pypi.org/simple \
 	--universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock"
 
-.PHONY: help setup engine image push bench validate-arm deploy-infra destroy register test lint lock clean
+.PHONY: help setup engine image demo demo-down push bench validate-arm deploy-infra destroy register test lint lock clean
 
 help:
+	@echo "make demo    the whole thing on this machine, no Azure: registry, Azurite, Prefect server, Docker worker, demo run"
+	@echo "make demo-down   remove what make demo started"
 	@echo "make image   build the image (offline Debian base when nothing can be pulled)"
 	@echo "make push REGISTRY=host[:port] [REPOSITORY=name]   push all tags, record the digest"
 	@echo "make bench   our image vs the usual recipe: size, build, start, push (build/bench.json)"
@@ -32,6 +34,12 @@ engine:
 
 image: setup engine
 	$(PY) -m image_builder build --offline-fallback $(BUILD_FLAGS)
+
+demo: image
+	$(PY) -m local_demo up
+
+demo-down: setup engine
+	$(PY) -m local_demo down
 
 push: setup engine
 	$(PY) -m image_builder push --registry "$(REGISTRY)" $(if $(REPOSITORY),--repository "$(REPOSITORY)") $(PUSH_FLAGS)

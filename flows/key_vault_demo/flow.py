@@ -20,6 +20,15 @@ DEMO_SECRETS = ["prefect-aci-demo-secret"]
 KEY_VAULT_VARIABLE = "key_vault_url"
 
 
+def init_process() -> str:
+    """What runs as PID 1: tini when the work pool or image set it up right."""
+    try:
+        with open("/proc/1/cmdline", "rb") as cmdline:
+            return cmdline.read().split(b"\0")[0].decode() or "unknown"
+    except OSError:
+        return "unknown"
+
+
 def vault_url() -> str | None:
     return Variable.get(KEY_VAULT_VARIABLE, default=None) or os.environ.get("KEY_VAULT_URL")
 
@@ -37,6 +46,7 @@ def read_from_secret_blocks(names: list[str]) -> dict[str, str]:
 def key_vault_demo(secret_names: list[str] = DEMO_SECRETS) -> dict[str, int]:
     """Returns each secret's length: proof it was read, never the value."""
     logger = get_run_logger()
+    logger.info("Process 1 of this container is %s", init_process())
     url = vault_url()
     if url:
         identity = os.environ.get("AZURE_CLIENT_ID") or "the default Azure credential"

@@ -1,0 +1,3 @@
+from local_demo.cli import main
+
+main()

@@ -1,8 +1,6 @@
 """`python -m arm`: validate the template offline; deploy or destroy it with azure-mgmt-resource."""
 
 import json
-import logging
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +11,7 @@ from rich.markup import escape
 from arm.deploy import Infra, load_settings, parameters, write_outputs
 from arm.validation import load_schemas, validate_template
 from image_builder.acr import default_credential
-from image_builder.errors import UserError
+from image_builder.errors import UserError, run_cli
 from image_builder.record import read_record
 from image_builder.settings import BUILD_DIR, IMAGE_RECORD, PROJECT_ROOT
 
@@ -117,10 +115,4 @@ def destroy(
 
 
 def main() -> None:
-    if not os.environ.get("PREFECT_ACI_DEBUG"):
-        logging.getLogger("azure").setLevel(logging.CRITICAL)
-    try:
-        app()
-    except UserError as exc:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        raise SystemExit(exc.exit_code) from None
+    run_cli(app, console)

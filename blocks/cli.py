@@ -1,17 +1,14 @@
 """`python -m blocks register [--dry-run]`: the Prefect side, from build/*.json and settings."""
 
-import logging
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from blocks.inputs import RegistrationSettings, azure_side, image_in_acr, pushed_image, read_azure
 from blocks.register import register
-from image_builder.errors import UserError
+from image_builder.errors import run_cli
 from image_builder.settings import BUILD_DIR, IMAGE_RECORD
 
 app = typer.Typer(
@@ -45,10 +42,4 @@ def register_command(
 
 
 def main() -> None:
-    if not os.environ.get("PREFECT_ACI_DEBUG"):
-        logging.getLogger("azure").setLevel(logging.CRITICAL)
-    try:
-        app()
-    except UserError as exc:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        raise SystemExit(exc.exit_code) from None
+    run_cli(app, console)

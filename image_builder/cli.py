@@ -1,13 +1,10 @@
 """`python -m image_builder`: build, tag and push the image; make an offline base."""
 
-import logging
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from image_builder import base as base_images
@@ -16,7 +13,7 @@ from image_builder.acr_tags import acr_client, delete_tags, list_tags, prune_pla
 from image_builder.bench import print_report, run_bench, save
 from image_builder.build import BuildRequest, build_image
 from image_builder.engine import connect
-from image_builder.errors import UserError
+from image_builder.errors import UserError, run_cli
 from image_builder.push import PushPlan, push_image
 from image_builder.record import read_record, write_record
 from image_builder.registry import (
@@ -314,15 +311,4 @@ def acr_prune(
 
 
 def main() -> None:
-    # azure-identity logs every credential it tried, with tracebacks, through logging's
-    # last-resort handler; our error line already says what to do. IMAGE_BUILDER_DEBUG=1 keeps it.
-    if not os.environ.get("IMAGE_BUILDER_DEBUG"):
-        logging.getLogger("azure").setLevel(logging.CRITICAL)
-    try:
-        app()
-    except UserError as exc:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise SystemExit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        console.print("[bold red]interrupted[/]")
-        raise SystemExit(130) from None
+    run_cli(app, console)

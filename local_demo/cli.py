@@ -1,8 +1,6 @@
 """`python -m local_demo up|down` (make demo / make demo-down)."""
 
 import json
-import logging
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from image_builder.engine import connect
-from image_builder.errors import UserError
+from image_builder.errors import UserError, run_cli
 from image_builder.record import read_record
 from image_builder.settings import BUILD_DIR, IMAGE_RECORD, PROJECT_ROOT
 
@@ -70,10 +68,4 @@ def run() -> None:
 
 
 def main() -> None:
-    if not os.environ.get("PREFECT_ACI_DEBUG"):
-        logging.getLogger("azure").setLevel(logging.CRITICAL)
-    try:
-        app()
-    except UserError as exc:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        raise SystemExit(exc.exit_code) from None
+    run_cli(app, console)

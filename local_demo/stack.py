@@ -1,6 +1,7 @@
 """Start, wire and stop the local stack. Everything it starts is written to build/demo/state.json,
 so `down` (and the next `up`) can remove exactly that."""
 
+import hashlib
 import json
 import os
 import secrets
@@ -26,13 +27,17 @@ from image_builder.push import PushPlan, push_image
 from image_builder.record import ImageRecord, write_record
 from local_demo import azurite
 
-SERVER_CONTAINER = "prefect-aci-demo-server"
 WORK_POOL = "local-docker"
 DEPLOYMENT = "key-vault-demo/local"
 FLOW_CODE_CONTAINER = "flow-code"
 FLOW_CODE_FOLDER = "key_vault_demo"
 STORAGE_BLOCK = "prefect-aci-flow-code"
 DEMO_SECRET = "prefect-aci-demo-secret"  # noqa: S105 (the Secret block's name)
+
+
+def server_container(root: Path) -> str:
+    """One name per checkout: two checkouts on one machine must not remove each other's demo."""
+    return f"prefect-aci-demo-{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:10]}"
 
 
 @dataclass
@@ -120,7 +125,7 @@ def down(client: docker.DockerClient, root: Path, console: Console) -> None:
     for name, pid in state.pids.items():
         if _stop_group(pid):
             console.print(f"stopped {name} (pid {pid})")
-    for container_id in [*state.containers, SERVER_CONTAINER]:
+    for container_id in [*state.containers, server_container(root)]:
         with suppress(NotFound):
             client.containers.get(container_id).remove(force=True)
             console.print(f"removed container {container_id[:20]}")
@@ -179,7 +184,7 @@ def up(
         container = client.containers.run(
             pushed.reference,
             ["prefect", "server", "start", "--host", "0.0.0.0"],  # noqa: S104
-            name=SERVER_CONTAINER,
+            name=server_container(root),
             detach=True,
             environment={"PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
             ports={"4200/tcp": ("127.0.0.1", api_port)},

@@ -45,29 +45,39 @@ def run_logs(state) -> list[str]:
             time.sleep(0.5)
 
 
-def test_flow_reads_key_vault_as_the_job_identity(prefect_api, monkeypatch):
-    identity = AzureStandIn()
-    vault = KeyVaultStandIn(
-        bearer=identity.access_token, secrets={"prefect-aci-demo-secret": SECRET}
-    )
-    for name, value in {**identity.identity_env(), "AZURE_CLIENT_ID": JOB_CLIENT_ID}.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(
-        demo, "SecretClient", functools.partial(SecretClient, transport=vault.transport())
-    )
-    Variable.set("key_vault_url", f"{VAULT}/", overwrite=True)
-    try:
-        state = demo.key_vault_demo(return_state=True)
-    finally:
-        vault.close()
-        identity.close()
-        Variable.unset("key_vault_url")
+@pytest.fixture
+def vault(prefect_api, monkeypatch):
+    """Stand-ins for the job identity and a vault, the SDK pointed at them, the Variable set.
+    Call it with the vault's secrets; it returns (identity, vault)."""
+    started = []
+
+    def start(secrets: dict[str, str]):
+        identity = AzureStandIn()
+        stand_in = KeyVaultStandIn(bearer=identity.access_token, secrets=secrets)
+        started.extend([identity, stand_in])
+        for name, value in {**identity.identity_env(), "AZURE_CLIENT_ID": JOB_CLIENT_ID}.items():
+            monkeypatch.setenv(name, value)
+        for name in ("AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setattr(
+            demo, "SecretClient", functools.partial(SecretClient, transport=stand_in.transport())
+        )
+        Variable.set("key_vault_url", f"{VAULT}/", overwrite=True)
+        return identity, stand_in
+
+    yield start
+    Variable.unset("key_vault_url")
+    for stand_in in started:
+        stand_in.close()
+
+
+def test_flow_reads_key_vault_as_the_job_identity(vault):
+    identity, vault = vault({"prefect-aci-demo-secret": SECRET})
+    state = demo.key_vault_demo(return_state=True)
     assert state.is_completed(), state.message
     assert state.result() == {"prefect-aci-demo-secret": len(SECRET)}
     # The SDK met the challenge, then came back with the managed identity's token.
-    assert [r["authorization"] is None for r in vault.requests][:1] == [True]
+    assert vault.requests[0]["authorization"] is None
     assert vault.requests[-1]["authorization"] == f"Bearer {identity.access_token}"
     assert identity.token_requests[0]["query"]["client_id"] == JOB_CLIENT_ID
     assert identity.token_requests[0]["query"]["resource"] == "https://vault.azure.net"
@@ -90,20 +100,8 @@ def test_flow_without_a_vault_reads_secret_blocks_and_says_so(prefect_api, monke
     assert not [line for line in logs if local_secret in line]
 
 
-def test_missing_secret_fails_the_run_with_the_vault_error(prefect_api, monkeypatch):
-    identity = AzureStandIn()
-    vault = KeyVaultStandIn(bearer=identity.access_token, secrets={})
-    for name, value in {**identity.identity_env(), "AZURE_CLIENT_ID": JOB_CLIENT_ID}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr(
-        demo, "SecretClient", functools.partial(SecretClient, transport=vault.transport())
-    )
-    Variable.set("key_vault_url", f"{VAULT}/", overwrite=True)
-    try:
-        state = demo.key_vault_demo(return_state=True)
-    finally:
-        vault.close()
-        identity.close()
-        Variable.unset("key_vault_url")
+def test_missing_secret_fails_the_run_with_the_vault_error(vault):
+    vault({})
+    state = demo.key_vault_demo(return_state=True)
     assert state.is_failed()
     assert "SecretNotFound" in state.message or "not found" in str(state.message).lower()

@@ -5,13 +5,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from arm.deploy import Infra, load_settings, parameters, write_outputs
 from arm.validation import load_schemas, validate_template
 from image_builder.acr import default_credential
-from image_builder.errors import UserError, run_cli
+from image_builder.cli_support import command_group, console, run_cli
+from image_builder.errors import UserError
 from image_builder.record import read_record
 from image_builder.settings import BUILD_DIR, IMAGE_RECORD, PROJECT_ROOT
 
@@ -19,18 +19,7 @@ TEMPLATE = PROJECT_ROOT / "arm" / "azuredeploy.json"
 SCHEMAS = PROJECT_ROOT.parent / "shared" / "arm-schemas"
 AZURE_RECORD = BUILD_DIR / "azure.json"
 
-app = typer.Typer(
-    help="The Azure side of prefect-aci.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-console = Console(stderr=True, soft_wrap=True)
-
-
-@app.callback()
-def _group() -> None:
-    """The Azure side of prefect-aci: validate, deploy, destroy."""
+app = command_group("The Azure side of prefect-aci.")
 
 
 @app.command()
@@ -115,4 +104,4 @@ def destroy(
 
 
 def main() -> None:
-    run_cli(app, console)
+    run_cli(app)

@@ -4,25 +4,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from blocks.inputs import RegistrationSettings, azure_side, image_in_acr, pushed_image, read_azure
 from blocks.register import register
-from image_builder.errors import run_cli
+from image_builder.cli_support import command_group, run_cli
 from image_builder.settings import BUILD_DIR, IMAGE_RECORD
 
-app = typer.Typer(
-    help="Register the Prefect side of prefect-aci.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-console = Console(stderr=True, soft_wrap=True)
-
-
-@app.callback()
-def _group() -> None:
-    """Register the Prefect side of prefect-aci."""
+app = command_group("Register the Prefect side of prefect-aci.")
 
 
 @app.command("register")
@@ -42,4 +30,4 @@ def register_command(
 
 
 def main() -> None:
-    run_cli(app, console)
+    run_cli(app)

@@ -12,8 +12,9 @@ from image_builder.acr import default_credential, exchange_login
 from image_builder.acr_tags import acr_client, delete_tags, list_tags, prune_plan
 from image_builder.bench import print_report, run_bench, save
 from image_builder.build import BuildRequest, build_image
+from image_builder.cli_support import command_group, console, run_cli
 from image_builder.engine import connect
-from image_builder.errors import UserError, run_cli
+from image_builder.errors import UserError
 from image_builder.push import PushPlan, push_image
 from image_builder.record import read_record, write_record
 from image_builder.registry import (
@@ -34,13 +35,7 @@ from image_builder.settings import (
 )
 from image_builder.tagging import image_tags
 
-app = typer.Typer(
-    help="Build, tag and publish the prefect-aci base image.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-console = Console(stderr=True, soft_wrap=True)
+app = command_group("Build, tag and publish the prefect-aci base image.")
 
 
 def _parse_build_args(values: list[str]) -> dict[str, str]:
@@ -311,4 +306,4 @@ def acr_prune(
 
 
 def main() -> None:
-    run_cli(app, console)
+    run_cli(app)

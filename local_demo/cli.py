@@ -5,22 +5,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from image_builder.cli_support import command_group, console, run_cli
 from image_builder.engine import connect
-from image_builder.errors import UserError, run_cli
+from image_builder.errors import UserError
 from image_builder.record import read_record
 from image_builder.settings import BUILD_DIR, IMAGE_RECORD, PROJECT_ROOT
 
 DEMO_DIR = BUILD_DIR / "demo"
-app = typer.Typer(
-    help="The whole thing on one machine, no Azure.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-console = Console(stderr=True, soft_wrap=True)
+app = command_group("The whole thing on one machine, no Azure.")
 
 
 @app.command()
@@ -68,4 +62,4 @@ def run() -> None:
 
 
 def main() -> None:
-    run_cli(app, console)
+    run_cli(app)

@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 UV_COMPILE := $(BIN)/uv pip compile --quiet --no-config --index-url https://pypi.org/simple \
 	--universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock"
 
-.PHONY: help setup engine image demo demo-down push bench validate-arm deploy-infra destroy register test lint lock clean
+.PHONY: help setup engine image demo demo-down push bench validate-arm deploy-infra destroy register deploy-all test lint lock clean
 
 help:
 	@echo "make demo    the whole thing on this machine, no Azure: registry, Azurite, Prefect server, Docker worker, demo run"
@@ -19,6 +19,7 @@ help:
 	@echo "make deploy-infra [WHAT_IF=1]   deploy the ARM template (settings from .env), outputs to build/azure.json"
 	@echo "make destroy CONFIRM=yes        delete the resource group"
 	@echo "make register [DRY_RUN=1]       Prefect side: credentials block, ACI work pool, storage, variable"
+	@echo "make deploy-all  all of the Azure side in order: infra, push, worker, register, demo deployment"
 	@echo "make test    run the whole test suite (starts a Docker engine if needed)"
 	@echo "make lint    ruff, hadolint, shellcheck, actionlint"
 	@echo "make lock    re-resolve docker/requirements.lock and requirements-dev.lock"
@@ -63,6 +64,12 @@ destroy: setup
 
 register: setup
 	$(PY) -m blocks register $(if $(DRY_RUN),--dry-run) $(REGISTER_FLAGS)
+
+# Settings are checked before the image is built: without them it stops at once (and names make demo).
+deploy-all: setup
+	$(PY) -m deploy_all check
+	$(MAKE) --no-print-directory image
+	$(PY) -m deploy_all run
 
 test: setup engine
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -59,9 +59,10 @@ def deploy(
     """Deploy the Azure side to AZURE_RESOURCE_GROUP (settings from the environment or .env)."""
     settings = load_settings()
     image = read_record(image_record) if image_record.is_file() else None
-    params = parameters(settings, image)
     document = json.loads(template.read_text())
+    parameters(settings, image)  # settings and image checked before anything is sent
     infra = Infra.connect(settings, default_credential())
+    params = parameters(settings, image, infra.deployer)
     infra.ensure_resource_group()
     if what_if:
         for change, resource in infra.what_if(document, params):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
+import jwt
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
 from azure.core.pipeline.transport import HttpTransport
@@ -103,11 +104,15 @@ class InfraSettings(BaseSettings):
     enable_purge_protection: bool = False
 
 
-def load_settings(**overrides) -> InfraSettings:
-    """Settings, or a UserError naming every missing or malformed variable on one line."""
+def load_settings(*, when_unconfigured: str | None = None, **overrides) -> InfraSettings:
+    """Settings, or a UserError naming every missing or malformed variable on one line;
+    ``when_unconfigured`` is the whole message when no Azure subscription or group is set at all."""
     try:
         return InfraSettings(**overrides)
     except ValidationError as exc:
+        missing = {str(e["loc"][0]) for e in exc.errors() if e["type"] == "missing" and e["loc"]}
+        if when_unconfigured and {"azure_subscription_id", "azure_resource_group"} <= missing:
+            raise UserError(when_unconfigured) from None
         problems = []
         for error in exc.errors():
             name = str(error["loc"][0]).upper() if error["loc"] else "settings"
@@ -118,7 +123,33 @@ def load_settings(**overrides) -> InfraSettings:
         raise UserError("; ".join(problems) + " (set them in the environment or .env)") from None
 
 
-def parameters(settings: InfraSettings, image: ImageRecord | None) -> dict:
+@dataclass(frozen=True)
+class Principal:
+    """Who runs the deployment: gets rights to upload flow code and push the image."""
+
+    object_id: str
+    kind: str  # the roleAssignments principalType: User or ServicePrincipal
+
+
+def principal_of(token: str) -> Principal | None:
+    """The signed-in principal from an Azure Resource Manager token's claims (read, not verified:
+    ARM verifies it); None when the token is not a JWT carrying an object id."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    object_id = claims.get("oid")
+    if not isinstance(object_id, str) or not _GUID.match(object_id):
+        return None
+    # idtyp is "app" for service principals and managed identities, "user" for people; tokens
+    # without it are delegated (a person) when they carry scopes.
+    kind = claims.get("idtyp") or ("user" if "scp" in claims else "app")
+    return Principal(object_id, "ServicePrincipal" if kind == "app" else "User")
+
+
+def parameters(
+    settings: InfraSettings, image: ImageRecord | None, deployer: Principal | None = None
+) -> dict:
     """ARM deployment parameters. Secrets go only into this request, never into a file."""
     if settings.deploy_worker and (image is None or not image.reference):
         raise UserError(
@@ -138,6 +169,9 @@ def parameters(settings: InfraSettings, image: ImageRecord | None) -> dict:
         "enablePurgeProtection": settings.enable_purge_protection,
         "workerImage": image.reference if settings.deploy_worker and image else "",
     }
+    if deployer:
+        values["deployerPrincipalId"] = deployer.object_id
+        values["deployerPrincipalType"] = deployer.kind
     if settings.key_vault_name:
         values["keyVaultName"] = settings.key_vault_name
     if settings.azure_location:
@@ -149,6 +183,7 @@ def parameters(settings: InfraSettings, image: ImageRecord | None) -> dict:
 class Infra:
     settings: InfraSettings
     client: ResourceManagementClient
+    deployer: Principal | None = None
 
     @classmethod
     def connect(
@@ -158,13 +193,13 @@ class Infra:
         transport: HttpTransport | None = None,
     ) -> "Infra":
         try:
-            credential.get_token(MANAGEMENT_SCOPE)
+            token = credential.get_token(MANAGEMENT_SCOPE).token
         except ClientAuthenticationError as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
             raise UserError(f"no Azure credential ({reason}); {LOGIN_HINT}") from None
         kwargs = {"transport": transport} if transport else {}
         client = ResourceManagementClient(credential, settings.azure_subscription_id, **kwargs)
-        return cls(settings=settings, client=client)
+        return cls(settings=settings, client=client, deployer=principal_of(token))
 
     def ensure_resource_group(self) -> None:
         group = self.settings.azure_resource_group

@@ -58,6 +58,7 @@ class AzureSide:
     flow_code_container: str
     work_pool: str
     registry: str
+    blob_endpoint: str
 
 
 def read_azure(path: Path) -> dict:
@@ -99,6 +100,11 @@ def azure_side(outputs: dict, pool_override: str | None) -> AzureSide:
         flow_code_container=outputs["flowCodeContainerName"],
         work_pool=pool_override or outputs["workPoolName"],
         registry=outputs.get("registryLoginServer") or "",
+        # The endpoint Azure reports (sovereign clouds differ); older records lack it.
+        blob_endpoint=(
+            outputs.get("storageBlobEndpoint")
+            or f"https://{outputs['storageAccountName']}.blob.core.windows.net"
+        ).rstrip("/"),
     )
 
 

@@ -112,9 +112,7 @@ def register(
         )
         storage = AzureBlobStorageContainer(
             container_name=azure.flow_code_container,
-            credentials=AzureBlobStorageCredentials(
-                account_url=f"https://{azure.storage_account}.blob.core.windows.net"
-            ),
+            credentials=AzureBlobStorageCredentials(account_url=azure.blob_endpoint),
         )
         _save_block(storage, STORAGE_CONTAINER_BLOCK, report, dry_run)
         template = base_job_template(

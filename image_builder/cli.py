@@ -8,20 +8,18 @@ from rich.console import Console
 from rich.table import Table
 
 from image_builder import base as base_images
-from image_builder.acr import default_credential, exchange_login
+from image_builder.acr import default_credential
 from image_builder.acr_tags import acr_client, delete_tags, list_tags, prune_plan
 from image_builder.bench import print_report, run_bench, save
 from image_builder.build import BuildRequest, build_image
 from image_builder.cli_support import command_group, console, run_cli
 from image_builder.engine import connect
 from image_builder.errors import UserError
-from image_builder.push import PushPlan, push_image
+from image_builder.push import publish
 from image_builder.record import read_record, write_record
 from image_builder.registry import (
-    RegistryCredentials,
     RegistryKind,
     registry_kind,
-    static_login,
     validate_registry,
     validate_repository,
 )
@@ -171,27 +169,9 @@ def push(
         raise UserError(
             "name the registry: --registry myregistry.azurecr.io (or REGISTRY=... with make push)"
         )
-    image = read_record(record)
-    target = validate_registry(registry)
-    kind = registry_kind(target)
-    creds = RegistryCredentials()
-    name = repository or image.repository
-    if kind is RegistryKind.DOCKER_HUB and repository is None and creds.dockerhub_username:
-        name = f"{creds.dockerhub_username}/{image.repository}"
-    name = validate_repository(name, kind)
-    login = static_login(kind, creds)
-    if kind is RegistryKind.ACR and login is None:
-        login = exchange_login(target, default_credential(), tenant=creds.azure_tenant_id)
-    client = connect()
-    plan = PushPlan(
-        registry=target,
-        repository=name,
-        login=login,
-        attempts=attempts,
-        tags=image_tags(client, image.image_id, latest=latest),
+    updated = publish(
+        record, registry, repository, latest=latest, attempts=attempts, console=console
     )
-    updated, _ = push_image(client, image, plan, console)
-    write_record(record, updated)
     console.print(f"[bold green]Pushed[/] {updated.reference}; wrote {record}")
     print(updated.reference)
 

@@ -3,6 +3,8 @@ how a UserError ends it."""
 
 import logging
 import os
+import time
+from collections.abc import Callable
 
 import typer
 from rich.console import Console
@@ -44,3 +46,21 @@ def run_cli(app: typer.Typer) -> None:
     except KeyboardInterrupt:
         console.print("[bold red]interrupted[/]")
         raise SystemExit(130) from None
+
+
+class Step:
+    """Prints what is starting, and how long it took."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.started = time.monotonic()
+
+    def __call__(self, message: str, action: Callable[[], object]) -> object:
+        began = time.monotonic()
+        self.console.print(f"[bold cyan]>[/] {message} ...", highlight=False)
+        result = action()
+        self.console.print(
+            f"  done in {time.monotonic() - began:.1f}s "
+            f"[dim](total {time.monotonic() - self.started:.0f}s)[/]"
+        )
+        return result

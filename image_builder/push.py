@@ -4,15 +4,28 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import docker
+from azure.core.credentials import TokenCredential
 from docker.errors import APIError
 from rich.console import Console
 
+from image_builder.acr import default_credential, exchange_login
+from image_builder.engine import connect
 from image_builder.errors import UserError
 from image_builder.probe import require_image
-from image_builder.record import ImageRecord
-from image_builder.registry import Login
+from image_builder.record import ImageRecord, read_record, write_record
+from image_builder.registry import (
+    Login,
+    RegistryCredentials,
+    RegistryKind,
+    registry_kind,
+    static_login,
+    validate_registry,
+    validate_repository,
+)
+from image_builder.tagging import image_tags
 
 _AUTH_ERROR = re.compile(
     r"unauthorized|authentication required|no basic auth credentials|denied|forbidden|"
@@ -239,3 +252,44 @@ def _printer(console: Console) -> Callable[[dict], None]:
                     )
 
     return show
+
+
+def publish(
+    record_path: Path,
+    registry: str,
+    repository: str | None = None,
+    *,
+    latest: bool = False,
+    attempts: int = 4,
+    credential: TokenCredential | None = None,
+    console: Console,
+) -> ImageRecord:
+    """Push the recorded image to ``registry`` and write the pinned reference back to the record.
+
+    Credentials: REGISTRY_* / DOCKERHUB_* / ACR_* from the environment; for ACR without them, an
+    Azure credential (``credential``, else DefaultAzureCredential) exchanged for a registry token.
+    """
+    image = read_record(record_path)
+    target = validate_registry(registry)
+    kind = registry_kind(target)
+    creds = RegistryCredentials()
+    name = repository or image.repository
+    if kind is RegistryKind.DOCKER_HUB and repository is None and creds.dockerhub_username:
+        name = f"{creds.dockerhub_username}/{image.repository}"
+    name = validate_repository(name, kind)
+    login = static_login(kind, creds)
+    if kind is RegistryKind.ACR and login is None:
+        login = exchange_login(
+            target, credential or default_credential(), tenant=creds.azure_tenant_id
+        )
+    client = connect()
+    plan = PushPlan(
+        registry=target,
+        repository=name,
+        login=login,
+        attempts=attempts,
+        tags=image_tags(client, image.image_id, latest=latest),
+    )
+    updated, _ = push_image(client, image, plan, console)
+    write_record(record_path, updated)
+    return updated

@@ -11,7 +11,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import docker
 from docker.errors import NotFound
 from rich.console import Console
 
+from image_builder.cli_support import Step
 from image_builder.errors import UserError
 from image_builder.local_registry import LocalRegistry, free_port, wait_for_port
 from image_builder.probe import require_image
@@ -30,7 +30,6 @@ from local_demo import azurite
 WORK_POOL = "local-docker"
 DEPLOYMENT = "key-vault-demo/local"
 FLOW_CODE_CONTAINER = "flow-code"
-FLOW_CODE_FOLDER = "key_vault_demo"
 STORAGE_BLOCK = "prefect-aci-flow-code"
 DEMO_SECRET = "prefect-aci-demo-secret"  # noqa: S105 (the Secret block's name)
 
@@ -53,24 +52,6 @@ class State:
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
-
-
-class Step:
-    """Prints what is starting, and how long it took."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.started = time.monotonic()
-
-    def __call__(self, message: str, action: Callable[[], object]) -> object:
-        began = time.monotonic()
-        self.console.print(f"[bold cyan]>[/] {message} ...", highlight=False)
-        result = action()
-        self.console.print(
-            f"  done in {time.monotonic() - began:.1f}s "
-            f"[dim](total {time.monotonic() - self.started:.0f}s)[/]"
-        )
-        return result
 
 
 def _spawn(command: list[str], log: Path, env: dict[str, str] | None = None) -> int:

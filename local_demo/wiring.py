@@ -12,34 +12,27 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
-from prefect.flows import Flow
 from prefect_azure import AzureBlobStorageContainer, AzureBlobStorageCredentials
 from prefect_docker.worker import DockerWorker
 
+from flows.deployment import deploy_demo, upload_flow_code
 from local_demo import azurite
 from local_demo.stack import (
     DEMO_SECRET,
     DEPLOYMENT,
     FLOW_CODE_CONTAINER,
-    FLOW_CODE_FOLDER,
     STORAGE_BLOCK,
     WORK_POOL,
     demo_secret_value,
 )
 
 
-def upload_flow_code(flows_dir: Path, azurite_port: int) -> list[str]:
+def upload_to_azurite(flows_dir: Path, azurite_port: int) -> list[str]:
     service = BlobServiceClient.from_connection_string(azurite.connection_string(azurite_port))
     container = service.get_container_client(FLOW_CODE_CONTAINER)
     with contextlib.suppress(ResourceExistsError):
         container.create_container()
-    uploaded = []
-    source = flows_dir / FLOW_CODE_FOLDER
-    for path in sorted(source.glob("*.py")):
-        name = f"{FLOW_CODE_FOLDER}/{path.name}"
-        container.upload_blob(name, path.read_bytes(), overwrite=True)
-        uploaded.append(name)
-    return uploaded
+    return upload_flow_code(container, flows_dir)
 
 
 def docker_pool_template(image_reference: str) -> dict:
@@ -61,7 +54,7 @@ def docker_pool_template(image_reference: str) -> dict:
 
 def wire(image_reference: str, azurite_port: int, flows_dir: Path) -> None:
     Secret(value=demo_secret_value()).save(DEMO_SECRET, overwrite=True)
-    upload_flow_code(flows_dir, azurite_port)
+    upload_to_azurite(flows_dir, azurite_port)
     storage = AzureBlobStorageContainer(
         container_name=FLOW_CODE_CONTAINER,
         credentials=AzureBlobStorageCredentials(
@@ -79,19 +72,7 @@ def wire(image_reference: str, azurite_port: int, flows_dir: Path) -> None:
                 base_job_template=docker_pool_template(image_reference),
             )
         )
-    flow = Flow.from_source(
-        source=AzureBlobStorageContainer.load(STORAGE_BLOCK),
-        entrypoint=f"{FLOW_CODE_FOLDER}/flow.py:key_vault_demo",
-    )
-    # No image= here: Flow.deploy re-parses it and turns repo@sha256:... into repo:sha256:...;
-    # the pool's default is the digest-pinned reference.
-    flow.deploy(
-        name=DEPLOYMENT.split("/")[1],
-        work_pool_name=WORK_POOL,
-        build=False,
-        push=False,
-        print_next_steps=False,
-    )
+    deploy_demo(STORAGE_BLOCK, WORK_POOL, DEPLOYMENT.split("/")[1])
 
 
 def run() -> dict:

@@ -3,12 +3,13 @@ token endpoint (what azure-identity's ManagedIdentityCredential calls when IDENT
 set), ACR's /oauth2/exchange and /oauth2/token, and the ACR tag API behind a 401 challenge. No
 Azure is reached; the real azure-identity and azure-containerregistry code runs against it."""
 
-import base64
 import json
 import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import jwt
 
 from tests.redirect import RedirectTransport
 
@@ -17,20 +18,32 @@ TENANT = "11111111-2222-3333-4444-555555555555"
 REFRESH_TOKEN = "acr-refresh-token-never-print-me"
 ACR_ACCESS_TOKEN = "acr-access-token"
 ACR_SERVICE = "prefectacitest.azurecr.io"
+PRINCIPAL_ID = "9a8b7c6d-0000-4000-8000-00000000a11c"  # the object id this identity's tokens carry
 
 
 def fake_jwt(claims: dict) -> str:
-    def part(data: dict) -> str:
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
-
-    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.signature"
+    """A well-formed JWT with Azure's claims, signed with a local key (nothing here verifies
+    signatures: ARM, ACR and Storage do that in Azure)."""
+    return jwt.encode(claims, "prefect-aci-stand-in-signing-key-0123456789", algorithm="HS256")
 
 
 class AzureStandIn:
     def __init__(self, identity_available: bool = True, exchange_status: int = 200) -> None:
         self.identity_available = identity_available
         self.exchange_status = exchange_status
-        self.access_token = fake_jwt({"tid": TENANT, "aud": "https://containerregistry.azure.net"})
+        now = int(time.time())
+        identity = {
+            "tid": TENANT,
+            "iss": f"https://sts.windows.net/{TENANT}/",
+            "oid": PRINCIPAL_ID,
+            "idtyp": "app",
+            "iat": now - 60,
+            "nbf": now - 60,
+            "exp": now + 6 * 3600,
+        }
+        self.access_token = fake_jwt({**identity, "aud": "https://containerregistry.azure.net"})
+        # Storage checks the audience (Azurite with --oauth basic does too).
+        self.storage_token = fake_jwt({**identity, "aud": "https://storage.azure.com"})
         self.token_requests: list[dict] = []
         self.exchanges: list[dict] = []
         self.tags: dict[str, list[dict]] = {}
@@ -133,7 +146,7 @@ class AzureStandIn:
                 self._answer(
                     200,
                     {
-                        "access_token": stand_in.access_token,
+                        "access_token": stand_in.token_for(query.get("resource", "")),
                         "expires_on": str(int(time.time()) + 3600),
                         "resource": query.get("resource"),
                         "token_type": "Bearer",
@@ -161,6 +174,11 @@ class AzureStandIn:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def token_for(self, resource: str) -> str:
+        if resource.startswith("https://storage.azure.com"):
+            return self.storage_token
+        return self.access_token
 
     @property
     def host(self) -> str:

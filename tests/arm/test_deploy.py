@@ -10,11 +10,19 @@ import sys
 import pytest
 from azure.identity import ManagedIdentityCredential
 
-from arm.deploy import DEPLOYMENT_NAME, Infra, load_settings, parameters, write_outputs
+from arm.deploy import (
+    DEPLOYMENT_NAME,
+    Infra,
+    Principal,
+    load_settings,
+    parameters,
+    principal_of,
+    write_outputs,
+)
 from image_builder.errors import UserError
 from image_builder.record import ImageRecord
 from image_builder.settings import PROJECT_ROOT
-from tests.acr_stand_in import AzureStandIn
+from tests.acr_stand_in import PRINCIPAL_ID, TENANT, AzureStandIn, fake_jwt
 from tests.arm.conftest import TEMPLATE
 from tests.arm_stand_in import ArmStandIn
 
@@ -86,7 +94,9 @@ def test_deploy_sends_one_incremental_deployment_of_our_template(azure, settings
     identity, arm = azure
     infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
     infra.ensure_resource_group()
-    outputs = infra.deploy(json.loads(TEMPLATE.read_text()), parameters(settings, IMAGE))
+    outputs = infra.deploy(
+        json.loads(TEMPLATE.read_text()), parameters(settings, IMAGE, infra.deployer)
+    )
     [put] = arm.of("PUT", f"/deployments/{DEPLOYMENT_NAME}")
     assert put["path"] == (
         f"/subscriptions/{SUBSCRIPTION}/resourcegroups/prefect-aci-rg/"
@@ -101,6 +111,9 @@ def test_deploy_sends_one_incremental_deployment_of_our_template(azure, settings
     assert values["prefectApiKey"] == API_KEY
     assert values["prefectApiUrl"] == SETTINGS["PREFECT_API_URL"]
     assert values["deployWorker"] is True
+    # Who is deploying, read from the token's claims: granted upload and push by the template.
+    assert values["deployerPrincipalId"] == PRINCIPAL_ID
+    assert values["deployerPrincipalType"] == "ServicePrincipal"
     assert len(values["demoSecretValue"]) >= 24
     assert set(values) <= set(json.loads(TEMPLATE.read_text())["parameters"])
     assert outputs == {"keyVaultUri": "https://kv1.vault.azure.net/", "workPoolName": "aci-pool"}
@@ -247,3 +260,25 @@ def test_settings_defaults_match_the_template(settings, template):
         settings.enable_purge_protection
         is template["parameters"]["enablePurgeProtection"]["defaultValue"]
     )
+
+
+@pytest.mark.parametrize(
+    ("claims", "expected"),
+    [
+        ({"oid": PRINCIPAL_ID, "idtyp": "app"}, Principal(PRINCIPAL_ID, "ServicePrincipal")),
+        ({"oid": PRINCIPAL_ID, "idtyp": "user"}, Principal(PRINCIPAL_ID, "User")),
+        # No idtyp claim: delegated tokens (a person's) carry scopes, app tokens do not.
+        ({"oid": PRINCIPAL_ID, "scp": "user_impersonation"}, Principal(PRINCIPAL_ID, "User")),
+        ({"oid": PRINCIPAL_ID}, Principal(PRINCIPAL_ID, "ServicePrincipal")),
+        ({"idtyp": "app"}, None),
+        ({"oid": "not-a-guid", "idtyp": "app"}, None),
+    ],
+)
+def test_deployer_is_read_from_the_token_claims(claims, expected):
+    assert principal_of(fake_jwt({"tid": TENANT, **claims})) == expected
+
+
+def test_a_token_that_is_not_a_jwt_names_no_deployer_and_grants_nothing(settings):
+    assert principal_of("opaque-token") is None
+    values = parameters(settings, IMAGE, None)
+    assert "deployerPrincipalId" not in values

@@ -6,6 +6,8 @@ import re
 from tests.arm.conftest import ROLE, resources_of, worker_group
 
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+ACR_PUSH = "8311e382-0749-4cb8-b61a-304f252e45ec"
 # What prefect-azure 0.4.13's ACI worker calls (prefect_azure/workers/container_instance.py):
 WORKER_CALLS = {
     "Microsoft.Resources/deployments/write": "deployments.begin_create_or_update",
@@ -177,6 +179,7 @@ def test_outputs_give_what_the_next_stages_need(template):
         "subnetId",
         "registryLoginServer",
         "storageAccountName",
+        "storageBlobEndpoint",
         "flowCodeContainerName",
         "workPoolName",
     } <= set(template["outputs"])
@@ -221,10 +224,50 @@ def test_worker_depends_on_its_role_assignments(template):
     assert "acrPullRoleId" in depends
 
 
+def _deployer_assignments(template: dict) -> list[dict]:
+    return [
+        a
+        for a in resources_of(template, "Microsoft.Authorization/roleAssignments")
+        if a["properties"]["principalId"] == "[parameters('deployerPrincipalId')]"
+    ]
+
+
 def test_role_assignments_are_guid_named_for_service_principals(template):
+    deployer = _deployer_assignments(template)
     for assignment in resources_of(template, "Microsoft.Authorization/roleAssignments"):
         assert assignment["name"].startswith("[guid("), assignment["name"]
-        assert assignment["properties"]["principalType"] == "ServicePrincipal"
+        expected = (
+            "[parameters('deployerPrincipalType')]"
+            if assignment in deployer
+            else "ServicePrincipal"
+        )
+        assert assignment["properties"]["principalType"] == expected
+
+
+def test_deployer_gets_only_upload_and_push_and_only_when_named(template):
+    """make deploy-all passes the object id from the caller's token: Storage Blob Data
+    Contributor on the flow-code container (not the account) and AcrPush on the registry."""
+    by_role = {a["properties"]["roleDefinitionId"]: a for a in _deployer_assignments(template)}
+    assert set(by_role) == {
+        "[variables('storageBlobDataContributorRoleId')]",
+        "[variables('acrPushRoleId')]",
+    }
+    variables = template["variables"]
+    assert STORAGE_BLOB_DATA_CONTRIBUTOR in variables["storageBlobDataContributorRoleId"]
+    assert ACR_PUSH in variables["acrPushRoleId"]
+    upload = by_role["[variables('storageBlobDataContributorRoleId')]"]
+    assert "blobServices/containers" in upload["scope"]
+    assert upload["condition"] == "[not(empty(parameters('deployerPrincipalId')))]"
+    push = by_role["[variables('acrPushRoleId')]"]
+    assert push["scope"] == (
+        "[resourceId('Microsoft.ContainerRegistry/registries', parameters('registryName'))]"
+    )
+    assert "deployRegistry" in push["condition"] and "deployerPrincipalId" in push["condition"]
+    assert template["parameters"]["deployerPrincipalId"]["defaultValue"] == ""
+    assert set(template["parameters"]["deployerPrincipalType"]["allowedValues"]) >= {
+        "User",
+        "ServicePrincipal",
+    }
 
 
 def test_key_vault_secrets_user_is_scoped_to_the_vault_not_the_group(template):

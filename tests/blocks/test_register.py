@@ -13,6 +13,7 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.objects import FlowRun
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
+from prefect_azure import AzureBlobStorageContainer
 from prefect_azure.workers.container_instance import AzureContainerJobConfiguration
 
 from image_builder.settings import PROJECT_ROOT
@@ -35,6 +36,7 @@ def outputs(**changes) -> dict:
         "subnetId": SUBNET,
         "keyVaultUri": "https://prefectkvabc.vault.azure.net/",
         "storageAccountName": "prefectst1",
+        "storageBlobEndpoint": "https://prefectst1.blob.core.windows.net/",
         "flowCodeContainerName": "flow-code",
         "workPoolName": "aci-pool",
         "registryLoginServer": ACR,
@@ -110,6 +112,11 @@ def test_register_creates_everything_then_changes_nothing(prefect_server, record
     assert again.returncode == 0, again.stderr
     assert set(outcomes(again).values()) == {"unchanged"}, again.stdout
     assert len(outcomes(again)) == 4
+    with temporary_settings({PREFECT_API_URL: prefect_server}):
+        storage = AzureBlobStorageContainer.load("prefect-aci-flow-code")
+    # The endpoint ARM reported, without its trailing slash: the same URL the flow runs use.
+    assert storage.credentials.account_url == "https://prefectst1.blob.core.windows.net"
+    assert storage.container_name == "flow-code"
 
 
 def test_dry_run_writes_nothing(prefect_server, records, pool_name):

@@ -98,6 +98,7 @@ def test_the_command_aci_would_run_completes_a_flow_run(demo_run):
         flow_code_container="flow-code",
         work_pool="aci-pool",
         registry="",
+        blob_endpoint="https://demo.blob.core.windows.net",
     )
 
     async def render():

@@ -1,0 +1,1 @@
+"""`make deploy-all`: the Azure side, the image, the Prefect side and the demo deployment."""

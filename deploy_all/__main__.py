@@ -1,0 +1,3 @@
+from deploy_all.cli import main
+
+main()

@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from azure.core.pipeline.transport import HttpTransport
 
 from arm.cli import AZURE_RECORD, TEMPLATE
 from arm.deploy import load_settings
@@ -37,10 +38,26 @@ def run(
 ) -> None:
     """Deploy the ARM template, push the image, deploy the worker, register the Prefect side,
     upload the flow code and deploy the demo flow (settings from the environment or .env)."""
+    execute(image_record, azure_record, template)
+
+
+def execute(
+    image_record: Path,
+    azure_record: Path,
+    template: Path,
+    arm_transport: HttpTransport | None = None,
+) -> None:
+    """The whole command; ``arm_transport`` is the one seam tests use (a local ARM stand-in)."""
     settings = load_settings(when_unconfigured=NO_AZURE)
     document = load_template(template)
     result = deploy_all(
-        settings, default_credential(), document, image_record, azure_record, console
+        settings,
+        default_credential(),
+        document,
+        image_record,
+        azure_record,
+        console,
+        arm_transport=arm_transport,
     )
     console.print(f"[bold green]Done.[/] ARM outputs in {azure_record}")
     print(next_steps(result, settings))

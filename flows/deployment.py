@@ -24,6 +24,7 @@ def upload_flow_code(
     flows_dir: Path = FLOWS_DIR,
     *,
     wait_for_access: float = 0,
+    retry_every: float = 10,
     echo: Callable[[str], None] = print,
 ) -> list[str]:
     """Upload the demo's *.py files under FLOW_FOLDER/; return the blob names.
@@ -56,7 +57,7 @@ def upload_flow_code(
                         "grants it, rerun it in a few minutes if it was just granted"
                     ) from None
                 echo("  waiting for the new role assignment to reach Storage (can take minutes)")
-                time.sleep(10)
+                time.sleep(retry_every)
         uploaded.append(name)
     return uploaded
 

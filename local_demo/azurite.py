@@ -45,8 +45,13 @@ def install(prefix: Path) -> Path:
     return binary
 
 
-def command(binary: Path, port: int, location: Path) -> list[str]:
+def command(
+    binary: Path, port: int, location: Path, tls: tuple[Path, Path] | None = None
+) -> list[str]:
+    """Azurite's command line; ``tls`` = (certificate, key) serves HTTPS and accepts Azure AD
+    bearer tokens (``--oauth basic``: claims checked, signatures not), as Blob storage does."""
     location.mkdir(parents=True, exist_ok=True)
+    secure = ["--cert", str(tls[0]), "--key", str(tls[1]), "--oauth", "basic"] if tls else []
     return [
         str(binary),
         "--blobHost",
@@ -58,6 +63,7 @@ def command(binary: Path, port: int, location: Path) -> list[str]:
         "--skipApiVersionCheck",
         "--loose",
         "--silent",
+        *secure,
     ]
 
 

@@ -18,12 +18,14 @@ class ArmStandIn:
         group_exists: bool = True,
         deployment_state: str = "Succeeded",
         error: tuple[int, str, str] | None = None,
+        outputs: dict | None = None,
     ):
         self.bearer = bearer
         self.groups: dict[str, dict] = {}
         self.group_exists = group_exists
         self.deployment_state = deployment_state
         self.error = error
+        self.outputs = outputs  # what every deployment reports, as make deploy-all reads them
         self.requests: list[dict] = []
         stand_in = self
 
@@ -78,11 +80,15 @@ class ArmStandIn:
                     self._answer(200, {"status": "Succeeded", "properties": {"changes": changes}})
                 elif "deployments" in parts:
                     outputs = {
-                        "keyVaultUri": {"type": "String", "value": "https://kv1.vault.azure.net/"},
-                        "workPoolName": {
-                            "type": "String",
-                            "value": body["properties"]["parameters"]["workPoolName"]["value"],
-                        },
+                        name: {"type": "String", "value": value}
+                        for name, value in (stand_in.outputs or {}).items()
+                    }
+                    outputs.setdefault(
+                        "keyVaultUri", {"type": "String", "value": "https://kv1.vault.azure.net/"}
+                    )
+                    outputs["workPoolName"] = {
+                        "type": "String",
+                        "value": body["properties"]["parameters"]["workPoolName"]["value"],
                     }
                     self._answer(
                         200,

@@ -1,0 +1,61 @@
+"""A throwaway certificate authority for local HTTPS stand-ins (Azure's SDKs refuse to send bearer
+tokens over plain HTTP), made with `cryptography`, and a CA bundle that trusts it."""
+
+import datetime
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+import certifi
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+
+@dataclass(frozen=True)
+class LocalTls:
+    certificate: Path
+    key: Path
+    bundle: Path  # certifi's roots plus this certificate
+
+    def env(self) -> dict[str, str]:
+        """Trust it in a child process: requests reads REQUESTS_CA_BUNDLE, while aiohttp and
+        Python's ssl read SSL_CERT_FILE when their default context is made."""
+        return {"REQUESTS_CA_BUNDLE": str(self.bundle), "SSL_CERT_FILE": str(self.bundle)}
+
+
+def make_tls(folder: Path) -> LocalTls:
+    folder.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "prefect-aci local stand-in")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = certificate.public_bytes(serialization.Encoding.PEM)
+    paths = LocalTls(folder / "cert.pem", folder / "key.pem", folder / "bundle.pem")
+    paths.certificate.write_bytes(pem)
+    paths.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    paths.bundle.write_bytes(Path(certifi.where()).read_bytes() + b"\n" + pem)
+    return paths

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Debian packages the local stand-ins and the offline base need: an OCI registry (the push
-# target in tests and the demo), tini (the engine probe) and debootstrap (the offline base).
+# target in tests and the demo), tini (the engine probe), debootstrap (the offline base) and
+# docker-compose (pytest-docker starts the tests' Prefect server with it).
 set -euo pipefail
 
-PACKAGES=(docker-registry tini debootstrap)
+PACKAGES=(docker-registry tini debootstrap docker-compose)
 missing=()
 for package in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -3,6 +3,8 @@
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import certifi
@@ -80,33 +82,43 @@ def host_ca_bundle() -> Path:
     return detect_ca_bundle(None) or Path(certifi.where())
 
 
+# pytest-docker, with Debian's docker-compose (v1: `up -d`, no `--wait`).
 @pytest.fixture(scope="session")
-def prefect_server(docker_client, image):
-    """`prefect server start` from our image on a loopback port; yields its API URL."""
-    import time
-    import urllib.error
-    import urllib.request
+def docker_compose_command() -> str:
+    return "docker-compose"
 
-    container = docker_client.containers.run(
-        image,
-        ["prefect", "server", "start", "--host", "0.0.0.0", "--port", "4200"],  # noqa: S104
-        detach=True,
-        environment={"PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
-        ports={"4200/tcp": ("127.0.0.1", None)},
-    )
+
+@pytest.fixture(scope="session")
+def docker_setup() -> list[str]:
+    return ["up -d"]
+
+
+@pytest.fixture(scope="session")
+def docker_compose_file(built_image) -> str:
+    os.environ["PREFECT_ACI_TEST_IMAGE"] = built_image.local_tags[0]
+    return str(PROJECT_ROOT / "tests" / "docker-compose.yml")
+
+
+def _healthy(api: str) -> bool:
     try:
-        container.reload()
-        port = container.attrs["NetworkSettings"]["Ports"]["4200/tcp"][0]["HostPort"]
-        api = f"http://127.0.0.1:{port}/api"
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{api}/health", timeout=5):  # noqa: S310
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if time.monotonic() > deadline:
-                    pytest.fail(container.logs().decode()[-3000:])
-                time.sleep(1)
-        yield api
-    finally:
-        container.remove(force=True)
+        with urllib.request.urlopen(f"{api}/health", timeout=5):  # noqa: S310
+            return True
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def prefect_server(docker_services, docker_ip, docker_client, docker_compose_project_name):
+    """`prefect server start` from our image (tests/docker-compose.yml); yields its API URL."""
+    port = docker_services.port_for("prefect-server", 4200)
+    api = f"http://{docker_ip}:{port}/api"
+    try:
+        docker_services.wait_until_responsive(check=lambda: _healthy(api), timeout=180, pause=1)
+    except Exception:
+        label = f"com.docker.compose.project={docker_compose_project_name}"
+        logs = [
+            c.logs().decode()[-3000:]
+            for c in docker_client.containers.list(all=True, filters={"label": label})
+        ]
+        pytest.fail(f"the Prefect server did not answer {api}/health in 180 s:\n" + "\n".join(logs))
+    return api

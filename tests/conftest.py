@@ -12,10 +12,13 @@ import docker
 import pytest
 from docker.errors import DockerException
 
+from image_builder.local_registry import LocalRegistry
 from image_builder.record import ImageRecord, read_record
 from image_builder.settings import PROJECT_ROOT, detect_ca_bundle
 
 TEST_REPOSITORY = "prefect-aci-test"
+# The account of the htpasswd-protected registry the `registry` fixture starts.
+REGISTRY_USER, REGISTRY_PASSWORD = "pusher", "s3cret-registry-pw"
 # Appended to the build's CA bundle: found in a layer of the final image, it proves a leak.
 # Fixed text, so that the build cache holds from one test session to the next.
 CA_MARKER = "# prefect-aci test marker: this CA bundle belongs to the build stage only"
@@ -32,6 +35,13 @@ def run_builder(*args: str, env: dict[str, str | None] | None = None, timeout: i
         env={name: value for name, value in merged.items() if value is not None},
         timeout=timeout,
     )
+
+
+@pytest.fixture
+def registry(tmp_path):
+    """Debian's docker-registry on a free loopback port, with htpasswd auth."""
+    with LocalRegistry(tmp_path / "registry", users={REGISTRY_USER: REGISTRY_PASSWORD}) as local:
+        yield local
 
 
 @pytest.fixture(scope="session")

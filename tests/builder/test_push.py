@@ -5,20 +5,13 @@ import re
 
 import pytest
 
-from image_builder.local_registry import LocalRegistry, free_port
-from tests.conftest import run_builder
+from image_builder.local_registry import free_port
+from tests.conftest import REGISTRY_PASSWORD, REGISTRY_USER, run_builder
 from tests.stand_ins import CuttingProxy
 
-USER, PASSWORD = "pusher", "s3cret-registry-pw"
+USER, PASSWORD = REGISTRY_USER, REGISTRY_PASSWORD
 CREDS = {"REGISTRY_USERNAME": USER, "REGISTRY_PASSWORD": PASSWORD}
 NO_CREDS = {"REGISTRY_USERNAME": "", "REGISTRY_PASSWORD": ""}
-
-
-@pytest.fixture
-def registry(tmp_path):
-    local = LocalRegistry(tmp_path / "registry", users={USER: PASSWORD}).start()
-    yield local
-    local.stop()
 
 
 @pytest.fixture

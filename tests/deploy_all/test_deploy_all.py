@@ -19,11 +19,12 @@ from prefect_azure import AzureContainerInstanceCredentials
 
 from deploy_all.steps import DEPLOYMENT
 from flows.deployment import FLOW_NAME, FLOWS_DIR
-from image_builder.local_registry import LocalRegistry, free_port, wait_for_port
+from image_builder.local_registry import free_port, wait_for_port
 from image_builder.settings import BUILD_DIR, PROJECT_ROOT
 from local_demo import azurite
 from tests.acr_stand_in import PRINCIPAL_ID, AzureStandIn
 from tests.arm_stand_in import ArmStandIn
+from tests.conftest import REGISTRY_PASSWORD, REGISTRY_USER
 from tests.tls import make_tls
 
 SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
@@ -32,7 +33,6 @@ JOB_ID = f"{GROUP}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/pr
 SUBNET = f"{GROUP}/providers/Microsoft.Network/virtualNetworks/prefect-vnet/subnets/aci"
 API_KEY = "pnu_deploy_all_never_print_this"
 DEMO_SECRET = "demo-secret-never-print-this"
-USER, PASSWORD = "pusher", "registry-pw-never-print-this"
 # Settings a user would have in .env; the rest is unset so nothing of this machine leaks in.
 UNSET = (
     "AZURE_CLIENT_ID",
@@ -82,13 +82,6 @@ def blob_storage(tmp_path_factory):
 
 
 @pytest.fixture
-def registry(tmp_path):
-    local = LocalRegistry(tmp_path / "registry", users={USER: PASSWORD}).start()
-    yield local
-    local.stop()
-
-
-@pytest.fixture
 def identity():
     stand_in = AzureStandIn()
     yield stand_in
@@ -127,8 +120,8 @@ def test_deploy_all_goes_from_nothing_to_a_deployment_on_the_aci_pool(
         PREFECT_API_KEY=API_KEY,
         DEMO_SECRET_VALUE=DEMO_SECRET,
         WORK_POOL_NAME=pool,
-        REGISTRY_USERNAME=USER,
-        REGISTRY_PASSWORD=PASSWORD,
+        REGISTRY_USERNAME=REGISTRY_USER,
+        REGISTRY_PASSWORD=REGISTRY_PASSWORD,
     )
     try:
         result = subprocess.run(
@@ -194,7 +187,8 @@ def test_deploy_all_goes_from_nothing_to_a_deployment_on_the_aci_pool(
 
     assert f"prefect deployment run '{FLOW_NAME}/{DEPLOYMENT}'" in result.stdout
     output = result.stdout + result.stderr
-    for secret in (API_KEY, DEMO_SECRET, PASSWORD, identity.access_token, identity.storage_token):
+    tokens = (identity.access_token, identity.storage_token)
+    for secret in (API_KEY, DEMO_SECRET, REGISTRY_PASSWORD, *tokens):
         assert secret not in output
 
 

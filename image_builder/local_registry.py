@@ -5,6 +5,7 @@ import base64
 import json
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -27,23 +28,32 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout: float = 20) -> None:
+def wait_for_port(port: int, timeout: float = 20, address: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
+            if sock.connect_ex((address, port)) == 0:
                 return
         time.sleep(0.1)
-    raise UserError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s")
+    raise UserError(f"nothing listens on {address}:{port} after {timeout:.0f}s")
 
 
 class LocalRegistry:
     def __init__(
-        self, root: Path, users: dict[str, str] | None = None, port: int | None = None
+        self,
+        root: Path,
+        users: dict[str, str] | None = None,
+        port: int | None = None,
+        address: str = "127.0.0.1",
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
+        """``tls`` = (certificate, key) serves HTTPS; ``address`` other than loopback makes the
+        Docker engine verify that certificate (it skips verification for 127.0.0.0/8)."""
         self.root = root
         self.port = port or free_port()
         self.users = users or {}
+        self.address = address
+        self.tls = tls
         self.process: subprocess.Popen | None = None
         root.mkdir(parents=True, exist_ok=True)
         auth = ""
@@ -61,12 +71,14 @@ class LocalRegistry:
             "version: 0.1\nlog:\n  level: warn\n"
             f"storage:\n  filesystem:\n    rootdirectory: {root}/data\n"
             "  delete:\n    enabled: true\n"
-            f"http:\n  addr: 127.0.0.1:{self.port}\n{auth}"
+            f"http:\n  addr: {address}:{self.port}\n"
+            + (f"  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}\n" if tls else "")
+            + auth
         )
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.address}:{self.port}"
 
     def start(self) -> "LocalRegistry":
         binary = shutil.which("docker-registry")
@@ -81,7 +93,7 @@ class LocalRegistry:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_for_port(self.port)
+        wait_for_port(self.port, address=self.address)
         return self
 
     def stop(self) -> None:
@@ -96,14 +108,17 @@ class LocalRegistry:
         self.stop()
 
     def _request(self, path: str, method: str = "GET", accept: str | None = None):
-        request = urllib.request.Request(f"http://{self.host}{path}", method=method)
+        scheme = "https" if self.tls else "http"
+        url = f"{scheme}://{self.host}{path}"
+        request = urllib.request.Request(url, method=method)  # noqa: S310 (http or https)
         if accept:
             request.add_header("Accept", accept)
         if self.users:
             user, password = next(iter(self.users.items()))
             token = base64.b64encode(f"{user}:{password}".encode()).decode()
             request.add_header("Authorization", f"Basic {token}")
-        return urllib.request.urlopen(request, timeout=30)  # noqa: S310 (loopback http)
+        context = ssl.create_default_context(cafile=str(self.tls[0])) if self.tls else None
+        return urllib.request.urlopen(request, timeout=30, context=context)  # noqa: S310
 
     def manifest_digest(self, repository: str, tag: str) -> str | None:
         """Docker-Content-Digest of a manifest, asked over the registry's own HTTP API."""

@@ -110,6 +110,8 @@ def login(client: docker.DockerClient, plan: PushPlan) -> None:
         )
     except APIError as exc:
         reason = str(exc.explanation or "").strip()
+        if untrusted := _untrusted(plan.registry, reason):
+            raise untrusted from None
         if _AUTH_ERROR.search(reason) or "401" in reason:
             raise UserError(
                 f"registry {plan.registry} rejected the credentials for user "
@@ -120,6 +122,22 @@ def login(client: docker.DockerClient, plan: PushPlan) -> None:
             f"({_unreachable_reason(reason)}); check the name and that it is "
             "reachable"
         ) from None
+
+
+_UNTRUSTED = re.compile(r"x509: [^\"\n]*|tls: failed to verify certificate[^\"\n]*", re.IGNORECASE)
+
+
+def _untrusted(registry: str, reason: str) -> UserError | None:
+    """The engine refused the registry's certificate: say where the engine looks for its CA."""
+    found = _UNTRUSTED.search(reason)
+    if not found:
+        return None
+    return UserError(
+        f"the Docker engine does not trust the TLS certificate of registry {registry} "
+        f"({found.group(0).strip()}); put the CA certificate that signed it in "
+        f"/etc/docker/certs.d/{registry}/ca.crt (read on each connection, no restart), "
+        "or use a certificate from a public CA"
+    )
 
 
 def _unreachable_reason(reason: str) -> str:
@@ -149,6 +167,8 @@ def push_tag(
             )
             return follow_push(stream, show)
         except PushFailed as exc:
+            if untrusted := _untrusted(plan.registry, str(exc)):
+                raise untrusted from None
             if _AUTH_ERROR.search(str(exc)):
                 raise UserError(
                     f"registry {plan.registry} refused the push of {target}:{tag} "
@@ -166,6 +186,8 @@ def push_tag(
             )
             time.sleep(wait)
         except APIError as exc:
+            if untrusted := _untrusted(plan.registry, str(exc.explanation or exc)):
+                raise untrusted from None
             raise UserError(
                 f"the engine refused the push of {target}:{tag}: "
                 f"{_unreachable_reason(str(exc.explanation or exc))}"

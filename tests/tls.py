@@ -25,7 +25,7 @@ class LocalTls:
         return {"REQUESTS_CA_BUNDLE": str(self.bundle), "SSL_CERT_FILE": str(self.bundle)}
 
 
-def make_tls(folder: Path) -> LocalTls:
+def make_tls(folder: Path, addresses: tuple[str, ...] = ("127.0.0.1",)) -> LocalTls:
     folder.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "prefect-aci local stand-in")])
@@ -40,7 +40,10 @@ def make_tls(folder: Path) -> LocalTls:
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [
+                    x509.DNSName("localhost"),
+                    *(x509.IPAddress(ipaddress.ip_address(a)) for a in addresses),
+                ]
             ),
             critical=False,
         )

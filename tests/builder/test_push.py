@@ -1,13 +1,17 @@
 """`python -m image_builder push` against a real registry (Debian's docker-registry, htpasswd)."""
 
 import json
+import os
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 
-from image_builder.local_registry import free_port
+from image_builder.local_registry import LocalRegistry, free_port
 from tests.conftest import REGISTRY_PASSWORD, REGISTRY_USER, run_builder
 from tests.stand_ins import CuttingProxy
+from tests.tls import make_tls
 
 USER, PASSWORD = REGISTRY_USER, REGISTRY_PASSWORD
 CREDS = {"REGISTRY_USERNAME": USER, "REGISTRY_PASSWORD": PASSWORD}
@@ -179,3 +183,61 @@ def test_record_of_an_image_the_engine_lacks(tmp_path, registry, built_image):
     assert result.returncode == 1
     [error] = errors(result)
     assert "build it first" in error
+
+
+# A registry with a certificate from a private CA, as in-house registries have. It listens on the
+# docker0 bridge address: the engine skips certificate checks for 127.0.0.0/8, not for this one.
+ENGINE_CERTS = Path("/etc/docker/certs.d")
+
+
+@pytest.fixture
+def tls_registry(tmp_path, docker_client):
+    address = docker_client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    tls = make_tls(tmp_path / "tls", ("127.0.0.1", address))
+    with LocalRegistry(
+        tmp_path / "tls-registry",
+        users={USER: PASSWORD},
+        address=address,
+        tls=(tls.certificate, tls.key),
+    ) as registry:
+        yield registry, tls
+
+
+@pytest.fixture
+def engine_trusts_it(tls_registry):
+    """The CA where the engine looks for it, per registry, on every connection."""
+    registry, tls = tls_registry
+    if not os.access(ENGINE_CERTS.parent, os.W_OK):
+        pytest.fail(f"this test writes {ENGINE_CERTS}/<registry>/ca.crt: run it as root")
+    created = not ENGINE_CERTS.exists()
+    folder = ENGINE_CERTS / registry.host
+    folder.mkdir(parents=True)
+    (folder / "ca.crt").write_bytes(tls.certificate.read_bytes())
+    yield
+    shutil.rmtree(folder)
+    if created and not any(ENGINE_CERTS.iterdir()):
+        ENGINE_CERTS.rmdir()
+
+
+@pytest.mark.parametrize("credentials", [CREDS, NO_CREDS], ids=["login", "anonymous"])
+def test_untrusted_registry_certificate_says_where_the_engine_wants_the_ca(
+    tls_registry, record, credentials
+):
+    registry, _ = tls_registry
+    result = push(record, "--registry", registry.host, env=credentials)
+    assert result.returncode == 1
+    [error] = errors(result)
+    assert "does not trust the TLS certificate" in error
+    assert "x509" in error
+    assert f"/etc/docker/certs.d/{registry.host}/ca.crt" in error
+    assert json.loads(record.read_text())["reference"] is None
+
+
+def test_push_over_tls_with_a_trusted_private_ca(tls_registry, engine_trusts_it, record):
+    registry, _ = tls_registry
+    result = push(record, "--registry", registry.host, env=CREDS)
+    assert result.returncode == 0, result.stderr
+    saved = json.loads(record.read_text())
+    # Asked over HTTPS, verifying the same CA.
+    assert registry.manifest_digest(saved["repository"], saved["tags"][0]) == saved["digest"]
+    assert saved["reference"] == f"{registry.host}/{saved['repository']}@{saved['digest']}"

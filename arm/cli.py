@@ -7,7 +7,14 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from arm.deploy import Infra, load_settings, parameters, write_outputs
+from arm.deploy import (
+    Infra,
+    check_worker_image,
+    load_settings,
+    load_template,
+    parameters,
+    write_outputs,
+)
 from arm.validation import load_schemas, validate_template
 from image_builder.acr import default_credential
 from image_builder.cli_support import command_group, console, run_cli
@@ -30,10 +37,7 @@ def validate(
     ] = SCHEMAS,
 ) -> None:
     """Validate every resource against Azure's schemas for its apiVersion (offline)."""
-    try:
-        document = json.loads(template.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read {template} as strict JSON ({exc})") from None
+    document = load_template(template)
     problems = validate_template(document, load_schemas(schemas))
     for problem in problems:
         console.print(escape(problem), highlight=False)
@@ -59,8 +63,8 @@ def deploy(
     """Deploy the Azure side to AZURE_RESOURCE_GROUP (settings from the environment or .env)."""
     settings = load_settings()
     image = read_record(image_record) if image_record.is_file() else None
-    document = json.loads(template.read_text())
-    parameters(settings, image)  # settings and image checked before anything is sent
+    document = load_template(template)
+    check_worker_image(settings, image)  # before anything is sent
     infra = Infra.connect(settings, default_credential())
     params = parameters(settings, image, infra.deployer)
     infra.ensure_resource_group()

@@ -123,6 +123,15 @@ def load_settings(*, when_unconfigured: str | None = None, **overrides) -> Infra
         raise UserError("; ".join(problems) + " (set them in the environment or .env)") from None
 
 
+def check_worker_image(settings: InfraSettings, image: ImageRecord | None) -> None:
+    if settings.deploy_worker and (image is None or not image.reference):
+        raise UserError(
+            "the worker needs a pushed image: run `make push REGISTRY=...` first "
+            "(it records the pinned reference in build/image.json), or set "
+            "DEPLOY_WORKER=false"
+        )
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who runs the deployment: gets rights to upload flow code and push the image."""
@@ -151,12 +160,7 @@ def parameters(
     settings: InfraSettings, image: ImageRecord | None, deployer: Principal | None = None
 ) -> dict:
     """ARM deployment parameters. Secrets go only into this request, never into a file."""
-    if settings.deploy_worker and (image is None or not image.reference):
-        raise UserError(
-            "the worker needs a pushed image: run `make push REGISTRY=...` first "
-            "(it records the pinned reference in build/image.json), or set "
-            "DEPLOY_WORKER=false"
-        )
+    check_worker_image(settings, image)
     demo = settings.demo_secret_value or SecretStr(secrets.token_urlsafe(24))
     values = {
         "prefix": settings.prefix,
@@ -278,6 +282,13 @@ def _arm(call):
 def _first(exc: Exception) -> str:
     message = getattr(getattr(exc, "error", None), "message", None) or str(exc)
     return (message.strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def load_template(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {path} as strict JSON ({exc})") from None
 
 
 def write_outputs(path: Path, outputs: dict) -> None:

@@ -7,8 +7,8 @@ import typer
 from azure.core.pipeline.transport import HttpTransport
 
 from arm.cli import AZURE_RECORD, TEMPLATE
-from arm.deploy import load_settings
-from deploy_all.steps import NO_AZURE, deploy_all, load_template, next_steps
+from arm.deploy import load_settings, load_template
+from deploy_all.steps import NO_AZURE, deploy_all, next_steps
 from image_builder.acr import default_credential
 from image_builder.cli_support import command_group, console, run_cli
 from image_builder.settings import IMAGE_RECORD

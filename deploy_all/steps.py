@@ -6,7 +6,6 @@ deployment needs the storage block and the pool. One Azure credential (yours: az
 principal, or a managed identity) does all of it; the template grants it what it needs (Storage
 Blob Data Contributor on the flow-code container, AcrPush on the registry)."""
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +39,6 @@ NO_AZURE = (
 class Result:
     outputs: dict
     reference: str
-    deployment_id: str
-    uploaded: list[str]
 
 
 def deploy_all(
@@ -116,7 +113,7 @@ def deploy_all(
             container_name=azure.flow_code_container,
             credential=credential,
         )
-        uploaded = step(
+        step(
             f"upload the flow code to {azure.blob_endpoint}/{azure.flow_code_container}",
             lambda: upload_flow_code(
                 container,
@@ -124,11 +121,11 @@ def deploy_all(
                 echo=_indented(console),
             ),
         )
-        deployment_id = step(
+        step(
             f"deploy {FLOW_NAME}/{DEPLOYMENT} to work pool {azure.work_pool}",
             lambda: deploy_demo(STORAGE_CONTAINER_BLOCK, azure.work_pool, DEPLOYMENT),
         )
-    return Result(outputs, reference, str(deployment_id), uploaded)
+    return Result(outputs, reference)
 
 
 def next_steps(result: Result, settings: InfraSettings) -> str:
@@ -154,10 +151,3 @@ def next_steps(result: Result, settings: InfraSettings) -> str:
 
 def _indented(console: Console) -> Callable[[str], None]:
     return lambda line: console.print(f"  {line}", highlight=False)
-
-
-def load_template(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read the ARM template {path} ({exc})") from None

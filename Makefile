@@ -1,91 +1,87 @@
-# The front door. Targets stay thin: the logic lives in Python (image_builder/) and scripts/.
+# The front door. Each target is one call of the `prefect-aci` command (installed in .venv by
+# `make setup`); the logic lives in Python. `prefect-aci --help` says the same at every level.
 VENV      ?= .venv
-PY        := $(VENV)/bin/python
 BIN       := $(VENV)/bin
+CLI       := $(BIN)/prefect-aci
+CHECKOV_VENV ?= .venv-checkov
 BUILD_FLAGS ?=
 PYTEST_ARGS ?=
-UV_COMPILE := $(BIN)/uv pip compile --quiet --no-config --index-url https://pypi.org/simple \
-	--universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock"
 
-.PHONY: help setup engine image demo demo-down push bench validate-arm deploy-infra destroy register deploy-all test lint lock clean
+.PHONY: help setup checkov image push bench demo demo-down demo-status validate-arm deploy-infra \
+	destroy register deploy-all test test-fast lint lock clean
 
 help:
-	@echo "make demo    the whole thing on this machine, no Azure: registry, Azurite, Prefect server, Docker worker, demo run"
-	@echo "make demo-down   remove what make demo started"
-	@echo "make image   build the image (offline Debian base when nothing can be pulled)"
+	@echo "make demo         the whole thing on this machine, no Azure: image, registry, Azurite, Prefect server + UI, worker, demo run"
+	@echo "make demo-status  what of the demo runs, and where (UI, API, last flow run)"
+	@echo "make demo-down    remove what make demo started"
+	@echo "make image        build the image (offline Debian base when nothing can be pulled)"
 	@echo "make push REGISTRY=host[:port] [REPOSITORY=name]   push all tags, record the digest"
-	@echo "make bench   our image vs the usual recipe: size, build, start, push (build/bench.json)"
-	@echo "make validate-arm   the ARM template: Azure's schemas, checkov, structure (offline)"
+	@echo "make bench        our image vs the usual recipe: size, build, start, push (build/bench.json)"
+	@echo "make validate-arm the ARM template offline: Azure's schemas and checkov"
 	@echo "make deploy-infra [WHAT_IF=1]   deploy the ARM template (settings from .env), outputs to build/azure.json"
 	@echo "make destroy CONFIRM=yes        delete the resource group"
 	@echo "make register [DRY_RUN=1]       Prefect side: credentials block, ACI work pool, storage, variable"
-	@echo "make deploy-all  all of the Azure side in order: infra, push, worker, register, demo deployment"
-	@echo "make test    run the whole test suite (starts a Docker engine if needed)"
-	@echo "make lint    ruff, hadolint, shellcheck, actionlint"
-	@echo "make lock    re-resolve docker/requirements.lock and requirements-dev.lock"
+	@echo "make deploy-all   all of the Azure side in order: infra, image, push, worker, register, demo deployment"
+	@echo "make test         the whole test suite (starts a Docker engine if needed)"
+	@echo "make test-fast    the checks that need no engine, image or server (seconds)"
+	@echo "make lint         ruff, hadolint, shellcheck, actionlint"
+	@echo "make lock         re-resolve the lock files"
 
-$(VENV)/.installed: pyproject.toml requirements-dev.lock requirements-checkov.lock
+$(VENV)/.installed: pyproject.toml requirements-dev.lock
 	scripts/bootstrap.sh
 
 setup: $(VENV)/.installed
 
-engine:
-	scripts/ensure-packages.sh
-	scripts/ensure-docker.sh
+# checkov in a venv of its own: its pins clash with the development tools.
+$(CHECKOV_VENV)/.installed: requirements-checkov.lock
+	scripts/bootstrap.sh checkov
 
-image: setup engine
-	$(PY) -m image_builder build --offline-fallback $(BUILD_FLAGS)
+checkov: $(CHECKOV_VENV)/.installed
 
-demo: image
-	$(PY) -m local_demo up
+image: setup
+	$(CLI) image build --offline-fallback $(BUILD_FLAGS)
 
-demo-down: setup engine
-	$(PY) -m local_demo down
+push: setup
+	$(CLI) image push --registry "$(REGISTRY)" $(if $(REPOSITORY),--repository "$(REPOSITORY)") $(PUSH_FLAGS)
 
-push: setup engine
-	$(PY) -m image_builder push --registry "$(REGISTRY)" $(if $(REPOSITORY),--repository "$(REPOSITORY)") $(PUSH_FLAGS)
+bench: setup
+	$(CLI) image bench $(BENCH_FLAGS)
 
-bench: setup engine
-	$(PY) -m image_builder bench $(BENCH_FLAGS)
+demo: setup
+	$(CLI) demo up $(DEMO_FLAGS)
 
-CHECKOV := .venv-checkov/bin/checkov --framework arm --skip-download --compact --quiet \
-	--external-checks-dir arm/checkov_checks
+demo-down: setup
+	$(CLI) demo down
 
-validate-arm: setup
-	$(PY) -m arm validate
-	$(CHECKOV) -f arm/azuredeploy.json
-	$(PY) -m pytest -q tests/arm
+demo-status: setup
+	$(CLI) demo status
+
+validate-arm: setup checkov
+	$(CLI) azure validate
 
 deploy-infra: setup
-	$(PY) -m arm deploy $(if $(WHAT_IF),--what-if) $(DEPLOY_FLAGS)
+	$(CLI) azure deploy $(if $(WHAT_IF),--what-if) $(DEPLOY_FLAGS)
 
 destroy: setup
-	$(PY) -m arm destroy $(if $(filter yes,$(CONFIRM)),--yes)
+	$(CLI) azure destroy $(if $(filter yes,$(CONFIRM)),--yes)
 
 register: setup
-	$(PY) -m blocks register $(if $(DRY_RUN),--dry-run) $(REGISTER_FLAGS)
+	$(CLI) register $(if $(DRY_RUN),--dry-run) $(REGISTER_FLAGS)
 
-# Settings are checked before the image is built: without them it stops at once (and names make demo).
 deploy-all: setup
-	$(PY) -m deploy_all check
-	$(MAKE) --no-print-directory image
-	$(PY) -m deploy_all run
+	$(CLI) deploy-all $(DEPLOY_ALL_FLAGS)
 
-test: setup engine
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: setup checkov
+	$(CLI) dev test $(PYTEST_ARGS)
+
+test-fast: setup checkov
+	$(CLI) dev test --fast $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/hadolint docker/Dockerfile bench/Dockerfile
-	$(BIN)/shellcheck docker/entrypoint.sh scripts/*.sh .ci/run
-	$(BIN)/actionlint .github/workflows/*.yml
+	$(CLI) dev lint
 
 lock: setup
-	$(UV_COMPILE) docker/requirements.in -o docker/requirements.lock
-	$(UV_COMPILE) docker/build-tools.in -o docker/build-tools.lock
-	$(UV_COMPILE) --extra dev pyproject.toml -o requirements-dev.lock
-	$(UV_COMPILE) requirements-checkov.in -o requirements-checkov.lock
+	$(CLI) dev lock
 
 clean:
 	rm -rf build

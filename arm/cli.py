@@ -1,42 +1,45 @@
-"""`python -m arm`: validate the template offline; deploy or destroy it with azure-mgmt-resource."""
+"""`prefect-aci azure validate|deploy|destroy`: the template offline; deploy or delete it with
+azure-mgmt-resource and azure-identity (no az CLI)."""
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from arm.deploy import (
-    Infra,
-    check_worker_image,
-    load_settings,
-    load_template,
-    parameters,
-    write_outputs,
-)
-from arm.validation import load_schemas, validate_template
+from arm.checkov import run_checkov
+from arm.deploy import Infra, check_worker_image, load_template, parameters
+from arm.settings import AzureTarget, InfraSettings
+from arm.validation import SCHEMAS_DIR, load_schemas, validate_template
 from image_builder.acr import default_credential
-from image_builder.cli_support import command_group, console, run_cli
-from image_builder.errors import UserError
-from image_builder.record import read_record
-from image_builder.settings import BUILD_DIR, IMAGE_RECORD, PROJECT_ROOT
+from prefect_aci.core.console import command_group, console
+from prefect_aci.core.errors import UserError
+from prefect_aci.core.paths import AZURE_RECORD, IMAGE_RECORD, PROJECT_ROOT
+from prefect_aci.core.records import AzureRecord, read_record, write_record
+from prefect_aci.core.settings import load
 
 TEMPLATE = PROJECT_ROOT / "arm" / "azuredeploy.json"
-SCHEMAS = PROJECT_ROOT.parent / "shared" / "arm-schemas"
-AZURE_RECORD = BUILD_DIR / "azure.json"
 
-app = command_group("The Azure side of prefect-aci.")
+app = command_group(
+    "The Azure side: validate arm/azuredeploy.json offline, deploy it to a resource group, "
+    "delete it. Signs in with DefaultAzureCredential (az login, AZURE_TENANT_ID/AZURE_CLIENT_ID/"
+    "AZURE_CLIENT_SECRET, or a managed identity); reads AZURE_SUBSCRIPTION_ID, "
+    "AZURE_RESOURCE_GROUP, AZURE_LOCATION and the template's settings from the environment or .env."
+)
 
 
 @app.command()
 def validate(
     template: Annotated[Path, typer.Option(help="Template to check.")] = TEMPLATE,
     schemas: Annotated[
-        Path, typer.Option(envvar="ARM_SCHEMAS_DIR", help="Folder of Azure's ARM JSON schemas.")
-    ] = SCHEMAS,
+        Path, typer.Option(help="Folder of Azure's ARM JSON schemas (vendored in arm/schemas).")
+    ] = SCHEMAS_DIR,
+    checkov: Annotated[
+        bool, typer.Option(help="Also run checkov with the project's checks (CKV_PACI_*).")
+    ] = True,
 ) -> None:
-    """Validate every resource against Azure's schemas for its apiVersion (offline)."""
+    """Check the template offline: every resource against Azure's schema for its type and
+    apiVersion, then checkov (its ARM checks and ours; each skip carries a written reason)."""
     document = load_template(template)
     problems = validate_template(document, load_schemas(schemas))
     for problem in problems:
@@ -47,6 +50,25 @@ def validate(
         f"{template.name}: {len(document['resources'])} resources valid against "
         f"Azure's schemas in {schemas}"
     )
+    if not checkov:
+        return
+    report = run_checkov(template)
+    for finding in report.skipped:
+        console.print(
+            f"  skipped {finding.check_id} on {finding.resource}: {escape(finding.text)}",
+            highlight=False,
+        )
+    for finding in report.failed:
+        console.print(
+            f"  [red]failed[/] {finding.check_id} on {finding.resource}: {escape(finding.text)}",
+            highlight=False,
+        )
+    if report.failed:
+        raise UserError(f"checkov: {len(report.failed)} check(s) failed on {template}")
+    console.print(
+        f"checkov: {len(report.passed)} passed, {len(report.skipped)} skipped with reasons, "
+        "0 failed"
+    )
 
 
 @app.command()
@@ -55,13 +77,18 @@ def deploy(
     image_record: Annotated[
         Path, typer.Option(help="Image record whose pinned reference the worker runs.")
     ] = IMAGE_RECORD,
-    outputs: Annotated[Path, typer.Option(help="Where to write the deployment outputs.")] = (
+    outputs: Annotated[Path, typer.Option(help="Where to write the deployment's outputs.")] = (
         AZURE_RECORD
     ),
     template: Annotated[Path, typer.Option(help="Template to deploy.")] = TEMPLATE,
 ) -> None:
-    """Deploy the Azure side to AZURE_RESOURCE_GROUP (settings from the environment or .env)."""
-    settings = load_settings()
+    """Deploy the template to AZURE_RESOURCE_GROUP; write its outputs to build/azure.json.
+
+    Settings: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZURE_LOCATION (to create the group),
+    PREFECT_API_URL, PREFECT_API_KEY; optional PREFIX, KEY_VAULT_NAME, WORK_POOL_NAME,
+    DEMO_SECRET_VALUE, DEPLOY_REGISTRY, DEPLOY_WORKER, ENABLE_PURGE_PROTECTION.
+    """
+    settings = load(InfraSettings)
     image = read_record(image_record) if image_record.is_file() else None
     document = load_template(template)
     check_worker_image(settings, image)  # before anything is sent
@@ -76,8 +103,7 @@ def deploy(
         f"Deploying {template.name} to resource group {settings.azure_resource_group} "
         "(several minutes)"
     )
-    result = infra.deploy(document, params)
-    write_outputs(outputs, result)
+    write_record(outputs, infra.deploy(document, params))
     console.print(f"[bold green]Deployed[/]; outputs in {outputs}")
 
 
@@ -88,19 +114,21 @@ def destroy(
         AZURE_RECORD
     ),
 ) -> None:
-    """Delete AZURE_RESOURCE_GROUP and everything in it (asks for --yes)."""
-    settings = load_settings(prefect_api_url="http://unused", prefect_api_key="unused")
+    """Delete AZURE_RESOURCE_GROUP and everything in it (asks for --yes).
+
+    Settings: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP (nothing about Prefect).
+    """
+    target = load(AzureTarget)
     if not yes:
         raise UserError(
-            f"this deletes resource group {settings.azure_resource_group} and all "
+            f"this deletes resource group {target.azure_resource_group} and all "
             "in it; run again with --yes (make destroy CONFIRM=yes)"
         )
-    recorded = json.loads(outputs.read_text()) if outputs.is_file() else {}
-    vault = recorded.get("keyVaultName") or settings.key_vault_name or "its Key Vault"
-    Infra.connect(settings, default_credential()).destroy()
+    vault = _vault_name(outputs)
+    Infra.connect(target, default_credential()).destroy()
     outputs.unlink(missing_ok=True)
     console.print(
-        f"Deleted resource group {settings.azure_resource_group}. Key Vault {vault} is now "
+        f"Deleted resource group {target.azure_resource_group}. Key Vault {vault} is now "
         "soft-deleted, not gone: its name stays taken until the retention period ends (90 days "
         "by default). To deploy again under the same name, recover it (`az keyvault recover "
         f"--name {vault}`) or purge it (`az keyvault purge --name {vault}`); with purge "
@@ -108,5 +136,6 @@ def destroy(
     )
 
 
-def main() -> None:
-    run_cli(app)
+def _vault_name(outputs: Path) -> str:
+    recorded = read_record(outputs, AzureRecord).key_vault_name if outputs.is_file() else ""
+    return recorded or "its Key Vault"

@@ -1,11 +1,9 @@
 """Deploy arm/azuredeploy.json with azure-mgmt-resource and azure-identity (no az CLI)."""
 
 import json
-import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
 import jwt
 from azure.core.credentials import TokenCredential
@@ -20,11 +18,12 @@ from azure.mgmt.resource.resources.models import (
     DeploymentWhatIfProperties,
     ResourceGroup,
 )
-from pydantic import AfterValidator, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import SecretStr
 
-from image_builder.errors import UserError
-from image_builder.record import ImageRecord
+from arm.settings import AzureTarget, InfraSettings
+from prefect_aci.core.errors import UserError
+from prefect_aci.core.records import AzureRecord, ImageRecord, azure_record_from_outputs
+from prefect_aci.core.settings import GUID
 
 DEPLOYMENT_NAME = "prefect-aci-infra"
 MANAGEMENT_SCOPE = "https://management.azure.com/.default"
@@ -32,95 +31,6 @@ LOGIN_HINT = (
     "log in with `az login`, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET for "
     "a service principal, or run where a managed identity is assigned"
 )
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-
-
-def _check(pattern: str, rule: str):
-    compiled = re.compile(pattern)
-
-    def validate(value: str | None) -> str | None:
-        if value is not None and not compiled.match(value):
-            raise ValueError(f"must be {rule}; got {value!r}")
-        return value
-
-    return AfterValidator(validate)
-
-
-def _subscription(value: str) -> str:
-    if not _GUID.match(value):
-        raise ValueError(
-            f"must be a subscription id like 00000000-0000-0000-0000-000000000000; got {value!r}"
-        )
-    return value
-
-
-def _url(value: str) -> str:
-    if not re.match(r"^https?://[^\s/]+", value):
-        raise ValueError(f"must be an http(s) URL of the Prefect API; got {value!r}")
-    return value.rstrip("/")
-
-
-def _key_vault(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if not re.match(r"^[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$", value) or "--" in value:
-        raise ValueError(
-            "must be 3-24 letters, digits or dashes, start with a letter, end with a "
-            f"letter or digit, no '--'; got {value!r}"
-        )
-    return value
-
-
-class InfraSettings(BaseSettings):
-    """Deployment settings, from the environment or .env (variable names in upper case)."""
-
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
-
-    azure_subscription_id: Annotated[str, AfterValidator(_subscription)]
-    azure_resource_group: Annotated[
-        str,
-        _check(
-            r"^[-\w._()]{0,89}[-\w_()]$", "1-90 letters, digits, - _ . ( ), not ending with a dot"
-        ),
-    ]
-    azure_location: Annotated[
-        str | None, _check(r"^[a-z0-9]+$", "an Azure region name like westeurope")
-    ] = None
-    prefix: Annotated[
-        str,
-        _check(r"^[a-z][a-z0-9]{2,8}$", "3-9 lower-case letters or digits, starting with a letter"),
-    ] = "prefect"
-    key_vault_name: Annotated[str | None, AfterValidator(_key_vault)] = None
-    prefect_api_url: Annotated[str, AfterValidator(_url)]
-    prefect_api_key: SecretStr
-    demo_secret_value: SecretStr | None = Field(
-        None, description="Value of the demo secret; a random one is made when unset."
-    )
-    work_pool_name: Annotated[str, _check(r"^[\w.-]{1,100}$", "1-100 letters, digits, - _ .")] = (
-        "aci-pool"
-    )
-    deploy_registry: bool = True
-    deploy_worker: bool = True
-    enable_purge_protection: bool = False
-
-
-def load_settings(*, when_unconfigured: str | None = None, **overrides) -> InfraSettings:
-    """Settings, or a UserError naming every missing or malformed variable on one line;
-    ``when_unconfigured`` is the whole message when no Azure subscription or group is set at all."""
-    try:
-        return InfraSettings(**overrides)
-    except ValidationError as exc:
-        missing = {str(e["loc"][0]) for e in exc.errors() if e["type"] == "missing" and e["loc"]}
-        if when_unconfigured and {"azure_subscription_id", "azure_resource_group"} <= missing:
-            raise UserError(when_unconfigured) from None
-        problems = []
-        for error in exc.errors():
-            name = str(error["loc"][0]).upper() if error["loc"] else "settings"
-            if error["type"] == "missing":
-                problems.append(f"{name} is not set")
-            else:
-                problems.append(f"{name} {error['msg'].removeprefix('Value error, ')}")
-        raise UserError("; ".join(problems) + " (set them in the environment or .env)") from None
 
 
 def check_worker_image(settings: InfraSettings, image: ImageRecord | None) -> None:
@@ -148,7 +58,7 @@ def principal_of(token: str) -> Principal | None:
     except jwt.PyJWTError:
         return None
     object_id = claims.get("oid")
-    if not isinstance(object_id, str) or not _GUID.match(object_id):
+    if not isinstance(object_id, str) or not GUID.match(object_id):
         return None
     # idtyp is "app" for service principals and managed identities, "user" for people; tokens
     # without it are delegated (a person) when they carry scopes.
@@ -185,14 +95,14 @@ def parameters(
 
 @dataclass
 class Infra:
-    settings: InfraSettings
+    settings: AzureTarget
     client: ResourceManagementClient
     deployer: Principal | None = None
 
     @classmethod
     def connect(
         cls,
-        settings: InfraSettings,
+        settings: AzureTarget,
         credential: TokenCredential,
         transport: HttpTransport | None = None,
     ) -> "Infra":
@@ -237,8 +147,8 @@ class Infra:
         )
         return [(str(change.change_type), change.resource_id) for change in result.changes or []]
 
-    def deploy(self, template: dict, params: dict) -> dict[str, object]:
-        """Deploy incrementally; return the outputs as plain values."""
+    def deploy(self, template: dict, params: dict) -> AzureRecord:
+        """Deploy incrementally; return the outputs as the record the next stages read."""
         request = Deployment(
             properties=DeploymentProperties(
                 mode=DeploymentMode.INCREMENTAL, template=template, parameters=params
@@ -255,7 +165,8 @@ class Infra:
                 f"deployment {DEPLOYMENT_NAME} ended {state}; see the resource "
                 "group's deployments in the Azure portal"
             )
-        return {name: output["value"] for name, output in (result.properties.outputs or {}).items()}
+        outputs = result.properties.outputs or {}
+        return azure_record_from_outputs({name: out["value"] for name, out in outputs.items()})
 
     def destroy(self) -> None:
         group = self.settings.azure_resource_group
@@ -289,8 +200,3 @@ def load_template(path: Path) -> dict:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read {path} as strict JSON ({exc})") from None
-
-
-def write_outputs(path: Path, outputs: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(outputs, indent=2, sort_keys=True) + "\n")

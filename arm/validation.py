@@ -1,7 +1,7 @@
 """Offline validation of arm/azuredeploy.json against Azure's own JSON schemas.
 
 Each resource is checked against the resource definition for its type and apiVersion in the
-provider schema files (../shared/arm-schemas/<apiVersion>/<Provider>.json); the template's own
+provider schema files vendored in arm/schemas/<apiVersion>/<Provider>.json; the template's own
 frame (parameters, variables, outputs) against deploymentTemplate.json. Nothing is fetched: every
 $ref resolves inside that folder.
 """
@@ -14,7 +14,10 @@ import jsonschema
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-from image_builder.errors import UserError
+from prefect_aci.core.errors import UserError
+from prefect_aci.core.paths import PROJECT_ROOT
+
+SCHEMAS_DIR = PROJECT_ROOT / "arm" / "schemas"
 
 TEMPLATE_SCHEMA = "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json"
 # Keys of a template resource that belong to the deployment engine, not to the resource provider.

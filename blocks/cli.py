@@ -1,33 +1,37 @@
-"""`python -m blocks register [--dry-run]`: the Prefect side, from build/*.json and settings."""
+"""`prefect-aci register`: the Prefect side, from build/image.json, build/azure.json, settings."""
 
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from blocks.inputs import RegistrationSettings, azure_side, image_in_acr, pushed_image, read_azure
+from blocks.inputs import RegistrationSettings, image_in_acr, pushed_image
 from blocks.register import register
-from image_builder.cli_support import command_group, run_cli
-from image_builder.settings import BUILD_DIR, IMAGE_RECORD
+from prefect_aci.core.paths import AZURE_RECORD, IMAGE_RECORD
+from prefect_aci.core.records import AzureRecord, read_record
+from prefect_aci.core.settings import load
 
-app = command_group("Register the Prefect side of prefect-aci.")
 
-
-@app.command("register")
 def register_command(
     dry_run: Annotated[bool, typer.Option(help="Say what would be created; write nothing.")] = (
         False
     ),
     image_record: Annotated[Path, typer.Option(help="Pushed image record.")] = IMAGE_RECORD,
-    azure_record: Annotated[Path, typer.Option(help="ARM outputs.")] = BUILD_DIR / "azure.json",
+    azure_record: Annotated[Path, typer.Option(help="The ARM deployment's outputs.")] = (
+        AZURE_RECORD
+    ),
 ) -> None:
-    """Credentials block, ACI work pool, flow-code storage blocks and the Key Vault variable."""
-    settings = RegistrationSettings()
+    """Register the Prefect side: ACI credentials block, ACI work pool with its base job template,
+    flow-code storage block, and the key_vault_url Variable. Idempotent.
+
+    Settings: PREFECT_API_URL (and PREFECT_API_KEY for Prefect Cloud); WORK_POOL_NAME overrides
+    the recorded pool name; AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, all three,
+    put a service principal in the credentials block instead of the worker's managed identity.
+    """
+    settings = load(RegistrationSettings)
     image = pushed_image(image_record)
-    azure = azure_side(read_azure(azure_record), settings.work_pool_name)
+    azure = read_record(azure_record, AzureRecord)
+    if settings.work_pool_name:
+        azure = azure.model_copy(update={"work_pool_name": settings.work_pool_name})
     acr = image.registry if image_in_acr(image) else None
     register(azure, image.reference, acr, settings, dry_run, print)
-
-
-def main() -> None:
-    run_cli(app)

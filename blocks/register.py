@@ -15,14 +15,16 @@ from prefect_azure import (
     AzureContainerInstanceCredentials,
 )
 
-from blocks.inputs import AzureSide, RegistrationSettings
-from blocks.work_pool import WORK_POOL_TYPE, base_job_template
-from image_builder.errors import UserError
-
-ACI_CREDENTIALS_BLOCK = "prefect-aci"
-STORAGE_CREDENTIALS_BLOCK = "prefect-aci-flow-code"
-STORAGE_CONTAINER_BLOCK = "prefect-aci-flow-code"
-KEY_VAULT_VARIABLE = "key_vault_url"
+from blocks.inputs import RegistrationSettings
+from blocks.work_pool import base_job_template
+from prefect_aci.core.errors import UserError
+from prefect_aci.core.names import (
+    ACI_CREDENTIALS_BLOCK,
+    FLOW_CODE_BLOCK,
+    KEY_VAULT_VARIABLE,
+    WORK_POOL_TYPE,
+)
+from prefect_aci.core.records import AzureRecord
 
 
 @dataclass
@@ -97,7 +99,7 @@ def check_pool_type(pool_name: str) -> dict | None:
 
 
 def register(
-    azure: AzureSide,
+    azure: AzureRecord,
     image_reference: str,
     acr_login_server: str | None,
     settings: RegistrationSettings,
@@ -106,23 +108,23 @@ def register(
 ) -> Report:
     report = Report(dry_run=dry_run)
     try:
-        existing_template = check_pool_type(azure.work_pool)
+        existing_template = check_pool_type(azure.work_pool_name)
         credentials_id = _save_block(
             aci_credentials(settings), ACI_CREDENTIALS_BLOCK, report, dry_run
         )
         storage = AzureBlobStorageContainer(
-            container_name=azure.flow_code_container,
+            container_name=azure.flow_code_container_name,
             credentials=AzureBlobStorageCredentials(account_url=azure.blob_endpoint),
         )
-        _save_block(storage, STORAGE_CONTAINER_BLOCK, report, dry_run)
+        _save_block(storage, FLOW_CODE_BLOCK, report, dry_run)
         template = base_job_template(
             azure,
             image_reference,
             credentials_id or f"<id of block {ACI_CREDENTIALS_BLOCK}>",
             acr_login_server,
         )
-        _save_pool(azure.work_pool, template, existing_template, report, dry_run)
-        _save_variable(azure.key_vault_url, report, dry_run)
+        _save_pool(azure.work_pool_name, template, existing_template, report, dry_run)
+        _save_variable(azure.key_vault_uri, report, dry_run)
     except (httpx.HTTPError, OSError) as exc:
         raise UserError(
             f"cannot reach the Prefect API ({type(exc).__name__}); set "

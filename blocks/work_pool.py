@@ -1,12 +1,15 @@
-"""The ACI work pool's base job template: prefect-azure's default, set up for this project."""
+"""The ACI work pool's base job template: prefect-azure's default, with our defaults on its
+variables, each checked against the worker's own `AzureContainerVariables` model so that a
+misspelt key or a wrong type fails here, not in a flow run."""
 
 import copy
 
-from prefect_azure.workers.container_instance import AzureContainerWorker
+from prefect_azure.workers.container_instance import AzureContainerVariables, AzureContainerWorker
+from pydantic import ValidationError
 
-from blocks.inputs import AzureSide
+from prefect_aci.core.errors import UserError
+from prefect_aci.core.records import AzureRecord
 
-WORK_POOL_TYPE = "azure-container-instance"
 # ACI's command replaces the image ENTRYPOINT, and the worker puts `entrypoint` first as ONE
 # argument: tini goes there, and the rest of the image's entrypoint leads the command.
 ENTRYPOINT = "/usr/bin/tini"
@@ -15,13 +18,17 @@ COMMAND = "-g -- /opt/prefect/entrypoint.sh prefect flow-run execute"
 START_TIMEOUT_SECONDS = 600
 CPU = 1.0
 MEMORY_GB = 2.0
+# A block reference, resolved by the worker; the model would want the block itself.
+BLOCK_REFERENCES = ("aci_credentials",)
 
 
-def base_job_template(
-    azure: AzureSide, image_reference: str, credentials_block_id: str, acr_login_server: str | None
+def pool_defaults(
+    azure: AzureRecord,
+    image_reference: str,
+    credentials_block_id: str,
+    acr_login_server: str | None,
 ) -> dict:
-    """prefect-azure's default template with our defaults on its variables."""
-    template = copy.deepcopy(AzureContainerWorker.get_default_base_job_template())
+    """Our defaults for the pool's variables, by prefect-azure's variable names."""
     defaults = {
         "image": image_reference,
         "resource_group_name": azure.resource_group,
@@ -32,7 +39,7 @@ def base_job_template(
         "command": COMMAND,
         "env": {
             "AZURE_CLIENT_ID": azure.job_identity_client_id,
-            "KEY_VAULT_URL": azure.key_vault_url,
+            "KEY_VAULT_URL": azure.key_vault_uri,
         },
         "task_start_timeout_seconds": START_TIMEOUT_SECONDS,
         "cpu": CPU,
@@ -45,6 +52,37 @@ def base_job_template(
             "registry_url": acr_login_server,
             "identity": azure.job_identity_id,
         }
+    return defaults
+
+
+def check_defaults(defaults: dict) -> None:
+    """Every key is one of the worker's variables, and every value has the type it takes."""
+    known = AzureContainerVariables.model_fields
+    unknown = sorted(set(defaults) - set(known))
+    if unknown:
+        raise UserError(f"work pool defaults name unknown ACI job variables: {', '.join(unknown)}")
+    values = {k: v for k, v in defaults.items() if k not in BLOCK_REFERENCES}
+    try:
+        AzureContainerVariables.model_validate(values)
+    except ValidationError as exc:
+        # Variables we leave to prefect-azure's own defaults are not ours to report.
+        problems = [e for e in exc.errors() if e["loc"] and e["loc"][0] in values]
+        if problems:
+            first = problems[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise UserError(f"work pool default {where}: {first['msg']}") from None
+
+
+def base_job_template(
+    azure: AzureRecord,
+    image_reference: str,
+    credentials_block_id: str,
+    acr_login_server: str | None,
+) -> dict:
+    """prefect-azure's default template with our defaults on its variables."""
+    defaults = pool_defaults(azure, image_reference, credentials_block_id, acr_login_server)
+    check_defaults(defaults)
+    template = copy.deepcopy(AzureContainerWorker.get_default_base_job_template())
     properties = template["variables"]["properties"]
     for name, value in defaults.items():
         properties[name]["default"] = value

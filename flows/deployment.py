@@ -11,12 +11,10 @@ from azure.storage.blob import ContainerClient
 from prefect.flows import Flow
 from prefect_azure import AzureBlobStorageContainer
 
-from image_builder.errors import UserError
+from prefect_aci.core.errors import UserError
+from prefect_aci.core.names import FLOW_ENTRYPOINT, FLOW_FOLDER
 
 FLOWS_DIR = Path(__file__).resolve().parent
-FLOW_FOLDER = "key_vault_demo"
-ENTRYPOINT = f"{FLOW_FOLDER}/flow.py:key_vault_demo"
-FLOW_NAME = "key-vault-demo"
 
 
 def upload_flow_code(
@@ -70,7 +68,7 @@ def deploy_demo(storage_block: str, work_pool: str, name: str) -> UUID:
     default image is the digest-pinned reference.
     """
     storage = AzureBlobStorageContainer.load(storage_block)
-    flow = Flow.from_source(source=storage, entrypoint=ENTRYPOINT)
+    flow = Flow.from_source(source=storage, entrypoint=FLOW_ENTRYPOINT)
     return flow.deploy(
         name=name,
         work_pool_name=work_pool,

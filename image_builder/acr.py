@@ -13,8 +13,8 @@ from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest import HttpRequest
 from pydantic import SecretStr
 
-from image_builder.errors import UserError
 from image_builder.registry import ACR_TOKEN_USER, Login
+from prefect_aci.core.errors import UserError
 
 ACR_SCOPE = "https://containerregistry.azure.net/.default"
 NO_CREDENTIAL_HINT = (

@@ -14,7 +14,7 @@ from azure.core.exceptions import (
 from azure.core.pipeline.transport import HttpTransport
 
 from image_builder.acr import NO_CREDENTIAL_HINT
-from image_builder.errors import UserError
+from prefect_aci.core.errors import UserError
 
 ACR_AUDIENCE = "https://containerregistry.azure.net"
 

@@ -12,7 +12,7 @@ from docker.errors import APIError, ImageNotFound
 from docker.utils import parse_repository_tag
 from rich.console import Console
 
-from image_builder.errors import UserError
+from prefect_aci.core.errors import UserError
 
 SUITE = "bookworm"
 # python3-venv brings ensurepip, as Docker's official python images have it; ca-certificates

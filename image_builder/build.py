@@ -15,10 +15,10 @@ from rich.markup import escape
 
 from image_builder import vcs
 from image_builder.context import build_context
-from image_builder.errors import UserError
 from image_builder.probe import ImageVersions, base_python_version, image_versions, locked_version
-from image_builder.record import ImageRecord
 from image_builder.tagging import REVISION_LABEL, version_tags
+from prefect_aci.core.errors import UserError
+from prefect_aci.core.records import ImageRecord
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _TAIL_LINES = 25

@@ -1,4 +1,5 @@
-"""`python -m image_builder`: build, tag and push the image; make an offline base."""
+"""`prefect-aci image ...` and `prefect-aci acr ...`: build, tag, push and measure the image;
+make an offline base; keep an Azure Container Registry tidy."""
 
 from pathlib import Path
 from typing import Annotated
@@ -12,28 +13,27 @@ from image_builder.acr import default_credential
 from image_builder.acr_tags import acr_client, delete_tags, list_tags, prune_plan
 from image_builder.bench import print_report, run_bench, save
 from image_builder.build import BuildRequest, build_image
-from image_builder.cli_support import command_group, console, run_cli
-from image_builder.engine import connect
-from image_builder.errors import UserError
 from image_builder.push import publish
-from image_builder.record import read_record, write_record
 from image_builder.registry import (
     RegistryKind,
     registry_kind,
     validate_registry,
     validate_repository,
 )
-from image_builder.settings import (
-    BENCH_DIR,
-    BUILD_DIR,
-    IMAGE_RECORD,
-    PROJECT_ROOT,
-    ImageSettings,
-    detect_ca_bundle,
-)
+from image_builder.settings import BENCH_DIR, ImageSettings, detect_ca_bundle
 from image_builder.tagging import image_tags
+from prefect_aci.core.console import command_group, console
+from prefect_aci.core.engine import connect
+from prefect_aci.core.errors import UserError
+from prefect_aci.core.paths import BUILD_DIR, IMAGE_RECORD, PROJECT_ROOT
+from prefect_aci.core.records import read_record, write_record
 
-app = command_group("Build, tag and publish the prefect-aci base image.")
+app = command_group(
+    "Build, tag, push and measure the prefect-aci image (tini, prefect, prefect-azure, adlfs, "
+    "azure-keyvault-secrets). Reads BASE_IMAGE, IMAGE_REPOSITORY, CA_BUNDLE (else PIP_CERT, "
+    "REQUESTS_CA_BUNDLE, SSL_CERT_FILE), OFFLINE_BASE_IMAGE and DEBIAN_MIRROR from the "
+    "environment or .env; writes build/image.json."
+)
 
 
 def _parse_build_args(values: list[str]) -> dict[str, str]:
@@ -75,7 +75,11 @@ def build(
     ] = False,
     record: Annotated[Path, typer.Option(help="Where to write the image record.")] = IMAGE_RECORD,
 ) -> None:
-    """Build the image and write build/image.json."""
+    """Build the image, tag it from what it contains, and write build/image.json.
+
+    Settings: BASE_IMAGE, IMAGE_REPOSITORY, CA_BUNDLE (else PIP_CERT, REQUESTS_CA_BUNDLE,
+    SSL_CERT_FILE; used in the build stage only), OFFLINE_BASE_IMAGE, DEBIAN_MIRROR.
+    """
     settings = ImageSettings()
     extra_args = _parse_build_args(build_arg)
     client = connect()
@@ -115,7 +119,8 @@ def base_command(
     mirror: Annotated[str | None, typer.Option(help="Debian mirror.")] = None,
     rebuild: Annotated[bool, typer.Option(help="Make it again even if present.")] = False,
 ) -> None:
-    """Make the Debian bookworm base image offline (reused when present)."""
+    """Make the Debian bookworm base image from Debian packages with debootstrap (root;
+    reused when present). Settings: OFFLINE_BASE_IMAGE, DEBIAN_MIRROR."""
     if not offline:
         raise UserError("only --offline is supported: an online base is pulled by build itself")
     settings = ImageSettings()
@@ -164,7 +169,14 @@ def push(
     ] = 4,
     record: Annotated[Path, typer.Option(help="Image record to read and update.")] = IMAGE_RECORD,
 ) -> None:
-    """Push every tag the image earns, verify the digest, record the pinned reference."""
+    """Push every tag the image earns, verify the digest, record the pinned reference in
+    build/image.json.
+
+    Credentials by registry: <name>.azurecr.io takes an Azure credential (DefaultAzureCredential,
+    exchanged for an ACR token) or ACR_USERNAME/ACR_PASSWORD; docker.io takes
+    DOCKERHUB_USERNAME/DOCKERHUB_TOKEN; any other registry REGISTRY_USERNAME/REGISTRY_PASSWORD or
+    none.
+    """
     if not registry:
         raise UserError(
             "name the registry: --registry myregistry.azurecr.io (or REGISTRY=... with make push)"
@@ -192,7 +204,9 @@ def bench(
     output: Annotated[Path, typer.Option(help="Where to write the figures.")] = BUILD_DIR
     / "bench.json",
 ) -> None:
-    """Measure our image against the usual one-stage recipe, built now from the same base."""
+    """Measure our image against the usual one-stage recipe, built now from the same base:
+    sizes, build times, start times, push bytes (build/bench.json). Settings: BASE_IMAGE,
+    CA_BUNDLE."""
     settings = ImageSettings()
     client = connect()
     base_image = base_images.resolve_base(
@@ -217,10 +231,11 @@ def bench(
     console.print(f"Wrote {output}")
 
 
-acr_app = typer.Typer(
-    help="Housekeeping in an Azure Container Registry (Azure credential).", no_args_is_help=True
+acr_app = command_group(
+    "Housekeeping in an Azure Container Registry: list and prune tags. Signs in with "
+    "DefaultAzureCredential (az login, AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET, or a "
+    "managed identity)."
 )
-app.add_typer(acr_app, name="acr")
 
 RegistryOption = Annotated[
     str, typer.Option(help="Registry login server, like myregistry.azurecr.io.")
@@ -283,7 +298,3 @@ def acr_prune(
     if not dry_run:
         delete_tags(client, name, doomed)
     console.print(f"{len(doomed)} tag(s) {'to delete' if dry_run else 'deleted'} from {name}")
-
-
-def main() -> None:
-    run_cli(app)

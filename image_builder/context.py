@@ -4,7 +4,7 @@ import io
 import tarfile
 from pathlib import Path
 
-from image_builder.errors import UserError
+from prefect_aci.core.errors import UserError
 
 # Exactly what the Dockerfile may see: nothing else from the working tree reaches the engine.
 CONTEXT_FILES = {

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from image_builder.errors import UserError
+from prefect_aci.core.errors import UserError
 
 MANIFEST_TYPES = ", ".join(
     [
@@ -80,13 +80,20 @@ class LocalRegistry:
     def host(self) -> str:
         return f"{self.address}:{self.port}"
 
-    def start(self) -> "LocalRegistry":
-        binary = shutil.which("docker-registry")
-        if binary is None:
+    @staticmethod
+    def binary() -> str:
+        """Debian's docker-registry (distribution 2.8), or a UserError saying how to get it."""
+        found = shutil.which("docker-registry")
+        if found is None:
             raise UserError(
-                "docker-registry is not installed; run scripts/ensure-packages.sh "
-                "(apt-get install docker-registry)"
+                "docker-registry is not installed; install Debian's docker-registry package "
+                "(scripts/ensure-packages.sh does, as root) or put a `docker-registry` "
+                "(distribution 2.x) on PATH"
             )
+        return found
+
+    def start(self) -> "LocalRegistry":
+        binary = self.binary()
         with (self.root / "registry.log").open("ab") as log:
             self.process = subprocess.Popen(
                 [binary, "serve", str(self.root / "config.yml")],

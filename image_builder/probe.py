@@ -9,7 +9,7 @@ import docker
 import docker.models.images
 from docker.errors import ContainerError, ImageNotFound
 
-from image_builder.errors import UserError
+from prefect_aci.core.errors import UserError
 
 _VERSION_PROBE = (
     "import json, platform, importlib.metadata as m; "

@@ -12,10 +12,7 @@ from docker.errors import APIError
 from rich.console import Console
 
 from image_builder.acr import default_credential, exchange_login
-from image_builder.engine import connect
-from image_builder.errors import UserError
 from image_builder.probe import require_image
-from image_builder.record import ImageRecord, read_record, write_record
 from image_builder.registry import (
     Login,
     RegistryCredentials,
@@ -26,6 +23,9 @@ from image_builder.registry import (
     validate_repository,
 )
 from image_builder.tagging import image_tags
+from prefect_aci.core.engine import connect
+from prefect_aci.core.errors import UserError
+from prefect_aci.core.records import ImageRecord, read_record, write_record
 
 _AUTH_ERROR = re.compile(
     r"unauthorized|authentication required|no basic auth credentials|denied|forbidden|"
@@ -213,7 +213,7 @@ def registry_digest(client: docker.DockerClient, plan: PushPlan, tag: str) -> st
 
 def push_image(
     client: docker.DockerClient, record: ImageRecord, plan: PushPlan, console: Console
-) -> tuple[ImageRecord, list[PushOutcome]]:
+) -> ImageRecord:
     """Push all tags; return the record to write (registry, tags, digest, pinned reference)."""
     image = require_image(client, record.image_id)
     login(client, plan)
@@ -251,7 +251,7 @@ def push_image(
             "reference": f"{target}@{digest}",
         }
     )
-    return updated, outcomes
+    return updated
 
 
 def _printer(console: Console) -> Callable[[dict], None]:
@@ -312,6 +312,6 @@ def publish(
         attempts=attempts,
         tags=image_tags(client, image.image_id, latest=latest),
     )
-    updated, _ = push_image(client, image, plan, console)
+    updated = push_image(client, image, plan, console)
     write_record(record_path, updated)
     return updated

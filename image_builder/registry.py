@@ -5,9 +5,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from image_builder.errors import UserError
+from prefect_aci.core.errors import UserError
+from prefect_aci.core.settings import ProjectSettings
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
 REGISTRY_PATTERN = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*(?::[0-9]{{1,5}})?$")
@@ -25,10 +25,8 @@ class RegistryKind(StrEnum):
     GENERIC = "generic"
 
 
-class RegistryCredentials(BaseSettings):
+class RegistryCredentials(ProjectSettings):
     """Credentials from the environment or .env; secrets stay SecretStr until handed to Docker."""
-
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     acr_username: str | None = None
     acr_password: SecretStr | None = None

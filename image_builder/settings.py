@@ -1,28 +1,25 @@
-"""Builder settings from the environment and .env; CLI options override them."""
+"""Builder settings from the environment and .env; command options override them."""
 
 import os
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from prefect_aci.core.paths import PROJECT_ROOT
+from prefect_aci.core.settings import ProjectSettings
 
 DEFAULT_BASE_IMAGE = "python:3.12-slim-bookworm"
 OFFLINE_BASE_IMAGE = "prefect-aci/debian-python:bookworm"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DOCKER_DIR = PROJECT_ROOT / "docker"
-BUILD_DIR = PROJECT_ROOT / "build"
 BENCH_DIR = PROJECT_ROOT / "bench"
-IMAGE_RECORD = BUILD_DIR / "image.json"
 
 # Where corporate and proxied machines already point their tools at a CA bundle, in the order
 # pip, requests and OpenSSL consult them.
 CA_BUNDLE_VARIABLES = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
 
 
-class ImageSettings(BaseSettings):
+class ImageSettings(ProjectSettings):
     """How the image is built. Every field can be set as an environment variable or in .env."""
-
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     base_image: str = Field(
         DEFAULT_BASE_IMAGE,

@@ -11,6 +11,31 @@ from tests.redirect import RedirectTransport
 MANAGEMENT = "https://management.azure.com"
 
 
+def template_outputs(subscription: str, group: str, **changes: str) -> dict[str, str]:
+    """A complete, valid set of arm/azuredeploy.json's outputs for a deployment in ``group``."""
+    scope = f"/subscriptions/{subscription}/resourceGroups/{group}/providers"
+    identities = f"{scope}/Microsoft.ManagedIdentity/userAssignedIdentities"
+    outputs = {
+        "subscriptionId": subscription,
+        "resourceGroupName": group,
+        "location": "westeurope",
+        "keyVaultName": "prefectkv1",
+        "keyVaultUri": "https://prefectkv1.vault.azure.net/",
+        "workerIdentityId": f"{identities}/prefect-worker-id",
+        "workerIdentityClientId": "22222222-3333-4444-5555-666666666666",
+        "jobIdentityId": f"{identities}/prefect-job-id",
+        "jobIdentityClientId": "11111111-2222-3333-4444-555555555555",
+        "subnetId": f"{scope}/Microsoft.Network/virtualNetworks/prefect-vnet/subnets/aci",
+        "natPublicIp": "20.0.0.1",
+        "registryLoginServer": "prefectacr1.azurecr.io",
+        "storageAccountName": "prefectst1",
+        "storageBlobEndpoint": "https://prefectst1.blob.core.windows.net/",
+        "flowCodeContainerName": "flow-code",
+        "workPoolName": "aci-pool",
+    }
+    return {**outputs, **changes}
+
+
 class ArmStandIn:
     def __init__(
         self,
@@ -79,16 +104,14 @@ class ArmStandIn:
                     changes = [{"resourceId": vault, "changeType": "Create"}]
                     self._answer(200, {"status": "Succeeded", "properties": {"changes": changes}})
                 elif "deployments" in parts:
-                    outputs = {
-                        name: {"type": "String", "value": value}
-                        for name, value in (stand_in.outputs or {}).items()
-                    }
-                    outputs.setdefault(
-                        "keyVaultUri", {"type": "String", "value": "https://kv1.vault.azure.net/"}
+                    values = template_outputs(
+                        parts[1],
+                        parts[3],
+                        **(stand_in.outputs or {}),
+                        workPoolName=body["properties"]["parameters"]["workPoolName"]["value"],
                     )
-                    outputs["workPoolName"] = {
-                        "type": "String",
-                        "value": body["properties"]["parameters"]["workPoolName"]["value"],
+                    outputs = {
+                        name: {"type": "String", "value": value} for name, value in values.items()
                     }
                     self._answer(
                         200,

@@ -13,10 +13,22 @@ import pytest
 from docker.errors import DockerException
 
 from image_builder.local_registry import LocalRegistry
-from image_builder.record import ImageRecord, read_record
-from image_builder.settings import PROJECT_ROOT, detect_ca_bundle
+from image_builder.settings import detect_ca_bundle
+from prefect_aci.core.paths import PROJECT_ROOT
+from prefect_aci.core.records import ImageRecord, read_record
 
 TEST_REPOSITORY = "prefect-aci-test"
+# Fixtures that need the Docker engine, the built image or a server: a test using any of them is
+# marked `slow` and left out of the fast lane (make test-fast). Tests that run the command in a
+# subprocess, or checkov, carry the mark themselves.
+SLOW_FIXTURES = {
+    "docker_client",
+    "built_image",
+    "image",
+    "registry",
+    "prefect_server",
+    "docker_services",
+}
 # The account of the htpasswd-protected registry the `registry` fixture starts.
 REGISTRY_USER, REGISTRY_PASSWORD = "pusher", "s3cret-registry-pw"
 # Appended to the build's CA bundle: found in a layer of the final image, it proves a leak.
@@ -24,17 +36,28 @@ REGISTRY_USER, REGISTRY_PASSWORD = "pusher", "s3cret-registry-pw"
 CA_MARKER = "# prefect-aci test marker: this CA bundle belongs to the build stage only"
 
 
-def run_builder(*args: str, env: dict[str, str | None] | None = None, timeout: int = 1500):
-    """Run ``python -m image_builder`` as a user would; ``None`` in env unsets a variable."""
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+def run_cli(*args: str, env: dict[str, str | None] | None = None, timeout: int = 1500):
+    """Run the `prefect-aci` command as a user would; ``None`` in env unsets a variable."""
     merged = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "image_builder", *args],
+        [sys.executable, "-m", "prefect_aci", *args],
         capture_output=True,
         text=True,
         cwd=PROJECT_ROOT,
         env={name: value for name, value in merged.items() if value is not None},
         timeout=timeout,
     )
+
+
+def run_builder(*args: str, env: dict[str, str | None] | None = None, timeout: int = 1500):
+    """`prefect-aci image ...`."""
+    return run_cli("image", *args, env=env, timeout=timeout)
 
 
 @pytest.fixture
@@ -65,7 +88,7 @@ def marked_ca_bundle(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def built_image(docker_client, marked_ca_bundle, tmp_path_factory) -> ImageRecord:
-    """The image, built by ``python -m image_builder build`` (offline base when needed)."""
+    """The image, built by `prefect-aci image build` (offline base when needed)."""
     record = tmp_path_factory.mktemp("build") / "image.json"
     result = run_builder(
         "build",

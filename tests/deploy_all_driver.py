@@ -1,4 +1,4 @@
-"""`python -m deploy_all run`, with one change: Azure Resource Manager's address.
+"""`prefect-aci deploy-all --no-build`, with one change: Azure Resource Manager's address.
 
 azure-mgmt-resource sends https://management.azure.com/... through azure-core's own requests
 transport, redirected to the local ARM stand-in (tests/redirect.py); everything else is the
@@ -12,8 +12,11 @@ import sys
 from pathlib import Path
 
 from arm.cli import TEMPLATE
-from deploy_all.cli import execute
-from image_builder.cli_support import command_group, run_cli
+from arm.deploy import load_template
+from arm.settings import InfraSettings
+from prefect_aci.core.console import command_group, run_cli
+from prefect_aci.core.settings import load
+from prefect_aci.deploy_all import NO_AZURE, execute
 from tests.arm_stand_in import MANAGEMENT
 from tests.redirect import RedirectTransport
 
@@ -22,7 +25,14 @@ app = command_group("deploy-all against a local ARM stand-in")
 
 @app.command()
 def run(arm_address: str, image_record: Path, azure_record: Path) -> None:
-    execute(image_record, azure_record, TEMPLATE, RedirectTransport(MANAGEMENT, arm_address))
+    settings = load(InfraSettings, when_unconfigured=NO_AZURE)
+    execute(
+        settings,
+        load_template(TEMPLATE),
+        image_record,
+        azure_record,
+        RedirectTransport(MANAGEMENT, arm_address),
+    )
 
 
 if __name__ == "__main__":

@@ -1,15 +1,12 @@
 import json
-import os
-from pathlib import Path
 
 import pytest
 
-from arm.validation import load_schemas
-from image_builder.settings import PROJECT_ROOT
+from arm.validation import SCHEMAS_DIR, load_schemas
+from prefect_aci.core.paths import PROJECT_ROOT
 
 TEMPLATE = PROJECT_ROOT / "arm" / "azuredeploy.json"
 ROLE = PROJECT_ROOT / "arm" / "prefect-aci-role.json"
-SCHEMAS = Path(os.environ.get("ARM_SCHEMAS_DIR", PROJECT_ROOT.parent / "shared" / "arm-schemas"))
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +16,7 @@ def template() -> dict:
 
 @pytest.fixture(scope="session")
 def schemas():
-    return load_schemas(SCHEMAS)
+    return load_schemas(SCHEMAS_DIR)
 
 
 def resources_of(template: dict, resource_type: str) -> list[dict]:

@@ -2,60 +2,35 @@
 
 import copy
 import json
-import subprocess
 
 import pytest
 
-from image_builder.settings import PROJECT_ROOT
+from arm.checkov import Report, run_checkov
 from tests.arm.conftest import TEMPLATE, worker_group
 
-CHECKOV = PROJECT_ROOT / ".venv-checkov" / "bin" / "checkov"
-CHECKS = PROJECT_ROOT / "arm" / "checkov_checks"
+# checkov takes seconds a run: not in the fast lane.
+pytestmark = pytest.mark.slow
 
 
-def run_checkov(path) -> dict:
-    done = subprocess.run(
-        [
-            str(CHECKOV),
-            "-f",
-            str(path),
-            "--framework",
-            "arm",
-            "--skip-download",
-            "--output",
-            "json",
-            "--external-checks-dir",
-            str(CHECKS),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.stdout, done.stderr[-2000:]
-    return json.loads(done.stdout)
-
-
-def failed_ids(report: dict) -> set[str]:
-    return {check["check_id"] for check in report.get("results", {}).get("failed_checks", [])}
+def failed_ids(report: Report) -> set[str]:
+    return {finding.check_id for finding in report.failed}
 
 
 def test_template_passes_checkov():
     report = run_checkov(TEMPLATE)
     assert failed_ids(report) == set()
-    passed = {check["check_id"] for check in report["results"]["passed_checks"]}
+    passed = {finding.check_id for finding in report.passed}
     assert {"CKV_PACI_1", "CKV_PACI_2", "CKV_PACI_3"} <= passed
 
 
 def test_every_skipped_check_has_a_written_reason():
     report = run_checkov(TEMPLATE)
-    skipped = report["results"]["skipped_checks"]
-    assert skipped, "expected the documented skips to be reported"
-    for check in skipped:
-        reason = check.get("check_result", {}).get("suppress_comment", "")
-        assert len(reason) > 30 and reason != "No comment provided", check["check_id"]
+    assert report.skipped, "expected the documented skips to be reported"
+    for finding in report.skipped:
+        assert len(finding.text) > 30 and finding.text != "No comment provided", finding.check_id
 
 
-def _broken(template: dict, tmp_path, change) -> dict:
+def _broken(template: dict, tmp_path, change) -> Report:
     broken = copy.deepcopy(template)
     change(worker_group(broken))
     path = tmp_path / "azuredeploy.json"

@@ -1,4 +1,4 @@
-"""`python -m arm deploy/destroy`: settings checked before anything is sent; the request that
+"""`prefect-aci azure deploy/destroy`: settings checked before anything is sent; the request that
 azure-mgmt-resource sends, through azure-core's transport to a local ARM stand-in; one-line
 errors. Azure itself is never reached."""
 
@@ -10,18 +10,12 @@ import sys
 import pytest
 from azure.identity import ManagedIdentityCredential
 
-from arm.deploy import (
-    DEPLOYMENT_NAME,
-    Infra,
-    Principal,
-    load_settings,
-    parameters,
-    principal_of,
-    write_outputs,
-)
-from image_builder.errors import UserError
-from image_builder.record import ImageRecord
-from image_builder.settings import PROJECT_ROOT
+from arm.deploy import DEPLOYMENT_NAME, Infra, Principal, parameters, principal_of
+from arm.settings import InfraSettings
+from prefect_aci.core.errors import UserError
+from prefect_aci.core.paths import PROJECT_ROOT
+from prefect_aci.core.records import ImageRecord
+from prefect_aci.core.settings import load
 from tests.acr_stand_in import PRINCIPAL_ID, TENANT, AzureStandIn, fake_jwt
 from tests.arm.conftest import TEMPLATE
 from tests.arm_stand_in import ArmStandIn
@@ -70,13 +64,13 @@ def azure(monkeypatch):
 def settings(monkeypatch):
     for name, value in SETTINGS.items():
         monkeypatch.setenv(name, value)
-    return load_settings()
+    return load(InfraSettings)
 
 
-def _run_module(module, *args, env):
+def _run_azure(*args, env):
     merged = {**os.environ, **env}
     return subprocess.run(
-        [sys.executable, "-m", module, *args],
+        [sys.executable, "-m", "prefect_aci", "azure", *args],
         capture_output=True,
         text=True,
         cwd=PROJECT_ROOT,
@@ -94,7 +88,7 @@ def test_deploy_sends_one_incremental_deployment_of_our_template(azure, settings
     identity, arm = azure
     infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
     infra.ensure_resource_group()
-    outputs = infra.deploy(
+    record = infra.deploy(
         json.loads(TEMPLATE.read_text()), parameters(settings, IMAGE, infra.deployer)
     )
     [put] = arm.of("PUT", f"/deployments/{DEPLOYMENT_NAME}")
@@ -116,14 +110,17 @@ def test_deploy_sends_one_incremental_deployment_of_our_template(azure, settings
     assert values["deployerPrincipalType"] == "ServicePrincipal"
     assert len(values["demoSecretValue"]) >= 24
     assert set(values) <= set(json.loads(TEMPLATE.read_text())["parameters"])
-    assert outputs == {"keyVaultUri": "https://kv1.vault.azure.net/", "workPoolName": "aci-pool"}
+    # The outputs come back as the record registration reads, under the template's output names.
+    assert record.key_vault_uri == "https://prefectkv1.vault.azure.net/"
+    assert record.work_pool_name == "aci-pool"
+    assert set(record.outputs()) == set(json.loads(TEMPLATE.read_text())["outputs"])
     assert identity.token_requests[0]["query"]["resource"] == "https://management.azure.com"
 
 
 def test_missing_resource_group_is_created_in_the_given_location(azure, settings, monkeypatch):
     _, arm = azure
     arm.group_exists = False
-    settings = load_settings(azure_location="westeurope")
+    settings = load(InfraSettings, azure_location="westeurope")
     Infra.connect(
         settings, ManagedIdentityCredential(), transport=arm.transport()
     ).ensure_resource_group()
@@ -189,17 +186,12 @@ def test_worker_without_a_pushed_image_is_refused(settings):
 
 
 def test_infrastructure_without_worker_needs_no_image(settings):
-    values = parameters(load_settings(deploy_worker=False), None)
+    values = parameters(load(InfraSettings, deploy_worker=False), None)
     assert values["deployWorker"] == {"value": False}
     assert values["workerImage"] == {"value": ""}
 
 
-def test_outputs_file_holds_values_only(tmp_path):
-    path = tmp_path / "azure.json"
-    write_outputs(path, {"keyVaultUri": "https://kv1.vault.azure.net/"})
-    assert json.loads(path.read_text()) == {"keyVaultUri": "https://kv1.vault.azure.net/"}
-
-
+@pytest.mark.slow  # runs the command in a subprocess
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
@@ -214,8 +206,7 @@ def test_outputs_file_holds_values_only(tmp_path):
     ],
 )
 def test_bad_settings_are_caught_before_anything_is_sent(tmp_path, env, expected):
-    result = _run_module(
-        "arm",
+    result = _run_azure(
         "deploy",
         "--image-record",
         str(tmp_path / "none.json"),
@@ -227,11 +218,11 @@ def test_bad_settings_are_caught_before_anything_is_sent(tmp_path, env, expected
     assert API_KEY not in result.stderr + result.stdout
 
 
+@pytest.mark.slow  # runs the command in a subprocess
 def test_deploy_without_azure_credentials_says_how_to_log_in(tmp_path):
     identity = AzureStandIn(identity_available=False)
     try:
-        result = _run_module(
-            "arm",
+        result = _run_azure(
             "deploy",
             "--image-record",
             str(tmp_path / "none.json"),
@@ -247,8 +238,10 @@ def test_deploy_without_azure_credentials_says_how_to_log_in(tmp_path):
     assert identity.token_requests, "the managed identity endpoint was never asked"
 
 
-def test_destroy_asks_for_confirmation():
-    result = _run_module("arm", "destroy", env={**SETTINGS})
+@pytest.mark.slow  # runs the command in a subprocess
+def test_destroy_needs_no_prefect_setting_and_asks_for_confirmation():
+    target_only = {**SETTINGS, "PREFECT_API_URL": None, "PREFECT_API_KEY": None}
+    result = _run_azure("destroy", env=target_only)
     assert result.returncode == 1
     assert "--yes" in error_line(result)
 

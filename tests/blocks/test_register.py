@@ -3,8 +3,6 @@ prefect-azure's own AzureContainerJobConfiguration from the registered pool."""
 
 import json
 import os
-import subprocess
-import sys
 import uuid
 
 import pytest
@@ -16,7 +14,8 @@ from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_setting
 from prefect_azure import AzureBlobStorageContainer
 from prefect_azure.workers.container_instance import AzureContainerJobConfiguration
 
-from image_builder.settings import PROJECT_ROOT
+from tests.arm_stand_in import template_outputs
+from tests.conftest import run_cli
 
 SUB = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
 RG = f"/subscriptions/{SUB}/resourceGroups/prefect-aci"
@@ -28,20 +27,10 @@ SP_SECRET = "sp-secret-never-print"
 
 
 def outputs(**changes) -> dict:
-    base = {
-        "subscriptionId": SUB,
-        "resourceGroupName": "prefect-aci",
-        "jobIdentityId": JOB_ID,
-        "jobIdentityClientId": "11111111-2222-3333-4444-555555555555",
-        "subnetId": SUBNET,
-        "keyVaultUri": "https://prefectkvabc.vault.azure.net/",
-        "storageAccountName": "prefectst1",
-        "storageBlobEndpoint": "https://prefectst1.blob.core.windows.net/",
-        "flowCodeContainerName": "flow-code",
-        "workPoolName": "aci-pool",
-        "registryLoginServer": ACR,
-    }
-    return {**base, **changes}
+    """The template's outputs; a change to None leaves that output out."""
+    values = template_outputs(SUB, "prefect-aci", registryLoginServer=ACR)
+    values.update(changes)
+    return {name: value for name, value in values.items() if value is not None}
 
 
 @pytest.fixture
@@ -78,23 +67,15 @@ def register(api, records, pool, *extra, env=None):
         "AZURE_CLIENT_SECRET": "",
         **(env or {}),
     }
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "blocks",
-            "register",
-            "--image-record",
-            str(image),
-            "--azure-record",
-            str(azure),
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_ROOT,
+    return run_cli(
+        "register",
+        "--image-record",
+        str(image),
+        "--azure-record",
+        str(azure),
+        *extra,
+        env=merged,
         timeout=180,
-        env={k: v for k, v in merged.items() if v is not None},
     )
 
 
@@ -158,7 +139,7 @@ def test_rendered_aci_job_is_what_aci_needs(prefect_server, records, pool_name):
         "name": "AZURE_CLIENT_ID",
         "value": "11111111-2222-3333-4444-555555555555",
     }
-    assert env["KEY_VAULT_URL"]["value"] == "https://prefectkvabc.vault.azure.net/"
+    assert env["KEY_VAULT_URL"]["value"] == "https://prefectkv1.vault.azure.net/"
     assert env["PREFECT_API_KEY"] == {"name": "PREFECT_API_KEY", "secureValue": "pnu_test_key"}
     assert container["resources"]["requests"] == {"cpu": 1.0, "memoryInGB": 2.0}
     assert config.task_start_timeout_seconds == 600
@@ -215,17 +196,19 @@ def test_service_principal_goes_into_the_block_and_never_into_output(
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"subnetId": "/subscriptions/x/subnets/aci"}, "subnetId in build/azure.json must be"),
-        ({"jobIdentityId": "prefect-job-id"}, "jobIdentityId in build/azure.json must be"),
-        ({"subscriptionId": "nope"}, "subscriptionId in build/azure.json must be"),
-        ({"keyVaultUri": ""}, "lacks keyVaultUri"),
+        ({"subnetId": "/subscriptions/x/subnets/aci"}, "subnetId must be a subnet resource id"),
+        ({"jobIdentityId": "prefect-job-id"}, "jobIdentityId must be a user-assigned identity"),
+        ({"subscriptionId": "nope"}, "subscriptionId must be a GUID"),
+        ({"keyVaultUri": ""}, "keyVaultUri must be a Key Vault URI"),
+        ({"keyVaultUri": None}, "keyVaultUri Field required"),
     ],
 )
 def test_bad_azure_outputs_are_refused(prefect_server, records, pool_name, change, expected):
     records[1].write_text(json.dumps(outputs(**change)))
     result = register(prefect_server, records, pool_name)
     assert result.returncode == 1
-    assert expected in result.stderr
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert expected in error and "make deploy-infra" in error
     assert result.stdout == ""
 
 

@@ -8,10 +8,10 @@ from azure.identity import ManagedIdentityCredential
 
 from image_builder.acr import ACR_SCOPE, exchange_login
 from image_builder.acr_tags import TagInfo, acr_client, delete_tags, list_tags, prune_plan
-from image_builder.errors import UserError
 from image_builder.registry import ACR_TOKEN_USER
+from prefect_aci.core.errors import UserError
 from tests.acr_stand_in import ACR_SERVICE, REFRESH_TOKEN, TENANT, AzureStandIn
-from tests.conftest import run_builder
+from tests.conftest import run_builder, run_cli
 
 AZURE_VARIABLES = (
     "AZURE_CLIENT_ID",
@@ -181,7 +181,8 @@ def test_list_of_a_missing_repository_is_a_clear_error(azure):
         list_tags(client, "nope")
 
 
+@pytest.mark.slow
 def test_acr_commands_refuse_a_registry_that_is_not_acr(tmp_path):
-    result = run_builder("acr", "list", "--registry", "127.0.0.1:5000", "--repository", "x")
+    result = run_cli("acr", "list", "--registry", "127.0.0.1:5000", "--repository", "x")
     assert result.returncode == 1
     assert "is not an Azure Container Registry" in result.stderr

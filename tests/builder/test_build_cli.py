@@ -2,6 +2,8 @@
 
 import shutil
 
+import pytest
+
 from image_builder.settings import DOCKER_DIR
 from tests.conftest import run_builder
 
@@ -65,6 +67,7 @@ def test_missing_ca_bundle_is_a_clear_error(docker_client, tmp_path):
     assert "nope.pem does not exist" in error
 
 
+@pytest.mark.slow  # runs the command in a subprocess
 def test_malformed_build_arg_is_a_clear_error(tmp_path):
     result = run_builder("build", "--build-arg", "NOEQUALS", "--record", str(tmp_path / "i.json"))
     assert result.returncode == 1
@@ -72,6 +75,7 @@ def test_malformed_build_arg_is_a_clear_error(tmp_path):
     assert "NAME=VALUE" in error
 
 
+@pytest.mark.slow  # runs the command in a subprocess
 def test_no_engine_is_a_clear_error(tmp_path):
     result = run_builder(
         "build",
@@ -86,6 +90,7 @@ def test_no_engine_is_a_clear_error(tmp_path):
     assert "ensure-docker.sh" in error
 
 
+@pytest.mark.slow  # runs the command in a subprocess
 def test_tags_before_building_is_a_clear_error(tmp_path):
     result = run_builder("tags", "--record", str(tmp_path / "missing.json"))
     assert result.returncode == 1

@@ -56,6 +56,7 @@ def test_offline_base_is_reused_when_present(docker_client, offline_base):
     assert docker_client.images.get(offline_base).id == before
 
 
+@pytest.mark.slow  # runs the command in a subprocess
 def test_base_without_offline_flag_is_a_clear_error():
     result = run_builder("base")
     assert result.returncode == 1

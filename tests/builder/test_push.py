@@ -167,6 +167,7 @@ def test_docker_hub_without_token_says_which_variables(record):
     assert "DOCKERHUB_USERNAME and DOCKERHUB_TOKEN" in error
 
 
+@pytest.mark.slow  # runs the command in a subprocess
 def test_push_before_building_is_a_clear_error(tmp_path):
     result = push(tmp_path / "missing.json", "--registry", "127.0.0.1:5000")
     assert result.returncode == 1

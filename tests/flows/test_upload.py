@@ -8,7 +8,7 @@ import pytest
 from azure.storage.blob import ContainerClient
 
 from flows.deployment import FLOWS_DIR, upload_flow_code
-from image_builder.errors import UserError
+from prefect_aci.core.errors import UserError
 from tests.redirect import RedirectTransport
 
 ACCOUNT = "https://prefectst1.blob.core.windows.net"

@@ -1,3 +1,0 @@
-from arm.cli import main
-
-main()

@@ -1,0 +1,77 @@
+"""Settings of the Azure side, from the environment or .env (variable names in upper case).
+
+`AzureTarget` is where things go (enough for `azure destroy`); `InfraSettings` adds what the
+template takes. Both load through prefect_aci.core.settings.load, which names every missing or
+malformed variable on one line.
+"""
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, SecretStr
+
+from prefect_aci.core.names import DEFAULT_WORK_POOL
+from prefect_aci.core.settings import GUID, ProjectSettings, matches
+
+
+def _subscription(value: str) -> str:
+    if not GUID.match(value):
+        raise ValueError(
+            f"must be a subscription id like 00000000-0000-0000-0000-000000000000; got {value!r}"
+        )
+    return value
+
+
+def _url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError(f"must be an http(s) URL of the Prefect API; got {value!r}")
+    return value.rstrip("/")
+
+
+def _key_vault(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not re.match(r"^[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$", value) or "--" in value:
+        raise ValueError(
+            "must be 3-24 letters, digits or dashes, start with a letter, end with a "
+            f"letter or digit, no '--'; got {value!r}"
+        )
+    return value
+
+
+class AzureTarget(ProjectSettings):
+    """The subscription and resource group to work in."""
+
+    azure_subscription_id: Annotated[str, AfterValidator(_subscription)]
+    azure_resource_group: Annotated[
+        str,
+        matches(
+            r"^[-\w._()]{0,89}[-\w_()]$", "1-90 letters, digits, - _ . ( ), not ending with a dot"
+        ),
+    ]
+    azure_location: Annotated[
+        str | None, matches(r"^[a-z0-9]+$", "an Azure region name like westeurope")
+    ] = None
+
+
+class InfraSettings(AzureTarget):
+    """What arm/azuredeploy.json takes, besides the target."""
+
+    prefix: Annotated[
+        str,
+        matches(
+            r"^[a-z][a-z0-9]{2,8}$", "3-9 lower-case letters or digits, starting with a letter"
+        ),
+    ] = "prefect"
+    key_vault_name: Annotated[str | None, AfterValidator(_key_vault)] = None
+    prefect_api_url: Annotated[str, AfterValidator(_url)]
+    prefect_api_key: SecretStr
+    demo_secret_value: SecretStr | None = Field(
+        None, description="Value of the demo secret; a random one is made when unset."
+    )
+    work_pool_name: Annotated[str, matches(r"^[\w.-]{1,100}$", "1-100 letters, digits, - _ .")] = (
+        DEFAULT_WORK_POOL
+    )
+    deploy_registry: bool = True
+    deploy_worker: bool = True
+    enable_purge_protection: bool = False

@@ -1,3 +1,0 @@
-from blocks.cli import main
-
-main()

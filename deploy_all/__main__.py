@@ -1,3 +1,0 @@
-from deploy_all.cli import main
-
-main()

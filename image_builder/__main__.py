@@ -1,3 +1,0 @@
-from image_builder.cli import main
-
-main()

@@ -1,3 +1,0 @@
-from local_demo.cli import main
-
-main()

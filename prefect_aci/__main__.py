@@ -1,0 +1,3 @@
+from prefect_aci.cli import main
+
+main()

@@ -1,0 +1,35 @@
+"""The `prefect-aci` command: one root, a group per topic, the way Prefect's own CLI is built."""
+
+import typer
+
+from arm.cli import app as azure_app
+from blocks.cli import register_command
+from image_builder.cli import acr_app
+from image_builder.cli import app as image_app
+from prefect_aci.core.console import run_cli
+from prefect_aci.demo.cli import app as demo_app
+from prefect_aci.deploy_all import deploy_all_command
+from prefect_aci.dev import app as dev_app
+
+app = typer.Typer(
+    name="prefect-aci",
+    help="Run Prefect 3 flows on Azure Container Instances: build and publish the image, deploy "
+    "the Azure side, register the Prefect side, or run it all locally with no Azure account. "
+    "Settings come from options, the environment or .env; PREFECT_ACI_DEBUG=1 keeps the Azure "
+    "SDKs' own logs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.add_typer(image_app, name="image")
+app.add_typer(acr_app, name="acr")
+app.add_typer(azure_app, name="azure")
+app.command("register")(register_command)
+app.command("deploy-all")(deploy_all_command)
+app.add_typer(demo_app, name="demo")
+app.add_typer(dev_app, name="dev")
+
+
+def main() -> None:
+    run_cli(app)

@@ -1,0 +1,20 @@
+"""Names that more than one stage uses: defined once here.
+
+The ARM template (its parameter defaults and secret names) and the uploaded flow file
+(`flows/key_vault_demo/flow.py`, which must stay self-contained) repeat some of them; tests check
+that they agree with this module.
+"""
+
+WORK_POOL_TYPE = "azure-container-instance"
+DEFAULT_WORK_POOL = "aci-pool"
+# Blocks and the Variable that `prefect-aci register` writes and the demo deployment reads.
+ACI_CREDENTIALS_BLOCK = "prefect-aci"
+FLOW_CODE_BLOCK = "prefect-aci-flow-code"
+KEY_VAULT_VARIABLE = "key_vault_url"
+# Key Vault secrets the template creates and the demo flow reads.
+DEMO_SECRET = "prefect-aci-demo-secret"  # noqa: S105 (a secret's name, not its value)
+# The demo flow and where its code goes.
+FLOW_NAME = "key-vault-demo"
+FLOW_FOLDER = "key_vault_demo"
+FLOW_ENTRYPOINT = f"{FLOW_FOLDER}/flow.py:key_vault_demo"
+FLOW_CODE_CONTAINER = "flow-code"

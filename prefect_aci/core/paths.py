@@ -1,0 +1,10 @@
+"""Where the project's files and the records between stages live."""
+
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+BUILD_DIR = PROJECT_ROOT / "build"
+# The two hand-offs between stages (prefect_aci.core.records reads and writes them).
+IMAGE_RECORD = BUILD_DIR / "image.json"
+AZURE_RECORD = BUILD_DIR / "azure.json"
+SCRIPTS_DIR = PROJECT_ROOT / "scripts"

@@ -1,0 +1,87 @@
+"""`prefect-aci demo up|down|status` (make demo, make demo-down, make demo-status)."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from image_builder.cli import build as build_image
+from prefect_aci.core.console import command_group, console
+from prefect_aci.core.engine import connect
+from prefect_aci.core.errors import UserError
+from prefect_aci.core.paths import BUILD_DIR, IMAGE_RECORD, PROJECT_ROOT
+from prefect_aci.core.records import read_record
+from prefect_aci.demo import stack
+
+DEMO_DIR = BUILD_DIR / "demo"
+
+app = command_group(
+    "The whole thing on this machine, no Azure account: a local registry, Azurite, a Prefect "
+    "server from our image with its UI, a worker, and the demo flow. Needs a Docker engine, "
+    "Debian's docker-registry and npm (for Azurite); reads no Azure setting."
+)
+
+StateDir = Annotated[
+    Path,
+    typer.Option(
+        help="Folder of the stack's state, logs and data; stacks in different folders are "
+        "independent of each other."
+    ),
+]
+
+
+@app.command()
+def up(
+    record: Annotated[Path, typer.Option(help="Built image record.")] = IMAGE_RECORD,
+    state_dir: StateDir = DEMO_DIR,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port of the Prefect UI and API on 127.0.0.1 (default 4200 if free)."),
+    ] = None,
+    build: Annotated[
+        bool,
+        typer.Option(help="Build the image first (cached); --no-build runs the recorded one."),
+    ] = True,
+) -> None:
+    """Start the stack, deploy the demo flow with its code in Azurite, run it, show the result
+    and where to see it in the Prefect UI."""
+    if build:
+        build_image(offline_fallback=True, record=record)
+    state, run = stack.up(
+        connect(), read_record(record), state_dir, PROJECT_ROOT / "flows", console, port
+    )
+    console.rule(f"flow run {run.flow_run_id}: {run.state_name}")
+    for line in run.logs:
+        console.print(escape(line), highlight=False)
+    console.rule()
+    console.print(f"Prefect UI:     {state.ui}", highlight=False)
+    console.print(f"This flow run:  {state.flow_run_page()}", highlight=False)
+    console.print(
+        "The stack keeps running: `prefect-aci demo status` (make demo-status) shows it, "
+        "`make demo-down` removes it.",
+        highlight=False,
+    )
+    if run.state != "COMPLETED":
+        raise UserError(f"the demo flow run ended {run.state_name}: {run.message}")
+
+
+@app.command()
+def down(state_dir: StateDir = DEMO_DIR) -> None:
+    """Remove everything `up` started (processes, containers), nothing else."""
+    stack.down(connect(start=False), state_dir, console)
+
+
+@app.command()
+def status(state_dir: StateDir = DEMO_DIR) -> None:
+    """Say what of the stack runs and where (UI, API, registry, Azurite, worker, the last run's
+    page); exits 1 when a part has stopped."""
+    parts = stack.status(connect(start=False), state_dir)
+    if not parts:
+        console.print(f"No demo stack was started from {state_dir}; `make demo` starts one.")
+        return
+    for name, where, running in parts:
+        mark = "[green]running[/]" if running else "[red]stopped[/]"
+        console.print(f"{mark:<20} {name:<20} {escape(where)}", highlight=False)
+    if not all(running for _, _, running in parts):
+        raise UserError("part of the demo stack has stopped; `make demo` starts it afresh")

@@ -1,0 +1,215 @@
+"""`prefect-aci deploy-all` (make deploy-all): from an empty resource group to the demo flow
+deployed on ACI.
+
+The order is what the pieces need: the registry exists before the image is pushed into it, the
+worker needs the pushed digest, the work pool needs the ARM outputs and the digest, the flow
+deployment needs the storage block and the pool. One Azure credential (yours: az login, a service
+principal, or a managed identity) does all of it; the template grants it what it needs (Storage
+Blob Data Contributor on the flow-code container, AcrPush on the registry)."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from azure.core.credentials import TokenCredential
+from azure.core.pipeline.transport import HttpTransport
+from azure.storage.blob import ContainerClient
+from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
+from rich.console import Console
+
+from arm.cli import TEMPLATE
+from arm.deploy import Infra, load_template, parameters
+from arm.settings import InfraSettings
+from blocks.inputs import RegistrationSettings, image_in_acr
+from blocks.register import register
+from flows.deployment import deploy_demo, upload_flow_code
+from image_builder.acr import default_credential
+from image_builder.cli import build as build_image
+from image_builder.push import publish
+from prefect_aci.core.console import Step, console
+from prefect_aci.core.errors import UserError
+from prefect_aci.core.names import FLOW_CODE_BLOCK, FLOW_NAME
+from prefect_aci.core.paths import AZURE_RECORD, IMAGE_RECORD
+from prefect_aci.core.records import AzureRecord, read_record, write_record
+from prefect_aci.core.settings import load
+
+DEPLOYMENT = "aci"
+# Storage can take minutes to honour a role assignment ARM has just made.
+ROLE_PROPAGATION_SECONDS = 600
+NO_AZURE = (
+    "no Azure settings: set AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZURE_LOCATION, "
+    "PREFECT_API_URL and PREFECT_API_KEY in .env (README: Azure) to deploy to Azure; to run "
+    "the whole thing on this machine with no Azure account, run `make demo`"
+)
+
+
+@dataclass
+class Result:
+    azure: AzureRecord
+    reference: str
+
+
+def deploy_all(
+    settings: InfraSettings,
+    credential: TokenCredential,
+    template: dict,
+    image_record: Path,
+    azure_record: Path,
+    console: Console,
+    arm_transport: HttpTransport | None = None,
+) -> Result:
+    step = Step(console)
+    image = read_record(image_record)
+    if not settings.deploy_registry and not image.pinned:
+        raise UserError(
+            "DEPLOY_REGISTRY=false: push the image to a registry ACI can pull from first "
+            "(make push REGISTRY=...), then run make deploy-all again"
+        )
+    infra = Infra.connect(settings, credential, arm_transport)
+    if infra.deployer is None:
+        console.print(
+            "[yellow]warning:[/] your Azure token names no object id, so no roles are granted "
+            "to you; uploading flow code needs Storage Blob Data Contributor on its container"
+        )
+    step(f"resource group {settings.azure_resource_group}", infra.ensure_resource_group)
+
+    def arm_deploy(with_worker: bool) -> AzureRecord:
+        phase = settings.model_copy(update={"deploy_worker": with_worker})
+        azure = infra.deploy(template, parameters(phase, image, infra.deployer))
+        write_record(azure_record, azure)
+        return azure
+
+    azure = step(
+        "ARM: network, identities, Key Vault, registry, storage (several minutes)",
+        lambda: arm_deploy(with_worker=False),
+    )
+    if settings.deploy_registry:
+        registry = azure.registry_login_server
+        if not registry:
+            raise UserError("the deployment reported no registryLoginServer; deploy again")
+        image = step(
+            f"push the image to {registry}",
+            lambda: publish(image_record, registry, credential=credential, console=console),
+        )
+    reference = image.reference
+    if settings.deploy_worker:
+        azure = step(
+            "ARM: the worker in ACI, running the pushed image",
+            lambda: arm_deploy(with_worker=True),
+        )
+
+    registration = load(RegistrationSettings)
+    if settings.deploy_worker:
+        # The AZURE_* variables here log *you* in; the worker in ACI uses its own managed identity
+        # (a least-privilege role), never your service principal's secret.
+        registration = registration.model_copy(
+            update={"azure_tenant_id": None, "azure_client_id": None, "azure_client_secret": None}
+        )
+    if registration.work_pool_name:
+        azure = azure.model_copy(update={"work_pool_name": registration.work_pool_name})
+    acr = image.registry if image_in_acr(image) else None
+    api = {
+        PREFECT_API_URL: settings.prefect_api_url,
+        PREFECT_API_KEY: settings.prefect_api_key.get_secret_value(),
+    }
+    with temporary_settings(updates=api):
+        step(
+            "Prefect: credentials block, ACI work pool, storage block, Key Vault variable",
+            lambda: register(azure, reference, acr, registration, False, _indented(console)),
+        )
+        container = ContainerClient(
+            account_url=azure.blob_endpoint,
+            container_name=azure.flow_code_container_name,
+            credential=credential,
+        )
+        step(
+            f"upload the flow code to {azure.blob_endpoint}/{azure.flow_code_container_name}",
+            lambda: upload_flow_code(
+                container,
+                wait_for_access=ROLE_PROPAGATION_SECONDS,
+                echo=_indented(console),
+            ),
+        )
+        step(
+            f"deploy {FLOW_NAME}/{DEPLOYMENT} to work pool {azure.work_pool_name}",
+            lambda: deploy_demo(FLOW_CODE_BLOCK, azure.work_pool_name, DEPLOYMENT),
+        )
+    return Result(azure, reference)
+
+
+def next_steps(result: Result, settings: InfraSettings) -> str:
+    pool = result.azure.work_pool_name
+    worker = (
+        f"The worker ({settings.prefix}-worker in ACI) polls work pool {pool}; each flow run "
+        "gets its own container group."
+        if settings.deploy_worker
+        else f"Start a worker for work pool {pool} (prefect worker start --pool {pool})."
+    )
+    return "\n".join(
+        [
+            f"Deployed {FLOW_NAME}/{DEPLOYMENT}, image {result.reference}.",
+            worker,
+            "Next:",
+            f"  prefect deployment run '{FLOW_NAME}/{DEPLOYMENT}' --watch",
+            "      (with PREFECT_API_URL and PREFECT_API_KEY set as in .env; the first run pulls",
+            "      the image into ACI, about a minute)",
+            "  make destroy CONFIRM=yes      when you are done (deletes the resource group)",
+        ]
+    )
+
+
+def _indented(console: Console) -> Callable[[str], None]:
+    return lambda line: console.print(f"  {line}", highlight=False)
+
+
+def deploy_all_command(
+    build: Annotated[
+        bool, typer.Option(help="Build the image first; --no-build uses build/image.json as it is.")
+    ] = True,
+    image_record: Annotated[Path, typer.Option(help="The image record.")] = IMAGE_RECORD,
+    azure_record: Annotated[Path, typer.Option(help="Where to write the ARM outputs.")] = (
+        AZURE_RECORD
+    ),
+    template: Annotated[Path, typer.Option(help="ARM template to deploy.")] = TEMPLATE,
+) -> None:
+    """From an empty resource group to the demo flow deployed on ACI: ARM (network, identities,
+    Key Vault, registry, storage), image build and push, the worker in ACI, the Prefect side, the
+    flow code in Blob storage, and the demo deployment. Rerunnable.
+
+    Settings (environment or .env), checked before anything is built: AZURE_SUBSCRIPTION_ID,
+    AZURE_RESOURCE_GROUP, AZURE_LOCATION, PREFECT_API_URL, PREFECT_API_KEY, and the optional ones
+    of `prefect-aci azure deploy`. Signs in with DefaultAzureCredential.
+    """
+    settings = load(InfraSettings, when_unconfigured=NO_AZURE)
+    console.print(
+        f"Azure settings: subscription {settings.azure_subscription_id}, resource group "
+        f"{settings.azure_resource_group}, Prefect API {settings.prefect_api_url}"
+    )
+    document = load_template(template)
+    if build:
+        build_image(offline_fallback=True, record=image_record)
+    execute(settings, document, image_record, azure_record)
+
+
+def execute(
+    settings: InfraSettings,
+    template: dict,
+    image_record: Path,
+    azure_record: Path,
+    arm_transport: HttpTransport | None = None,
+) -> None:
+    """The deployment once the image is built; ``arm_transport`` is the one seam tests use (a
+    local ARM stand-in)."""
+    result = deploy_all(
+        settings,
+        default_credential(),
+        template,
+        image_record,
+        azure_record,
+        console,
+        arm_transport=arm_transport,
+    )
+    console.print(f"[bold green]Done.[/] ARM outputs in {azure_record}")
+    print(next_steps(result, settings))

@@ -88,7 +88,7 @@ def resolve_base(
         return make_offline_base(client, offline_image, mirror, console)
     raise UserError(
         f"base image {base_image} is not present and cannot be pulled ({reason}); run "
-        f"`python -m image_builder base --offline` and build with --base {offline_image}, "
+        f"`prefect-aci image base --offline` and build with --base {offline_image}, "
         "or build with --offline-fallback"
     )
 

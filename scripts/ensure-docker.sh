@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Make sure a Docker engine answers and can run a container.
-# On a fresh Debian machine (our CI, our dev boxes) no engine runs: when we are root we install
-# Debian's docker.io and start dockerd ourselves; anywhere else we say what to do and fail.
+# Make sure a Docker engine answers. An engine that already answers is used as it is, on any
+# system. On a fresh Debian machine (our CI, our dev boxes) none runs: as root we install Debian's
+# docker.io, start dockerd, and check that it can really run a container; anywhere else we say
+# what to do and fail.
 set -euo pipefail
 
 log() { printf 'ensure-docker: %s\n' "$*" >&2; }
@@ -39,7 +40,8 @@ ready() {
 }
 
 if engine_answers; then
-  ready
+  log "Docker engine answers ($(docker version --format '{{.Server.Version}}' 2>/dev/null))"
+  exit 0
 fi
 
 [ "$(id -u)" -eq 0 ] || die "no Docker engine answers and we are not root: start Docker (or add yourself to the docker group) and retry"

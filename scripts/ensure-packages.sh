@@ -1,13 +1,28 @@
 #!/usr/bin/env bash
-# Debian packages the local stand-ins and the offline base need: an OCI registry (the push
-# target in tests and the demo), tini (the engine probe), debootstrap (the offline base) and
-# docker-compose (pytest-docker starts the tests' Prefect server with it).
+# Programs the test suite and the local demo need besides the Docker engine, each with the Debian
+# package that brings it: an OCI registry (the push target of tests, bench and demo), tini (the
+# engine probe), debootstrap (the offline base), docker-compose (pytest-docker starts the tests'
+# Prefect server with it) and a Chromium (the browser the UI tests drive; Google Chrome will do).
+# `make image` and `make push` need none of them.
 set -euo pipefail
 
-PACKAGES=(docker-registry tini debootstrap docker-compose)
+declare -A PACKAGE_OF=(
+  [docker-registry]=docker-registry
+  [tini]=tini
+  [debootstrap]=debootstrap
+  [docker-compose]=docker-compose
+  [chromium]=chromium
+)
+has() {
+  case "$1" in
+    chromium) command -v chromium >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1 ;;
+    debootstrap) command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] ;;
+    *) command -v "$1" >/dev/null 2>&1 ;;
+  esac
+}
 missing=()
-for package in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+for program in "${!PACKAGE_OF[@]}"; do
+  has "$program" || missing+=("${PACKAGE_OF[$program]}")
 done
 [ "${#missing[@]}" -eq 0 ] && exit 0
 

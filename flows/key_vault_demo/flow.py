@@ -3,7 +3,7 @@ without ever logging a value.
 
 On ACI the job identity's client id is in AZURE_CLIENT_ID (set by the work pool), so
 DefaultAzureCredential picks that user-assigned identity. The vault comes from the Prefect
-Variable `key_vault_url` (set by `python -m blocks register`), else from KEY_VAULT_URL. With
+Variable `key_vault_url` (set by `prefect-aci register`), else from KEY_VAULT_URL. With
 neither (the local demo: there is no Key Vault emulator) the same names are read from Prefect
 Secret blocks, and the log says so.
 """

@@ -232,9 +232,12 @@ def up(
             detach=True,
             environment={
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                # The UI runs in the user's browser: it must call the API on the published port,
-                # not on the 4200 the server listens on inside its container.
-                "PREFECT_UI_API_URL": state.api,
+                # The UI runs in the user's browser and calls the API named by /ui-settings,
+                # which by default is 127.0.0.1:4200 whatever port was published. A path
+                # relative to the page follows the port the browser used (also through an SSH
+                # tunnel); PREFECT_UI_URL makes the links Prefect prints point at the UI.
+                "PREFECT_UI_API_URL": "/api",
+                "PREFECT_UI_URL": state.ui,
             },
             ports={"4200/tcp": ("127.0.0.1", state.ports["prefect"])},
         )

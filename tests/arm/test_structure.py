@@ -352,9 +352,74 @@ def test_literal_defaults_satisfy_their_own_constraints(template):
     assert broken == []
 
 
+# Azure's name length limits for the resources the template names from its prefix (Microsoft
+# Learn, "Naming rules and restrictions for Azure resources").
+AZURE_NAME_LIMITS = {
+    "Microsoft.KeyVault/vaults": 24,
+    "Microsoft.Storage/storageAccounts": 24,
+    "Microsoft.ContainerRegistry/registries": 50,
+    "Microsoft.ManagedIdentity/userAssignedIdentities": 128,
+    "Microsoft.Network/virtualNetworks": 64,
+    "Microsoft.Network/natGateways": 80,
+    "Microsoft.Network/publicIPAddresses": 80,
+    "Microsoft.ContainerInstance/containerGroups": 63,
+}
+UNIQUE_STRING_LENGTH = 13  # uniqueString() always returns 13 characters
+
+
+def longest(expression: str, template: dict) -> int:
+    """The longest string an ARM expression can make, reading the template's own expressions:
+    parameters count at their maxLength (else their default), uniqueString() at 13."""
+    text = expression.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1].strip()
+    if text.startswith("'") and text.endswith("'"):
+        return len(text[1:-1])
+    name, _, rest = text.partition("(")
+    args = split_args(rest[:-1]) if rest else []
+    if name == "toLower":
+        return longest(args[0], template)
+    if name == "format":
+        literal = re.sub(r"\{\d+\}", "", args[0].strip("'"))
+        return len(literal) + sum(longest(arg, template) for arg in args[1:])
+    if name == "uniqueString":
+        return UNIQUE_STRING_LENGTH
+    if name == "parameters":
+        parameter = template["parameters"][args[0].strip("'")]
+        if "maxLength" in parameter:
+            return parameter["maxLength"]
+        return longest(str(parameter["defaultValue"]), template)
+    if name == "variables":
+        return longest(template["variables"][args[0].strip("'")], template)
+    if not rest:
+        return len(text)
+    raise AssertionError(f"no rule for {name}() in {expression}")
+
+
 def test_generated_names_fit_azure_limits_with_the_longest_prefix(template):
-    longest_prefix = template["parameters"]["prefix"]["maxLength"]
-    unique_string = 13  # uniqueString() always returns 13 characters
-    assert longest_prefix + len("kv") + unique_string <= 24  # Key Vault
-    assert longest_prefix + len("st") + unique_string <= 24  # storage account
-    assert longest_prefix + len("acr") + unique_string <= 50  # container registry
+    checked = []
+    for resource in template["resources"]:
+        limit = AZURE_NAME_LIMITS.get(resource["type"])
+        if limit is None:
+            continue
+        assert longest(resource["name"], template) <= limit, resource["name"]
+        checked.append(resource["type"])
+    assert set(checked) == set(AZURE_NAME_LIMITS)
+
+
+def test_generated_name_defaults_fit_their_own_parameter(template):
+    generated = {
+        name: parameter
+        for name, parameter in template["parameters"].items()
+        if "uniqueString(" in str(parameter.get("defaultValue"))
+    }
+    assert set(generated) == {"keyVaultName", "registryName", "storageAccountName"}
+    for name, parameter in generated.items():
+        assert longest(parameter["defaultValue"], template) <= parameter["maxLength"], name
+
+
+def test_longest_reads_the_template_not_literals(template):
+    # A longer prefix limit than the template allows would break the Key Vault name.
+    wider = json.loads(json.dumps(template))
+    wider["parameters"]["prefix"]["maxLength"] = 12
+    assert longest(wider["parameters"]["keyVaultName"]["defaultValue"], wider) == 12 + 2 + 13

@@ -1,4 +1,4 @@
-"""`python -m image_builder build` against the real engine: failures are one clear line."""
+"""`prefect-aci image build` against the real engine: failures are one clear line."""
 
 import shutil
 
@@ -50,7 +50,7 @@ def test_missing_base_that_cannot_be_pulled_names_the_offline_command(docker_cli
     assert "Traceback" not in result.stderr
     [error] = _error_lines(result.stderr)
     assert "prefect-aci-test/no-such-base:0" in error
-    assert "python -m image_builder base --offline" in error
+    assert "prefect-aci image base --offline" in error
 
 
 def test_missing_ca_bundle_is_a_clear_error(docker_client, tmp_path):

@@ -1,4 +1,4 @@
-"""`python -m image_builder push` against a real registry (Debian's docker-registry, htpasswd)."""
+"""`prefect-aci image push` against a real registry (Debian's docker-registry, htpasswd)."""
 
 import json
 import os
@@ -6,6 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
+import docker
 import pytest
 
 from image_builder.local_registry import LocalRegistry, free_port
@@ -187,13 +188,36 @@ def test_record_of_an_image_the_engine_lacks(tmp_path, registry, built_image):
 
 
 # A registry with a certificate from a private CA, as in-house registries have. It listens on the
-# docker0 bridge address: the engine skips certificate checks for 127.0.0.0/8, not for this one.
+# host's address on a bridge network the test creates with a gateway it chooses (a new engine's
+# default bridge may not report its gateway): the engine skips certificate checks for
+# 127.0.0.0/8, not for this address.
 ENGINE_CERTS = Path("/etc/docker/certs.d")
+# Tried in turn until one does not overlap a network of this machine.
+PRIVATE_SUBNETS = ("172.31.250.0/24", "10.250.250.0/24", "192.168.250.0/24")
+
+
+@pytest.fixture(scope="module")
+def host_address_on_a_test_network(docker_client):
+    for subnet in PRIVATE_SUBNETS:
+        gateway = subnet.rsplit(".", 1)[0] + ".1"
+        pool = docker.types.IPAMPool(subnet=subnet, gateway=gateway)
+        try:
+            network = docker_client.networks.create(
+                f"prefect-aci-test-tls-{os.getpid()}",
+                driver="bridge",
+                ipam=docker.types.IPAMConfig(pool_configs=[pool]),
+            )
+        except docker.errors.APIError:
+            continue
+        yield gateway
+        network.remove()
+        return
+    pytest.fail(f"no Docker network could be made on any of {PRIVATE_SUBNETS}")
 
 
 @pytest.fixture
-def tls_registry(tmp_path, docker_client):
-    address = docker_client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+def tls_registry(tmp_path, host_address_on_a_test_network):
+    address = host_address_on_a_test_network
     tls = make_tls(tmp_path / "tls", ("127.0.0.1", address))
     with LocalRegistry(
         tmp_path / "tls-registry",

@@ -22,6 +22,7 @@ from prefect_aci.demo.cli import DEMO_DIR
 from prefect_aci.demo.stack import server_container
 from prefect_aci.demo.wiring import DEPLOYMENT, WORK_POOL
 from tests.arm_stand_in import template_outputs
+from tests.browser import open_flow_run_page
 
 
 def demo(*args, state_dir, timeout=1200):
@@ -106,6 +107,39 @@ def test_status_says_what_runs_and_where(demo_run):
     for part in ("registry", "azurite", "worker"):
         assert any("running" in line and part in line for line in lines), (part, lines)
     assert any(f"{ui}/runs/flow-run/{state['flow_run_id']}" in line for line in lines)
+
+
+def test_the_ui_shows_the_completed_run_and_its_logs_in_a_browser(demo_run, tmp_path):
+    result, state, _ = demo_run
+    assert result.returncode == 0, result.stderr[-2000:]
+    page = open_flow_run_page(
+        f"http://127.0.0.1:{state['ports']['prefect']}",
+        state["flow_run_id"],
+        expected_state="Completed",
+        expected_logs=[
+            "Process 1 of this container is /usr/bin/tini",
+            "Read secret prefect-aci-demo-secret: 24 characters (value not logged)",
+        ],
+        screenshot=tmp_path / "flow-run.png",
+    )
+    assert page.error is None, page
+    assert page.state == "Completed", page
+    assert not page.api_error_shown, page
+    assert page.api_answers, page
+    assert len(page.logs_found) == 2, page
+
+
+def test_the_browser_check_fails_for_a_page_without_that_run(demo_run, tmp_path):
+    _, state, _ = demo_run
+    page = open_flow_run_page(
+        f"http://127.0.0.1:{state['ports']['prefect']}",
+        "00000000-0000-0000-0000-000000000000",
+        expected_state="Completed",
+        expected_logs=["Process 1 of this container is /usr/bin/tini"],
+        screenshot=tmp_path / "no-run.png",
+        timeout=20,
+    )
+    assert page.error is not None and page.state is None and page.logs_found == []
 
 
 def test_the_stack_is_not_the_users(demo_run):

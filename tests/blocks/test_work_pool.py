@@ -1,0 +1,40 @@
+"""The pool's base job template defaults, checked against prefect-azure's own
+AzureContainerVariables: a misspelt key or a wrong type fails here, not in a flow run."""
+
+import uuid
+
+import pytest
+from prefect_azure.workers.container_instance import AzureContainerVariables
+
+from blocks.work_pool import base_job_template, check_defaults, pool_defaults
+from prefect_aci.core.errors import UserError
+from prefect_aci.core.records import AzureRecord
+from tests.arm_stand_in import template_outputs
+
+AZURE = AzureRecord.model_validate(template_outputs(str(uuid.uuid4()), "prefect-aci"))
+REFERENCE = "prefectacr1.azurecr.io/prefect-aci@sha256:" + "4" * 64
+
+
+def test_every_default_is_a_worker_variable_of_the_right_type():
+    defaults = pool_defaults(AZURE, REFERENCE, str(uuid.uuid4()), AZURE.registry_login_server)
+    assert set(defaults) <= set(AzureContainerVariables.model_fields)
+    check_defaults(defaults)  # raises on a wrong type
+    template = base_job_template(AZURE, REFERENCE, str(uuid.uuid4()), None)
+    properties = template["variables"]["properties"]
+    assert properties["image"]["default"] == REFERENCE
+    assert properties["identities"]["default"] == [AZURE.job_identity_id]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"identites": ["x"]}, "unknown ACI job variables: identites"),
+        ({"cpu": "lots"}, "work pool default cpu"),
+        ({"task_start_timeout_seconds": "ten minutes"}, "work pool default task_start_timeout"),
+        ({"image_registry": {"registry_url": "x.azurecr.io"}}, "work pool default image_registry"),
+    ],
+)
+def test_a_misspelt_key_or_a_wrong_type_is_refused(change, expected):
+    defaults = pool_defaults(AZURE, REFERENCE, str(uuid.uuid4()), None)
+    with pytest.raises(UserError, match=expected):
+        check_defaults({**defaults, **change})

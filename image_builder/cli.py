@@ -23,7 +23,7 @@ from image_builder.registry import (
 from image_builder.settings import BENCH_DIR, ImageSettings, detect_ca_bundle
 from image_builder.tagging import image_tags
 from prefect_aci.core.console import command_group, console
-from prefect_aci.core.engine import connect
+from prefect_aci.core.engine import connect, ensure_programs
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.paths import BUILD_DIR, IMAGE_RECORD, PROJECT_ROOT
 from prefect_aci.core.records import read_record, write_record
@@ -209,6 +209,7 @@ def bench(
     CA_BUNDLE."""
     settings = ImageSettings()
     client = connect()
+    ensure_programs("docker-registry")  # compressed sizes and push bytes come from a registry
     base_image = base_images.resolve_base(
         client,
         base or settings.base_image,

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Programs the test suite and the local demo need besides the Docker engine, each with the Debian
-# package that brings it: an OCI registry (the push target of tests, bench and demo), tini (the
-# engine probe), debootstrap (the offline base), docker-compose (pytest-docker starts the tests'
-# Prefect server with it) and a Chromium (the browser the UI tests drive; Google Chrome will do).
-# `make image` and `make push` need none of them.
+# `scripts/ensure-packages.sh [program...]`: install, from Debian's packages, the programs named
+# (default: all the test suite needs) that are not on PATH. They are what the tests and the local
+# demo need besides the Docker engine: an OCI registry (the push target of tests, bench and demo),
+# tini (the engine probe), debootstrap (the offline base), docker-compose (pytest-docker starts the
+# tests' Prefect server with it), chromium (the browser the UI tests drive; Google Chrome will do)
+# and npm (installs Azurite). `make image` and `make push` need none of them.
 set -euo pipefail
 
 declare -A PACKAGE_OF=(
@@ -12,6 +13,7 @@ declare -A PACKAGE_OF=(
   [debootstrap]=debootstrap
   [docker-compose]=docker-compose
   [chromium]=chromium
+  [npm]=npm
 )
 has() {
   case "$1" in
@@ -20,8 +22,12 @@ has() {
     *) command -v "$1" >/dev/null 2>&1 ;;
   esac
 }
+if [ "$#" -eq 0 ]; then
+  set -- docker-registry tini debootstrap docker-compose chromium npm
+fi
 missing=()
-for program in "${!PACKAGE_OF[@]}"; do
+for program in "$@"; do
+  [ -n "${PACKAGE_OF[$program]:-}" ] || { echo "ensure-packages: no package known for $program" >&2; exit 2; }
   has "$program" || missing+=("${PACKAGE_OF[$program]}")
 done
 [ "${#missing[@]}" -eq 0 ] && exit 0

@@ -1,5 +1,7 @@
-"""The Docker engine: connect to it, and on a bare Debian machine (as root) install and start
-one, as `make demo` and `make test` need on a new machine."""
+"""The Docker engine and the host programs the local parts need. A running engine and programs on
+PATH are used as they are, on any system; on a bare Debian machine, as root, what is missing is
+installed (scripts/ensure-docker.sh, scripts/ensure-packages.sh), as `make demo` and `make test`
+need on a new machine. Anywhere else one line says what to install."""
 
 import os
 import shutil
@@ -12,29 +14,27 @@ from prefect_aci.core.errors import UserError
 from prefect_aci.core.paths import SCRIPTS_DIR
 
 ENSURE_DOCKER = SCRIPTS_DIR / "ensure-docker.sh"
+ENSURE_PACKAGES = SCRIPTS_DIR / "ensure-packages.sh"
+# Debian package of each program, for the message when it cannot be installed here.
+DEBIAN_PACKAGES = {"docker-registry": "docker-registry", "npm": "npm", "debootstrap": "debootstrap"}
 
 
-def can_install_engine() -> bool:
-    """Root on a machine with apt-get, and no other engine named in DOCKER_HOST:
-    scripts/ensure-docker.sh can install and start dockerd on the default socket."""
-    return (
-        os.geteuid() == 0
-        and shutil.which("apt-get") is not None
-        and not os.environ.get("DOCKER_HOST")
-    )
+def can_install() -> bool:
+    """Root on a machine with apt-get."""
+    return os.geteuid() == 0 and shutil.which("apt-get") is not None
 
 
 def connect(start: bool = True) -> docker.DockerClient:
     """A client for the engine named by DOCKER_HOST (or the default socket).
 
-    With ``start``, when no engine answers and this is root on Debian, run
+    With ``start``, when no engine answers on the default socket and this is root on Debian, run
     scripts/ensure-docker.sh first (installs docker.io, starts dockerd); anywhere else say how to
-    get an engine. A running engine is used as it is, on any system.
+    get an engine.
     """
     try:
         return _ping()
     except DockerException as exc:
-        if not (start and can_install_engine()):
+        if not (start and can_install() and not os.environ.get("DOCKER_HOST")):
             raise UserError(
                 "no Docker engine answers; start Docker (Docker Desktop, or `sudo systemctl "
                 "start docker`; add yourself to the docker group), or as root on Debian run "
@@ -52,3 +52,20 @@ def _ping() -> docker.DockerClient:
     client = docker.from_env(timeout=600)
     client.ping()
     return client
+
+
+def ensure_programs(*programs: str) -> None:
+    """Each program is on PATH afterwards, installed from Debian's packages when this is root on
+    Debian; else a UserError naming what is missing."""
+    missing = [program for program in programs if shutil.which(program) is None]
+    if not missing:
+        return
+    if can_install():
+        if subprocess.run(["bash", str(ENSURE_PACKAGES), *missing]).returncode == 0:
+            return
+        raise UserError(f"could not install {', '.join(missing)}; see the lines above")
+    packages = " ".join(DEBIAN_PACKAGES.get(program, program) for program in missing)
+    raise UserError(
+        f"{', '.join(missing)} not found on PATH; install it (on Debian or Ubuntu: "
+        f"apt-get install {packages}) and retry"
+    )

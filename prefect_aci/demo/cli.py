@@ -8,7 +8,7 @@ from rich.markup import escape
 
 from image_builder.cli import build as build_image
 from prefect_aci.core.console import command_group, console
-from prefect_aci.core.engine import connect
+from prefect_aci.core.engine import connect, ensure_programs
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.paths import BUILD_DIR, IMAGE_RECORD, PROJECT_ROOT
 from prefect_aci.core.records import read_record
@@ -19,7 +19,8 @@ DEMO_DIR = BUILD_DIR / "demo"
 app = command_group(
     "The whole thing on this machine, no Azure account: a local registry, Azurite, a Prefect "
     "server from our image with its UI, a worker, and the demo flow. Needs a Docker engine, "
-    "Debian's docker-registry and npm (for Azurite); reads no Azure setting."
+    "Debian's docker-registry and npm (for Azurite), installed on Debian as root when missing; "
+    "reads no Azure setting."
 )
 
 StateDir = Annotated[
@@ -46,10 +47,13 @@ def up(
 ) -> None:
     """Start the stack, deploy the demo flow with its code in Azurite, run it, show the result
     and where to see it in the Prefect UI."""
+    client = connect()
+    # Debian's registry stands in for ACR, npm installs Azurite.
+    ensure_programs("docker-registry", "npm")
     if build:
         build_image(offline_fallback=True, record=record)
     state, run = stack.up(
-        connect(), read_record(record), state_dir, PROJECT_ROOT / "flows", console, port
+        client, read_record(record), state_dir, PROJECT_ROOT / "flows", console, port
     )
     console.rule(f"flow run {run.flow_run_id}: {run.state_name}")
     for line in run.logs:

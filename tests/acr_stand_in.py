@@ -3,15 +3,13 @@ token endpoint (what azure-identity's ManagedIdentityCredential calls when IDENT
 set), ACR's /oauth2/exchange and /oauth2/token, and the ACR tag API behind a 401 challenge. No
 Azure is reached; the real azure-identity and azure-containerregistry code runs against it."""
 
-import json
-import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 
 from tests.redirect import RedirectTransport
+from tests.stand_ins import Answer, Request, StandIn
 
 IDENTITY_HEADER = "local-identity-header"
 TENANT = "11111111-2222-3333-4444-555555555555"
@@ -27,7 +25,19 @@ def fake_jwt(claims: dict) -> str:
     return jwt.encode(claims, "prefect-aci-stand-in-signing-key-0123456789", algorithm="HS256")
 
 
-class AzureStandIn:
+def acr_target(path: str) -> tuple[str, str | None] | None:
+    """(repository, tag or None) of an ACR tag API path, None for any other path."""
+    if not path.startswith("/acr/v1/") or "/_tags" not in path:
+        return None
+    repository, _, rest = path[len("/acr/v1/") :].partition("/_tags")
+    return urllib.parse.unquote(repository), rest.lstrip("/") or None
+
+
+def is_token_request(request: Request) -> bool:
+    return request.method == "GET" and acr_target(request.path) is None
+
+
+class AzureStandIn(StandIn):
     def __init__(self, identity_available: bool = True, exchange_status: int = 200) -> None:
         self.identity_available = identity_available
         self.exchange_status = exchange_status
@@ -44,145 +54,98 @@ class AzureStandIn:
         self.access_token = fake_jwt({**identity, "aud": "https://containerregistry.azure.net"})
         # Storage checks the audience (Azurite with --oauth basic does too).
         self.storage_token = fake_jwt({**identity, "aud": "https://storage.azure.com"})
-        self.token_requests: list[dict] = []
-        self.exchanges: list[dict] = []
         self.tags: dict[str, list[dict]] = {}
         self.deleted: list[str] = []
-        stand_in = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
+    @property
+    def token_requests(self) -> list[dict]:
+        return [
+            {"path": r.path, "query": r.query, "header": r.headers.get("X-IDENTITY-HEADER")}
+            for r in self.received
+            if is_token_request(r)
+        ]
 
-            def _answer(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    @property
+    def exchanges(self) -> list[dict]:
+        return [{"path": r.path, "form": r.form()} for r in self.received if r.method == "POST"]
 
-            def _acr_authorized(self, repository: str) -> bool:
-                if self.headers.get("Authorization") == f"Bearer {ACR_ACCESS_TOKEN}":
-                    return True
-                data = b"{}"
-                self.send_response(401)
-                self.send_header(
-                    "WWW-Authenticate",
-                    f'Bearer realm="https://{ACR_SERVICE}/oauth2/token",'
-                    f'service="{ACR_SERVICE}",'
-                    f'scope="repository:{repository}:metadata_read,delete"',
-                )
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                return False
+    def answer(self, request: Request) -> Answer:
+        if request.method == "POST":
+            return self._exchange(request.path, request.form())
+        if is_token_request(request):
+            return self._token(request)
+        target = acr_target(request.path)
+        if target is None:
+            return Answer(404, {})
+        repository, tag = target
+        if request.headers.get("Authorization") != f"Bearer {ACR_ACCESS_TOKEN}":
+            challenge = (
+                f'Bearer realm="https://{ACR_SERVICE}/oauth2/token",service="{ACR_SERVICE}",'
+                f'scope="repository:{repository}:metadata_read,delete"'
+            )
+            return Answer(401, b"{}", {"WWW-Authenticate": challenge})
+        if request.method == "GET":
+            return self._list(repository)
+        if request.method == "DELETE" and tag is not None:
+            return self._delete(repository, tag)
+        return Answer(404, {})
 
-            def _acr_path(self) -> tuple[str, str | None] | None:
-                path = urllib.parse.urlparse(self.path).path
-                if not path.startswith("/acr/v1/") or "/_tags" not in path:
-                    return None
-                repository, _, rest = path[len("/acr/v1/") :].partition("/_tags")
-                return urllib.parse.unquote(repository), rest.lstrip("/") or None
+    def _token(self, request: Request) -> Answer:
+        if not self.identity_available:
+            return Answer(
+                400,
+                {
+                    "error": "invalid_request",
+                    "error_description": "No managed identity is assigned",
+                },
+            )
+        if request.headers.get("X-IDENTITY-HEADER") != IDENTITY_HEADER:
+            return Answer(401, {"error": "unauthorized"})
+        resource = request.query.get("resource")
+        return Answer(
+            200,
+            {
+                "access_token": self.token_for(resource or ""),
+                "expires_on": str(int(time.time()) + 3600),
+                "resource": resource,
+                "token_type": "Bearer",
+            },
+        )
 
-            def do_DELETE(self) -> None:
-                target = self._acr_path()
-                if target is None or target[1] is None:
-                    self._answer(404, {})
-                    return
-                repository, tag = target
-                if not self._acr_authorized(repository):
-                    return
-                before = len(stand_in.tags.get(repository, []))
-                stand_in.tags[repository] = [
-                    t for t in stand_in.tags.get(repository, []) if t["name"] != tag
-                ]
-                if len(stand_in.tags[repository]) == before:
-                    self._answer(404, {"errors": [{"code": "TAG_UNKNOWN"}]})
-                    return
-                stand_in.deleted.append(tag)
-                self.send_response(202)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+    def _exchange(self, path: str, form: dict[str, str]) -> Answer:
+        if path == "/oauth2/token":
+            if form.get("refresh_token") != REFRESH_TOKEN:
+                return Answer(401, {"errors": [{"code": "UNAUTHORIZED"}]})
+            return Answer(200, {"access_token": ACR_ACCESS_TOKEN})
+        if path != "/oauth2/exchange":
+            return Answer(404, {})
+        if self.exchange_status != 200:
+            return Answer(self.exchange_status, {"errors": [{"code": "DENIED"}]})
+        if form.get("access_token") != self.access_token:
+            return Answer(401, {"errors": [{"code": "UNAUTHORIZED"}]})
+        return Answer(200, {"refresh_token": REFRESH_TOKEN})
 
-            def do_GET(self) -> None:
-                target = self._acr_path()
-                if target is not None:
-                    repository, _ = target
-                    if not self._acr_authorized(repository):
-                        return
-                    if repository not in stand_in.tags:
-                        self._answer(404, {"errors": [{"code": "NAME_UNKNOWN"}]})
-                        return
-                    newest_first = sorted(
-                        stand_in.tags[repository], key=lambda t: t["lastUpdateTime"], reverse=True
-                    )
-                    self._answer(
-                        200,
-                        {"registry": ACR_SERVICE, "imageName": repository, "tags": newest_first},
-                    )
-                    return
-                url = urllib.parse.urlparse(self.path)
-                query = dict(urllib.parse.parse_qsl(url.query))
-                stand_in.token_requests.append(
-                    {
-                        "path": url.path,
-                        "query": query,
-                        "header": self.headers.get("X-IDENTITY-HEADER"),
-                    }
-                )
-                if not stand_in.identity_available:
-                    self._answer(
-                        400,
-                        {
-                            "error": "invalid_request",
-                            "error_description": "No managed identity is assigned",
-                        },
-                    )
-                    return
-                if self.headers.get("X-IDENTITY-HEADER") != IDENTITY_HEADER:
-                    self._answer(401, {"error": "unauthorized"})
-                    return
-                self._answer(
-                    200,
-                    {
-                        "access_token": stand_in.token_for(query.get("resource", "")),
-                        "expires_on": str(int(time.time()) + 3600),
-                        "resource": query.get("resource"),
-                        "token_type": "Bearer",
-                    },
-                )
+    def _list(self, repository: str) -> Answer:
+        if repository not in self.tags:
+            return Answer(404, {"errors": [{"code": "NAME_UNKNOWN"}]})
+        newest_first = sorted(
+            self.tags[repository], key=lambda t: t["lastUpdateTime"], reverse=True
+        )
+        return Answer(200, {"registry": ACR_SERVICE, "imageName": repository, "tags": newest_first})
 
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
-                path = urllib.parse.urlparse(self.path).path
-                stand_in.exchanges.append({"path": path, "form": form})
-                if path == "/oauth2/token":
-                    if form.get("refresh_token") != REFRESH_TOKEN:
-                        self._answer(401, {"errors": [{"code": "UNAUTHORIZED"}]})
-                    else:
-                        self._answer(200, {"access_token": ACR_ACCESS_TOKEN})
-                elif path != "/oauth2/exchange":
-                    self._answer(404, {})
-                elif stand_in.exchange_status != 200:
-                    self._answer(stand_in.exchange_status, {"errors": [{"code": "DENIED"}]})
-                elif form.get("access_token") != stand_in.access_token:
-                    self._answer(401, {"errors": [{"code": "UNAUTHORIZED"}]})
-                else:
-                    self._answer(200, {"refresh_token": REFRESH_TOKEN})
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _delete(self, repository: str, tag: str) -> Answer:
+        kept = [t for t in self.tags.get(repository, []) if t["name"] != tag]
+        if len(kept) == len(self.tags.get(repository, [])):
+            return Answer(404, {"errors": [{"code": "TAG_UNKNOWN"}]})
+        self.tags[repository] = kept
+        self.deleted.append(tag)
+        return Answer(202)
 
     def token_for(self, resource: str) -> str:
         if resource.startswith("https://storage.azure.com"):
             return self.storage_token
         return self.access_token
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.server.server_address[1]}"
 
     def identity_env(self) -> dict[str, str]:
         """Environment that makes azure-identity use this endpoint (and never IMDS)."""
@@ -210,8 +173,4 @@ class AzureStandIn:
 
     def transport(self) -> RedirectTransport:
         """azure-core's requests transport, sending https://<ACR_SERVICE> here instead."""
-        return RedirectTransport(f"https://{ACR_SERVICE}", f"http://{self.host}")
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return RedirectTransport(f"https://{ACR_SERVICE}", self.url)

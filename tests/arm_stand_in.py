@@ -1,12 +1,8 @@
 """A local endpoint speaking the parts of Azure Resource Manager's REST API that `python -m arm`
 uses (resource groups, deployments, what-if). It records each request for the tests to read."""
 
-import json
-import threading
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 from tests.redirect import RedirectTransport
+from tests.stand_ins import Answer, Request, StandIn
 
 MANAGEMENT = "https://management.azure.com"
 
@@ -36,7 +32,7 @@ def template_outputs(subscription: str, group: str, **changes: str) -> dict[str,
     return {**outputs, **changes}
 
 
-class ArmStandIn:
+class ArmStandIn(StandIn):
     def __init__(
         self,
         bearer: str,
@@ -46,120 +42,81 @@ class ArmStandIn:
         outputs: dict | None = None,
     ):
         self.bearer = bearer
-        self.groups: dict[str, dict] = {}
         self.group_exists = group_exists
         self.deployment_state = deployment_state
         self.error = error
         self.outputs = outputs  # what every deployment reports, as make deploy-all reads them
-        self.requests: list[dict] = []
-        stand_in = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
+    @property
+    def requests(self) -> list[dict]:
+        return [
+            {"method": r.method, "path": r.path, "query": r.query, "body": r.json()}
+            for r in self.received
+        ]
 
-            def _answer(self, status: int, body: dict | None = None) -> None:
-                data = json.dumps(body).encode() if body is not None else b""
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    def answer(self, request: Request) -> Answer:
+        if request.headers.get("Authorization") != f"Bearer {self.bearer}":
+            return Answer(
+                401,
+                {"error": {"code": "AuthenticationFailed", "message": "no or wrong bearer token"}},
+            )
+        if self.error and "/deployments/" in request.path:
+            status, code, message = self.error
+            return Answer(status, {"error": {"code": code, "message": message}})
+        parts = request.path.strip("/").split("/")
+        if len(parts) == 4 and parts[2].lower() == "resourcegroups":
+            return self._group(request.method, parts[3], request.json())
+        if "deployments" in parts and parts[-1] == "whatIf":
+            vault = (
+                f"/subscriptions/{parts[1]}/resourceGroups/{parts[3]}"
+                "/providers/Microsoft.KeyVault/vaults/kv1"
+            )
+            changes = [{"resourceId": vault, "changeType": "Create"}]
+            return Answer(200, {"status": "Succeeded", "properties": {"changes": changes}})
+        if "deployments" in parts:
+            values = template_outputs(
+                parts[1],
+                parts[3],
+                **(self.outputs or {}),
+                workPoolName=request.json()["properties"]["parameters"]["workPoolName"]["value"],
+            )
+            outputs = {name: {"type": "String", "value": value} for name, value in values.items()}
+            return Answer(
+                200,
+                {
+                    "id": request.path,
+                    "name": parts[-1],
+                    "properties": {
+                        "provisioningState": self.deployment_state,
+                        "outputs": outputs,
+                        "mode": "Incremental",
+                    },
+                },
+            )
+        return Answer(404, {"error": {"code": "NotFound", "message": request.path}})
 
-            def _handle(self) -> None:
-                url = urllib.parse.urlparse(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else None
-                stand_in.requests.append(
-                    {
-                        "method": self.command,
-                        "path": url.path,
-                        "query": dict(urllib.parse.parse_qsl(url.query)),
-                        "body": body,
-                    }
-                )
-                if self.headers.get("Authorization") != f"Bearer {stand_in.bearer}":
-                    self._answer(
-                        401,
-                        {
-                            "error": {
-                                "code": "AuthenticationFailed",
-                                "message": "no or wrong bearer token",
-                            }
-                        },
-                    )
-                    return
-                if stand_in.error and "/deployments/" in url.path:
-                    status, code, message = stand_in.error
-                    self._answer(status, {"error": {"code": code, "message": message}})
-                    return
-                parts = url.path.strip("/").split("/")
-                if len(parts) == 4 and parts[2].lower() == "resourcegroups":
-                    self._group(parts[3], body)
-                elif "deployments" in parts and parts[-1] == "whatIf":
-                    vault = (
-                        f"/subscriptions/{parts[1]}/resourceGroups/{parts[3]}"
-                        "/providers/Microsoft.KeyVault/vaults/kv1"
-                    )
-                    changes = [{"resourceId": vault, "changeType": "Create"}]
-                    self._answer(200, {"status": "Succeeded", "properties": {"changes": changes}})
-                elif "deployments" in parts:
-                    values = template_outputs(
-                        parts[1],
-                        parts[3],
-                        **(stand_in.outputs or {}),
-                        workPoolName=body["properties"]["parameters"]["workPoolName"]["value"],
-                    )
-                    outputs = {
-                        name: {"type": "String", "value": value} for name, value in values.items()
-                    }
-                    self._answer(
-                        200,
-                        {
-                            "id": url.path,
-                            "name": parts[-1],
-                            "properties": {
-                                "provisioningState": stand_in.deployment_state,
-                                "outputs": outputs,
-                                "mode": "Incremental",
-                            },
-                        },
-                    )
-                else:
-                    self._answer(404, {"error": {"code": "NotFound", "message": url.path}})
-
-            def _group(self, name: str, body: dict | None) -> None:
-                if self.command == "HEAD":
-                    self._answer(204 if stand_in.group_exists else 404)
-                elif self.command == "PUT":
-                    stand_in.group_exists = True
-                    self._answer(
-                        201,
-                        {
-                            "id": f"/resourceGroups/{name}",
-                            "name": name,
-                            "location": body["location"],
-                            "properties": {"provisioningState": "Succeeded"},
-                        },
-                    )
-                elif self.command == "DELETE":
-                    stand_in.group_exists = False
-                    self._answer(200)
-                else:
-                    self._answer(405)
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _group(self, method: str, name: str, body: dict | None) -> Answer:
+        if method == "HEAD":
+            return Answer(204 if self.group_exists else 404)
+        if method == "PUT":
+            self.group_exists = True
+            return Answer(
+                201,
+                {
+                    "id": f"/resourceGroups/{name}",
+                    "name": name,
+                    "location": body["location"],
+                    "properties": {"provisioningState": "Succeeded"},
+                },
+            )
+        if method == "DELETE":
+            self.group_exists = False
+            return Answer(200)
+        return Answer(405)
 
     def transport(self) -> RedirectTransport:
-        host = f"127.0.0.1:{self.server.server_address[1]}"
-        return RedirectTransport(MANAGEMENT, f"http://{host}")
+        return RedirectTransport(MANAGEMENT, self.url)
 
     def of(self, method: str, contains: str) -> list[dict]:
         return [r for r in self.requests if r["method"] == method and contains in r["path"]]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()

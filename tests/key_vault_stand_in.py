@@ -1,70 +1,47 @@
-"""A local endpoint speaking Key Vault's secrets API behind its 401 bearer challenge."""
+"""A local endpoint speaking Key Vault's secrets API behind its 401 bearer challenge, over HTTPS
+with a certificate for the vault's Azure host name: tests reach it at that name through
+tests.stand_ins.AzureHostsProxy, since the SDK only accepts a challenge whose resource matches
+the vault's host."""
 
-import json
-import threading
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from tests.stand_ins import Answer, Request, StandIn
+from tests.tls import LocalTls
 
-from tests.redirect import RedirectTransport
-
-VAULT = "https://prefectacitest.vault.azure.net"
+VAULT_HOST = "prefectacitest.vault.azure.net"
+VAULT = f"https://{VAULT_HOST}"
 TENANT = "11111111-2222-3333-4444-555555555555"
 
 
-class KeyVaultStandIn:
-    def __init__(self, bearer: str, secrets: dict[str, str]) -> None:
+class KeyVaultStandIn(StandIn):
+    """``tls`` must be good for VAULT_HOST (tests.tls.make_tls(..., names=(VAULT_HOST,)))."""
+
+    def __init__(self, bearer: str, secrets: dict[str, str], tls: LocalTls) -> None:
         self.bearer = bearer
         self.secrets = secrets
-        self.requests: list[dict] = []
-        stand_in = self
+        super().__init__(tls)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
+    @property
+    def requests(self) -> list[dict]:
+        return [
+            {"path": r.path, "authorization": r.headers.get("Authorization")} for r in self.received
+        ]
 
-            def _answer(self, status: int, body: dict, headers: dict | None = None) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                url = urllib.parse.urlparse(self.path)
-                auth = self.headers.get("Authorization")
-                stand_in.requests.append({"path": url.path, "authorization": auth})
-                if auth != f"Bearer {stand_in.bearer}":
-                    challenge = (
-                        f'Bearer authorization="https://login.microsoftonline.com/'
-                        f'{TENANT}", resource="https://vault.azure.net"'
-                    )
-                    self._answer(
-                        401, {"error": {"code": "Unauthorized"}}, {"WWW-Authenticate": challenge}
-                    )
-                    return
-                parts = [p for p in url.path.split("/") if p]
-                if len(parts) >= 2 and parts[0] == "secrets" and parts[1] in stand_in.secrets:
-                    name = parts[1]
-                    self._answer(
-                        200,
-                        {
-                            "value": stand_in.secrets[name],
-                            "id": f"{VAULT}/secrets/{name}/0123456789abcdef",
-                            "attributes": {"enabled": True},
-                        },
-                    )
-                else:
-                    self._answer(404, {"error": {"code": "SecretNotFound", "message": url.path}})
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def transport(self) -> RedirectTransport:
-        return RedirectTransport(VAULT, f"http://127.0.0.1:{self.server.server_address[1]}")
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def answer(self, request: Request) -> Answer:
+        if request.headers.get("Authorization") != f"Bearer {self.bearer}":
+            challenge = (
+                f'Bearer authorization="https://login.microsoftonline.com/{TENANT}", '
+                'resource="https://vault.azure.net"'
+            )
+            return Answer(401, {"error": {"code": "Unauthorized"}}, {"WWW-Authenticate": challenge})
+        parts = [p for p in request.path.split("/") if p]
+        if request.method == "GET" and len(parts) >= 2 and parts[0] == "secrets":
+            name = parts[1]
+            if name in self.secrets:
+                return Answer(
+                    200,
+                    {
+                        "value": self.secrets[name],
+                        "id": f"{VAULT}/secrets/{name}/0123456789abcdef",
+                        "attributes": {"enabled": True},
+                    },
+                )
+        return Answer(404, {"error": {"code": "SecretNotFound", "message": request.path}})

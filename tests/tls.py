@@ -3,6 +3,7 @@ tokens over plain HTTP), made with `cryptography`, and a CA bundle that trusts i
 
 import datetime
 import ipaddress
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +25,17 @@ class LocalTls:
         Python's ssl read SSL_CERT_FILE when their default context is made."""
         return {"REQUESTS_CA_BUNDLE": str(self.bundle), "SSL_CERT_FILE": str(self.bundle)}
 
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.certificate, self.key)
+        return context
 
-def make_tls(folder: Path, addresses: tuple[str, ...] = ("127.0.0.1",)) -> LocalTls:
+
+def make_tls(
+    folder: Path, addresses: tuple[str, ...] = ("127.0.0.1",), names: tuple[str, ...] = ()
+) -> LocalTls:
+    """``names``: host names besides localhost the certificate is good for, such as an Azure host
+    that a test reaches through tests.stand_ins.AzureHostsProxy."""
     folder.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "prefect-aci local stand-in")])
@@ -41,7 +51,7 @@ def make_tls(folder: Path, addresses: tuple[str, ...] = ("127.0.0.1",)) -> Local
         .add_extension(
             x509.SubjectAlternativeName(
                 [
-                    x509.DNSName("localhost"),
+                    *(x509.DNSName(host) for host in ("localhost", *names)),
                     *(x509.IPAddress(ipaddress.ip_address(a)) for a in addresses),
                 ]
             ),

@@ -1,13 +1,11 @@
-"""The demo flow against a real Prefect server: Key Vault through the Azure SDK's own transport
-(challenge, managed identity token for the job identity), and the local Secret-block fallback.
-No secret value may appear in the flow run's logs."""
+"""The demo flow against a real Prefect server: Key Vault at its Azure host name, over HTTPS through
+a proxy that knows only that host (challenge, managed identity token for the job identity), and the
+local Secret-block fallback. No secret value may appear in the flow run's logs."""
 
-import functools
 import time
 import uuid
 
 import pytest
-from azure.keyvault.secrets import SecretClient
 from prefect import get_client
 from prefect.blocks.system import Secret
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
@@ -16,7 +14,9 @@ from prefect.variables import Variable
 
 from flows.key_vault_demo import flow as demo
 from tests.acr_stand_in import AzureStandIn
-from tests.key_vault_stand_in import VAULT, KeyVaultStandIn
+from tests.key_vault_stand_in import VAULT, VAULT_HOST, KeyVaultStandIn
+from tests.stand_ins import AzureHostsProxy
+from tests.tls import make_tls
 
 JOB_CLIENT_ID = "22222222-3333-4444-5555-666666666666"
 SECRET = "kv-s3cret-value-never-logged"
@@ -46,24 +46,31 @@ def run_logs(state) -> list[str]:
 
 
 @pytest.fixture
-def vault(prefect_api, monkeypatch):
-    """Stand-ins for the job identity and a vault, the SDK pointed at them, the Variable set.
-    Call it with the vault's secrets; it returns (identity, vault)."""
+def vault(prefect_api, monkeypatch, tmp_path):
+    """Stand-ins for the job identity and a vault, the Variable set. The flow's SDK reaches the
+    vault at its real name: the environment sends its HTTPS through a proxy that tunnels that
+    host alone to the stand-in, and trusts the stand-in's throwaway CA. Call it with the vault's
+    secrets; it returns (identity, vault, proxy)."""
     started = []
 
     def start(secrets: dict[str, str]):
         identity = AzureStandIn()
-        stand_in = KeyVaultStandIn(bearer=identity.access_token, secrets=secrets)
-        started.extend([identity, stand_in])
-        for name, value in {**identity.identity_env(), "AZURE_CLIENT_ID": JOB_CLIENT_ID}.items():
+        tls = make_tls(tmp_path / "tls", names=(VAULT_HOST,))
+        stand_in = KeyVaultStandIn(bearer=identity.access_token, secrets=secrets, tls=tls)
+        proxy = AzureHostsProxy({f"{VAULT_HOST}:443": ("127.0.0.1", stand_in.port)})
+        started.extend([identity, stand_in, proxy])
+        env = {
+            **identity.identity_env(),
+            **proxy.env(),
+            "REQUESTS_CA_BUNDLE": str(tls.bundle),
+            "AZURE_CLIENT_ID": JOB_CLIENT_ID,
+        }
+        for name, value in env.items():
             monkeypatch.setenv(name, value)
         for name in ("AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE"):
             monkeypatch.delenv(name, raising=False)
-        monkeypatch.setattr(
-            demo, "SecretClient", functools.partial(SecretClient, transport=stand_in.transport())
-        )
         Variable.set("key_vault_url", f"{VAULT}/", overwrite=True)
-        return identity, stand_in
+        return identity, stand_in, proxy
 
     yield start
     Variable.unset("key_vault_url")
@@ -72,10 +79,13 @@ def vault(prefect_api, monkeypatch):
 
 
 def test_flow_reads_key_vault_as_the_job_identity(vault):
-    identity, vault = vault({"prefect-aci-demo-secret": SECRET})
+    identity, vault, proxy = vault({"prefect-aci-demo-secret": SECRET})
     state = demo.key_vault_demo(return_state=True)
     assert state.is_completed(), state.message
     assert state.result() == {"prefect-aci-demo-secret": len(SECRET)}
+    # One tunnel a request (the stand-in closes each connection) and nothing else: the SDK went
+    # over the wire, to the vault's own host name.
+    assert [r.path for r in proxy.received] == [f"{VAULT_HOST}:443"] * len(vault.requests)
     # The SDK met the challenge, then came back with the managed identity's token.
     assert vault.requests[0]["authorization"] is None
     assert vault.requests[-1]["authorization"] == f"Bearer {identity.access_token}"

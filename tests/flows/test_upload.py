@@ -1,61 +1,48 @@
 """Uploading flow code through azure-storage-blob's own client and transport to a local endpoint
 that answers as Blob storage does while a new role assignment has not reached it yet."""
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 from azure.storage.blob import ContainerClient
 
 from flows.deployment import FLOWS_DIR, upload_flow_code
 from prefect_aci.core.errors import UserError
 from tests.redirect import RedirectTransport
+from tests.stand_ins import Answer, Request, StandIn
 
 ACCOUNT = "https://prefectst1.blob.core.windows.net"
 
 
-class BlobEndpoint:
+class BlobEndpoint(StandIn):
     """Answers PUT blob with 403 AuthorizationPermissionMismatch ``refusals`` times, then 201."""
 
     def __init__(self, refusals: int, code: str = "AuthorizationPermissionMismatch", status=403):
         self.refusals = refusals
-        self.puts: list[str] = []
-        endpoint = self
+        self.code = code
+        self.status = status
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
+    @property
+    def puts(self) -> list[str]:
+        return [r.path for r in self.received if r.method == "PUT"]
 
-            def do_PUT(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                endpoint.puts.append(self.path.split("?")[0])
-                if endpoint.refusals > 0:
-                    endpoint.refusals -= 1
-                    body = (
-                        f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code>'
-                        "<Message>This request is not authorized.</Message></Error>"
-                    ).encode()
-                    self.send_response(status)
-                    self.send_header("x-ms-error-code", code)
-                    self.send_header("Content-Type", "application/xml")
-                else:
-                    body = b""
-                    self.send_response(201)
-                    self.send_header("ETag", '"0x1"')
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def answer(self, request: Request) -> Answer:
+        if request.method != "PUT":
+            return Answer(405)
+        if self.refusals <= 0:
+            return Answer(201, headers={"ETag": '"0x1"'})
+        self.refusals -= 1
+        body = (
+            f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{self.code}</Code>'
+            "<Message>This request is not authorized.</Message></Error>"
+        ).encode()
+        return Answer(
+            self.status,
+            body,
+            {"x-ms-error-code": self.code, "Content-Type": "application/xml"},
+        )
 
     def container(self) -> ContainerClient:
-        local = f"http://127.0.0.1:{self.server.server_address[1]}"
-        return ContainerClient(ACCOUNT, "flow-code", transport=RedirectTransport(ACCOUNT, local))
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return ContainerClient(ACCOUNT, "flow-code", transport=RedirectTransport(ACCOUNT, self.url))
 
 
 @pytest.fixture

@@ -17,7 +17,9 @@ from image_builder.settings import detect_ca_bundle
 from prefect_aci.core.paths import PROJECT_ROOT
 from prefect_aci.core.records import ImageRecord, read_record
 
-TEST_REPOSITORY = "prefect-aci-test"
+# Where the session tags the image it builds; two checkouts testing on one engine at once set
+# different names, or one's tags would move under the other.
+TEST_REPOSITORY = os.environ.get("PREFECT_ACI_TEST_REPOSITORY", "prefect-aci-test")
 # Fixtures that need the Docker engine, the built image or a server: a test using any of them is
 # marked `slow` and left out of the fast lane (make test-fast). Tests that run the command in a
 # subprocess, or checkov, carry the mark themselves.

@@ -46,7 +46,11 @@ def install(prefix: Path) -> Path:
 
 
 def command(
-    binary: Path, port: int, location: Path, tls: tuple[Path, Path] | None = None
+    binary: Path,
+    port: int,
+    location: Path,
+    tls: tuple[Path, Path] | None = None,
+    host: str = "127.0.0.1",
 ) -> list[str]:
     """Azurite's command line; ``tls`` = (certificate, key) serves HTTPS and accepts Azure AD
     bearer tokens (``--oauth basic``: claims checked, signatures not), as Blob storage does."""
@@ -55,7 +59,7 @@ def command(
     return [
         str(binary),
         "--blobHost",
-        "127.0.0.1",
+        host,
         "--blobPort",
         str(port),
         "--location",

@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from docker.errors import APIError
 from rich.markup import escape
 
 from image_builder.cli import build as build_image
@@ -52,9 +53,15 @@ def up(
     ensure_programs("docker-registry", "npm")
     if build:
         build_image(offline_fallback=True, record=record)
-    state, run = stack.up(
-        client, read_record(record), state_dir, PROJECT_ROOT / "flows", console, port
-    )
+    try:
+        state, run = stack.up(
+            client, read_record(record), state_dir, PROJECT_ROOT / "flows", console, port
+        )
+    except APIError as exc:
+        raise UserError(
+            f"Docker refused a step of the stack ({exc.explanation}); see the step above, "
+            "then `make demo-down` and `make demo` again"
+        ) from None
     console.rule(f"flow run {run.flow_run_id}: {run.state_name}")
     for line in run.logs:
         console.print(escape(line), highlight=False)

@@ -1,46 +1,47 @@
-"""The Prefect side of the local demo, against the demo's own server (never the user's profile)."""
+"""The Prefect side of the local stack, done by the same code as on Azure: `prefect-aci register`
+from the local Azure record, the flow code uploaded to Blob storage as the deployer, the demo
+deployment, and the worker started from the ARM template's own worker resource.
+
+`wire` and `start_worker` run in a child process (`python -m prefect_aci.demo.wiring`) whose
+environment signs it in to the local Azure as the deployer and trusts the local CA: aiohttp, which
+Prefect's blob storage and azure-identity's async credentials use, reads the CA bundle setting
+once, when it is imported.
+"""
 
 import contextlib
-import secrets
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from azure.core.exceptions import ResourceExistsError
-from azure.storage.blob import BlobServiceClient
+from azure.identity import DefaultAzureCredential
+from azure.mgmt.containerinstance import ContainerInstanceManagementClient
+from azure.mgmt.containerinstance.models import ContainerGroup
+from azure.storage.blob import ContainerClient
 from prefect import get_client
-from prefect.blocks.system import Secret
-from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.deployments import run_deployment
-from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from prefect_azure import AzureBlobStorageContainer, AzureBlobStorageCredentials
-from prefect_docker.worker import DockerWorker
 
+from arm.cli import TEMPLATE
+from arm.deploy import load_template
+from blocks.inputs import RegistrationSettings
+from blocks.register import register
 from flows.deployment import deploy_demo, upload_flow_code
-from prefect_aci.core.names import DEMO_SECRET, FLOW_CODE_BLOCK, FLOW_CODE_CONTAINER, FLOW_NAME
-from prefect_aci.demo import azurite
+from prefect_aci.core.errors import UserError
+from prefect_aci.core.names import FLOW_CODE_BLOCK, FLOW_NAME
+from prefect_aci.core.records import AzureRecord
+from prefect_aci.demo.local_azure import LocalSide, load_side
+from prefect_aci.local_aci.expressions import Scope, evaluate
+from prefect_aci.local_aci.resource_manager import without_nulls
 
-WORK_POOL = "local-docker"
 DEPLOYMENT = "local"
-WORKER_COMMAND = [
-    sys.executable,
-    "-m",
-    "prefect",
-    "worker",
-    "start",
-    "--pool",
-    WORK_POOL,
-    "--type",
-    "docker",
-]
-
-
-def server_env(api: str) -> dict[str, str]:
-    """Environment of a process that talks to the demo server and nothing else."""
-    return {"PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+# Where containers on the stack's network reach the Prefect server.
+SERVER_ALIAS = "prefect-server"
+WORKER_CONTAINER = "prefect-worker"
+# The local server takes no API key; the template's worker wants one as a secure value.
+LOCAL_API_KEY = "local-server-takes-no-key"
 
 
 @dataclass
@@ -52,59 +53,86 @@ class DemoRun:
     logs: list[str] = field(default_factory=list)
 
 
-def upload_to_azurite(flows_dir: Path, azurite_port: int) -> list[str]:
-    service = BlobServiceClient.from_connection_string(azurite.connection_string(azurite_port))
-    container = service.get_container_client(FLOW_CODE_CONTAINER)
-    with contextlib.suppress(ResourceExistsError):
-        container.create_container()
-    return upload_flow_code(container, flows_dir)
-
-
-def docker_pool_template(image_reference: str) -> dict:
-    template = DockerWorker.get_default_base_job_template()
-    properties = template["variables"]["properties"]
-    # Host networking: the flow-run container reaches the server and Azurite on 127.0.0.1.
-    # IfNotPresent: prefect-docker cannot parse a pull of a reference with both a registry port
-    # and a digest (127.0.0.1:5000/prefect-aci@sha256:...); the engine holds those bytes already.
-    defaults = {
-        "image": image_reference,
-        "network_mode": "host",
-        "image_pull_policy": "IfNotPresent",
-        "auto_remove": True,
-    }
-    for name, value in defaults.items():
-        properties[name]["default"] = value
-    return template
-
-
-def wire(api: str, image_reference: str, azurite_port: int, flows_dir: Path) -> None:
+def wire(api: str, image_reference: str, record: AzureRecord, flows_dir: Path) -> None:
+    """Register the Prefect side from the local record, upload the flow code, deploy the flow."""
+    # The worker uses its managed identity, never a service principal of this machine's env.
+    settings = RegistrationSettings(
+        azure_tenant_id=None, azure_client_id=None, azure_client_secret=None, work_pool_name=None
+    )
     with temporary_settings(updates={PREFECT_API_URL: api}):
-        Secret(value=secrets.token_urlsafe(18)).save(DEMO_SECRET, overwrite=True)
-        upload_to_azurite(flows_dir, azurite_port)
-        storage = AzureBlobStorageContainer(
-            container_name=FLOW_CODE_CONTAINER,
-            credentials=AzureBlobStorageCredentials(
-                connection_string=azurite.connection_string(azurite_port)
-            ),
+        register(
+            record,
+            image_reference,
+            None,
+            settings,
+            False,
+            lambda line: print(f"  {line}", flush=True),
         )
-        storage.save(FLOW_CODE_BLOCK, overwrite=True)
-        with get_client(sync_client=True) as client:
-            with contextlib.suppress(ObjectNotFound):
-                client.delete_work_pool(WORK_POOL)
-            client.create_work_pool(
-                WorkPoolCreate(
-                    name=WORK_POOL,
-                    type="docker",
-                    base_job_template=docker_pool_template(image_reference),
-                )
-            )
-        deploy_demo(FLOW_CODE_BLOCK, WORK_POOL, DEPLOYMENT)
+        container = ContainerClient(
+            account_url=record.blob_endpoint,
+            container_name=record.flow_code_container_name,
+            credential=DefaultAzureCredential(),
+        )
+        with contextlib.suppress(ResourceExistsError):
+            container.create_container()
+        upload_flow_code(container, flows_dir)
+        deploy_demo(FLOW_CODE_BLOCK, record.work_pool_name, DEPLOYMENT)
+
+
+def worker_group(side: LocalSide, image: str, api_url: str) -> dict:
+    """arm/azuredeploy.json's worker container group, evaluated for the local Azure."""
+    template = load_template(TEMPLATE)
+    [resource] = [
+        r
+        for r in template["resources"]
+        if r["type"] == "Microsoft.ContainerInstance/containerGroups"
+    ]
+    config = side.config
+    references = {
+        identity.resource_id.lower(): {
+            "clientId": identity.client_id,
+            "principalId": identity.principal_id,
+        }
+        for identity in config.identities
+    }
+    scope = Scope(
+        config.subscription_id,
+        config.resource_group,
+        config.location,
+        "prefect-aci-infra",
+        template,
+        {
+            "location": config.location,
+            "prefectApiUrl": api_url,
+            "prefectApiKey": LOCAL_API_KEY,
+            "workerImage": image,
+            "workPoolName": side.record.work_pool_name,
+            "deployRegistry": False,
+            "deployWorker": True,
+        },
+        references,
+    )
+    body = {k: v for k, v in resource.items() if k not in ("condition", "dependsOn")}
+    return without_nulls(evaluate(body, scope))
+
+
+def start_worker(local_aci: str, side: LocalSide, image: str, api_url: str) -> str:
+    """Create the worker's container group through the Container Instances API; its name."""
+    group = worker_group(side, image, api_url)
+    client = ContainerInstanceManagementClient(
+        DefaultAzureCredential(), side.config.subscription_id, base_url=local_aci
+    )
+    payload = {k: group[k] for k in ("location", "identity", "properties") if k in group}
+    client.container_groups.begin_create_or_update(
+        side.config.resource_group, group["name"], ContainerGroup.deserialize(payload)
+    ).result()
+    return group["name"]
 
 
 def run(api: str) -> DemoRun:
     """Run the demo deployment, wait for its end, and read its logs back from the API."""
     with temporary_settings(updates={PREFECT_API_URL: api}):
-        flow_run = run_deployment(f"{FLOW_NAME}/{DEPLOYMENT}", timeout=600)
+        flow_run = run_deployment(f"{FLOW_NAME}/{DEPLOYMENT}", timeout=900)
         # The last log lines may reach the API just after the final state.
         deadline = time.monotonic() + 30
         with get_client(sync_client=True) as client:
@@ -125,3 +153,20 @@ def run(api: str) -> DemoRun:
         message=flow_run.state.message,
         logs=messages,
     )
+
+
+def main() -> None:
+    """The child process: `python -m prefect_aci.demo.wiring LOCAL_AZURE API LOCAL_ACI IMAGE
+    FLOWS`; prints registration's lines, then the worker group's name last."""
+    folder, api, local_aci, image, flows = sys.argv[1:6]
+    side = load_side(Path(folder))
+    try:
+        wire(api, image, side.record, Path(flows))
+        print(start_worker(local_aci, side, image, f"http://{SERVER_ALIAS}:4200/api"))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

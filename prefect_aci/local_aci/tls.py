@@ -1,5 +1,7 @@
 """A throwaway certificate authority for local HTTPS stand-ins (Azure's SDKs refuse to send bearer
-tokens over plain HTTP), made with `cryptography`, and a CA bundle that trusts it."""
+tokens over plain HTTP), made with `cryptography`, and a CA bundle that trusts it: certifi's roots
+plus this certificate, handed to the SDKs through the CA bundle settings they read, never built
+into an image."""
 
 import datetime
 import ipaddress
@@ -25,6 +27,9 @@ class LocalTls:
         Python's ssl read SSL_CERT_FILE when their default context is made."""
         return {"REQUESTS_CA_BUNDLE": str(self.bundle), "SSL_CERT_FILE": str(self.bundle)}
 
+    def client_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.bundle))
+
     def server_context(self) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.certificate, self.key)
@@ -32,10 +37,13 @@ class LocalTls:
 
 
 def make_tls(
-    folder: Path, addresses: tuple[str, ...] = ("127.0.0.1",), names: tuple[str, ...] = ()
+    folder: Path,
+    addresses: tuple[str, ...] = ("127.0.0.1",),
+    names: tuple[str, ...] = (),
+    days: int = 1,
 ) -> LocalTls:
-    """``names``: host names besides localhost the certificate is good for, such as an Azure host
-    that a test reaches through tests.stand_ins.AzureHostsProxy."""
+    """``names``: host names besides localhost the certificate is good for, such as the Azure
+    host names the local ACI's stand-ins answer for."""
     folder.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "prefect-aci local stand-in")])
@@ -47,7 +55,7 @@ def make_tls(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(
             x509.SubjectAlternativeName(
                 [

@@ -1,0 +1,144 @@
+"""The local Azure of a stack: a subscription, a resource group, the worker, job and deployer
+identities with the roles the ARM template gives them, a vault with the demo secret, the TLS
+certificate the stand-ins serve, and the record the Prefect side is registered from (the same
+shape as build/azure.json, as `prefect-aci azure deploy` writes it)."""
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect_aci.core.names import DEFAULT_WORK_POOL, DEMO_SECRET, FLOW_CODE_CONTAINER
+from prefect_aci.core.records import AzureRecord, read_record, write_record
+from prefect_aci.local_aci import server
+from prefect_aci.local_aci.config import (
+    KEY_VAULT_SECRETS_USER,
+    OWNER,
+    WORKER_ROLE,
+    Identity,
+    LocalAzure,
+    RoleAssignment,
+    Wiring,
+    read_config,
+    write_config,
+)
+from prefect_aci.local_aci.imds_router import NETWORK as IMDS_NETWORK
+from prefect_aci.local_aci.tls import LocalTls, make_tls
+from prefect_aci.local_aci.tokens import make_signing_key
+
+RESOURCE_GROUP = "prefect-aci-local"
+VAULT_NAME = "prefectacilocalkv"
+AZURITE_ACCOUNT = "devstoreaccount1"
+MANAGEMENT_HOST = "management.azure.com"
+# The stand-in's TLS certificate lives as long as a demo stack may run.
+CERTIFICATE_DAYS = 30
+
+
+@dataclass(frozen=True)
+class LocalSide:
+    config: LocalAzure
+    record: AzureRecord
+    tls: LocalTls
+    folder: Path  # mounted into the stand-in's container
+    deployer_secret: str
+
+
+def _identity(resource_group_id: str, name: str) -> Identity:
+    return Identity(
+        name=name,
+        resource_id=(
+            f"{resource_group_id}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}"
+        ),
+        client_id=str(uuid.uuid4()),
+        principal_id=str(uuid.uuid4()),
+    )
+
+
+def make_local_side(
+    folder: Path,
+    stack_id: str,
+    network: str,
+    gateway: str,
+    stand_in_address: str,
+    blob_port: int,
+) -> LocalSide:
+    subscription = str(uuid.uuid4())
+    group_id = f"/subscriptions/{subscription}/resourceGroups/{RESOURCE_GROUP}"
+    worker = _identity(group_id, "prefect-worker-id")
+    job = _identity(group_id, "prefect-job-id")
+    deployer = _identity(group_id, "prefect-aci-deployer")
+    vault_host = f"{VAULT_NAME}.vault.azure.net"
+    vault_id = f"{group_id}/providers/Microsoft.KeyVault/vaults/{VAULT_NAME}"
+    tls = make_tls(
+        folder / "tls",
+        addresses=("127.0.0.1", gateway, stand_in_address),
+        names=(MANAGEMENT_HOST, vault_host),
+        days=CERTIFICATE_DAYS,
+    )
+    config = LocalAzure(
+        tenant_id=str(uuid.uuid4()),
+        subscription_id=subscription,
+        resource_group=RESOURCE_GROUP,
+        identities=[worker, job, deployer],
+        roles=[
+            RoleAssignment(principal_id=worker.principal_id, role=WORKER_ROLE, scope=group_id),
+            RoleAssignment(
+                principal_id=job.principal_id, role=KEY_VAULT_SECRETS_USER, scope=vault_id
+            ),
+            RoleAssignment(principal_id=deployer.principal_id, role=OWNER, scope=group_id),
+        ],
+        vault_name=VAULT_NAME,
+        secrets={DEMO_SECRET: secrets.token_urlsafe(18)},
+        admin_principal_id=deployer.principal_id,
+        wiring=Wiring(
+            stack_id=stack_id,
+            network=network,
+            imds_network=IMDS_NETWORK,
+            extra_hosts={MANAGEMENT_HOST: stand_in_address, vault_host: stand_in_address},
+            ca_bundle_host_path=str(tls.bundle.resolve()),
+        ),
+    )
+    server_folder = folder / "stand-in"
+    server_folder.mkdir(parents=True, exist_ok=True)
+    write_config(server_folder / server.CONFIG, config)
+    (server_folder / server.CERTIFICATE).write_bytes(tls.certificate.read_bytes())
+    key = server_folder / server.CERTIFICATE_KEY
+    key.touch(mode=0o600)
+    key.write_bytes(tls.key.read_bytes())
+    make_signing_key(server_folder / server.SIGNING_KEY)
+    deployer_secret = secrets.token_urlsafe(24)
+    secret_file = server_folder / server.DEPLOYER_SECRET
+    secret_file.touch(mode=0o600)
+    secret_file.write_text(deployer_secret)
+    record = AzureRecord(
+        subscriptionId=subscription,
+        resourceGroupName=RESOURCE_GROUP,
+        location=config.location,
+        keyVaultName=VAULT_NAME,
+        keyVaultUri=f"https://{vault_host}/",
+        workerIdentityId=worker.resource_id,
+        workerIdentityClientId=worker.client_id,
+        jobIdentityId=job.resource_id,
+        jobIdentityClientId=job.client_id,
+        subnetId=f"{group_id}/providers/Microsoft.Network/virtualNetworks/{network}/subnets/aci",
+        storageAccountName=AZURITE_ACCOUNT,
+        # Azurite serves the account in the path, on the host's address on the stack's network.
+        storageBlobEndpoint=f"https://{gateway}:{blob_port}/{AZURITE_ACCOUNT}",
+        flowCodeContainerName=FLOW_CODE_CONTAINER,
+        workPoolName=DEFAULT_WORK_POOL,
+    )
+    write_record(folder / "azure.json", record)
+    return LocalSide(config, record, tls, server_folder, deployer_secret)
+
+
+def load_side(folder: Path) -> LocalSide:
+    """The local side `make_local_side` wrote into ``folder``."""
+    server_folder = folder / "stand-in"
+    tls_folder = folder / "tls"
+    return LocalSide(
+        config=read_config(server_folder / server.CONFIG),
+        record=read_record(folder / "azure.json", AzureRecord),
+        tls=LocalTls(tls_folder / "cert.pem", tls_folder / "key.pem", tls_folder / "bundle.pem"),
+        folder=server_folder,
+        deployer_secret=(server_folder / server.DEPLOYER_SECRET).read_text().strip(),
+    )

@@ -1,0 +1,546 @@
+"""The local ACI's endpoints, each speaking its Azure REST protocol, on FastAPI:
+
+- https://management.azure.com: Resource Manager deployments, Container Instances groups.
+- https://<vault>.vault.azure.net: Key Vault secrets behind the 401 bearer challenge.
+- http://169.254.169.254: the instance metadata service's managed identity tokens (IMDS).
+- /_local/...: the stack's own door (published on 127.0.0.1 only): an App Service-style identity
+  endpoint for the deployer, fault injection for tests, health.
+
+Paths are matched without regard to case, as Azure does (azure-mgmt-resource sends
+`resourcegroups`, azure-mgmt-containerinstance `resourceGroups`). Malformed requests get Azure's
+error shapes and status codes, never a traceback page.
+"""
+
+import json
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from prefect_aci.local_aci.config import ARM_ROLES, KEY_VAULT_SECRETS_USER, LocalAzure
+from prefect_aci.local_aci.groups import Group, Groups
+from prefect_aci.local_aci.imds_router import ADDRESS as IMDS_ADDRESS
+from prefect_aci.local_aci.imds_router import CALLER_HEADER
+from prefect_aci.local_aci.resource_manager import ArmError, Deployment, ResourceManager
+from prefect_aci.local_aci.tokens import TokenIssuer
+
+MANAGEMENT = "https://management.azure.com"
+MANAGEMENT_HOST = "management.azure.com"
+VAULT_AUDIENCE = "https://vault.azure.net"
+SUBSCRIPTION = r"/subscriptions/(?P<sub>[^/]+)/resourcegroups/(?P<rg>[^/]+)/providers"
+ROUTES = [
+    ("deployment", rf"^{SUBSCRIPTION}/microsoft\.resources/deployments/(?P<name>[^/]+)$"),
+    (
+        "operation",
+        rf"^{SUBSCRIPTION}/microsoft\.resources/deployments/(?P<name>[^/]+)"
+        r"/operationstatuses/(?P<op>[^/]+)$",
+    ),
+    ("deployments", rf"^{SUBSCRIPTION}/microsoft\.resources/deployments/?$"),
+    ("group", rf"^{SUBSCRIPTION}/microsoft\.containerinstance/containergroups/(?P<name>[^/]+)$"),
+    (
+        "group_action",
+        rf"^{SUBSCRIPTION}/microsoft\.containerinstance/containergroups/(?P<name>[^/]+)"
+        r"/(?P<action>stop|start|restart)$",
+    ),
+    (
+        "logs",
+        rf"^{SUBSCRIPTION}/microsoft\.containerinstance/containergroups/(?P<name>[^/]+)"
+        r"/containers/(?P<container>[^/]+)/logs$",
+    ),
+    ("groups", rf"^{SUBSCRIPTION}/microsoft\.containerinstance/containergroups/?$"),
+]
+
+
+def _error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
+
+
+@dataclass
+class Fault:
+    method: str
+    path_contains: str
+    status: int
+    times: int
+
+
+class LocalAci:
+    def __init__(
+        self,
+        config: LocalAzure,
+        groups: Groups,
+        arm: ResourceManager,
+        issuer: TokenIssuer,
+        deployer_secret: str,
+    ) -> None:
+        self.config = config
+        self.groups = groups
+        self.arm = arm
+        self.issuer = issuer
+        self.deployer_secret = deployer_secret
+        self.faults: list[Fault] = []
+        self.lock = threading.Lock()
+
+    # -- faults (tests) -------------------------------------------------------------------------
+
+    def _fault(self, method: str, path: str) -> JSONResponse | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.method == method and fault.path_contains.lower() in path.lower():
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self.faults.remove(fault)
+                    return _error(fault.status, "ServiceUnavailable", "Injected by a test.")
+        return None
+
+    # -- authentication ---------------------------------------------------------------------------
+
+    def _caller(self, request: Request, audience: str) -> dict | None:
+        header = request.headers.get("authorization", "")
+        if not header.lower().startswith("bearer "):
+            return None
+        return self.issuer.verify(header[7:], audience)
+
+    def _arm_caller(self, request: Request, scope: str) -> JSONResponse | None:
+        claims = self._caller(request, MANAGEMENT)
+        if claims is None:
+            challenge = (
+                f'Bearer authorization_uri="https://login.windows.net/{self.config.tenant_id}", '
+                'error="invalid_token", error_description="The access token is missing or invalid."'
+            )
+            return _error(
+                401,
+                "InvalidAuthenticationToken",
+                "The access token is invalid or missing.",
+                {"WWW-Authenticate": challenge},
+            )
+        if not self.config.has_role(claims["oid"], ARM_ROLES, scope):
+            return _error(
+                403,
+                "AuthorizationFailed",
+                f"The client '{claims.get('appid')}' with object id '{claims['oid']}' does not "
+                f"have authorization to perform action '{request.method}' over scope '{scope}' or "
+                "the scope is invalid.",
+            )
+        return None
+
+    # -- Resource Manager and Container Instances ---------------------------------------------
+
+    def management(self, request: Request, path: str, body: bytes) -> Response:
+        found = next(((r, m) for r, p in ROUTES if (m := re.match(p, path, re.IGNORECASE))), None)
+        if found is None:
+            return _error(404, "InvalidResourceType", f"No route for '{path}' in the local ACI.")
+        route, match = found
+        params = match.groupdict()
+        if params["sub"].lower() != self.config.subscription_id.lower():
+            return _error(
+                404,
+                "SubscriptionNotFound",
+                f"The subscription '{params['sub']}' could not be found.",
+            )
+        if params["rg"].lower() != self.config.resource_group.lower():
+            return _error(
+                404, "ResourceGroupNotFound", f"Resource group '{params['rg']}' could not be found."
+            )
+        if not request.query_params.get("api-version"):
+            return _error(
+                400,
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            )
+        scope = self.config.resource_group_id
+        denied = self._arm_caller(request, scope)
+        if denied is not None:
+            return denied
+        injected = self._fault(request.method, path)
+        if injected is not None:
+            return injected
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError:
+            return _error(400, "InvalidRequestContent", "The request content was not valid JSON.")
+        handler = getattr(self, f"_{route}")
+        try:
+            return handler(request, params, payload)
+        except ArmError as exc:
+            return JSONResponse(exc.body(), exc.status)
+
+    def _operation_url(self, request: Request, deployment: Deployment) -> str:
+        query = urlencode({"api-version": request.query_params["api-version"]})
+        return (
+            f"{MANAGEMENT}/subscriptions/{self.config.subscription_id}/resourcegroups/"
+            f"{deployment.resource_group}/providers/Microsoft.Resources/deployments/"
+            f"{deployment.name}/operationStatuses/{deployment.operation}?{query}"
+        )
+
+    def _deployment(self, request: Request, params: dict, payload) -> Response:
+        rg, name = self.config.resource_group, params["name"]
+        if request.method == "PUT":
+            deployment = self.arm.create(rg, name, payload, self.config.location)
+            headers = {
+                "Azure-AsyncOperation": self._operation_url(request, deployment),
+                "Retry-After": "1",
+            }
+            return JSONResponse(self.arm.body(deployment), 201, headers=headers)
+        deployment = self.arm.get(rg, name)
+        if deployment is None:
+            return _error(404, "DeploymentNotFound", f"Deployment '{name}' could not be found.")
+        if request.method == "GET":
+            return JSONResponse(self.arm.body(deployment))
+        if request.method == "DELETE":
+            self.arm.delete(deployment)
+            return Response(status_code=204)
+        return _error(405, "MethodNotAllowed", f"{request.method} is not supported here.")
+
+    def _operation(self, request: Request, params: dict, payload) -> Response:
+        deployment = self.arm.get(self.config.resource_group, params["name"])
+        if deployment is None or deployment.operation != params["op"].upper():
+            return _error(404, "OperationNotFound", "The operation could not be found.")
+        headers = {"Retry-After": "1"} if deployment.state == "Running" else {}
+        return JSONResponse(self.arm.operation(deployment), headers=headers)
+
+    def _deployments(self, request: Request, params: dict, payload) -> Response:
+        return JSONResponse(
+            {"value": [self.arm.body(d) for d in self.arm.all_in(self.config.resource_group)]}
+        )
+
+    def _group_body(self, group: Group) -> dict:
+        spec = json.loads(json.dumps(group.spec))
+        properties = spec.setdefault("properties", {})
+        states = []
+        for container, (name, view) in zip(
+            properties.get("containers", []), self.groups.instance_view(group), strict=False
+        ):
+            container["properties"]["instanceView"] = view
+            states.append(view["currentState"])
+            for variable in container["properties"].get("environmentVariables") or []:
+                if variable.get("secureValue") is None:
+                    variable.pop("secureValue", None)
+            del name
+        properties["provisioningState"] = group.provisioning_state
+        properties.setdefault("osType", "Linux")
+        properties.setdefault("restartPolicy", "Always")
+        properties.setdefault("sku", "Standard")
+        if group.stopped:
+            state = "Stopped"
+        elif any(s["state"] == "Running" for s in states):
+            state = "Running"
+        elif states and all(s["state"] == "Terminated" for s in states):
+            state = "Succeeded" if all(s.get("exitCode") == 0 for s in states) else "Failed"
+        else:
+            state = "Pending"
+        properties["instanceView"] = {"state": state, "events": []}
+        identity = spec.get("identity") or {}
+        for resource_id in list(identity.get("userAssignedIdentities") or {}):
+            found = self.config.identity_by_resource_id(resource_id)
+            identity["userAssignedIdentities"][resource_id] = (
+                {"principalId": found.principal_id, "clientId": found.client_id} if found else {}
+            )
+        spec["id"] = (
+            f"{self.config.resource_group_id}/providers/Microsoft.ContainerInstance/containerGroups/{group.name}"
+        )
+        spec.pop("apiVersion", None)
+        return spec
+
+    def _missing_group(self, name: str) -> JSONResponse:
+        return _error(
+            404,
+            "ResourceNotFound",
+            f"The Resource 'Microsoft.ContainerInstance/containerGroups/{name}' under resource "
+            f"group '{self.config.resource_group}' was not found. For more details please go to "
+            "https://aka.ms/ARMResourceNotFoundFix",
+        )
+
+    def _group(self, request: Request, params: dict, payload) -> Response:
+        rg, name = self.config.resource_group, params["name"]
+        if request.method == "PUT":
+            resource = {
+                "type": "Microsoft.ContainerInstance/containerGroups",
+                "apiVersion": request.query_params["api-version"],
+                "name": name,
+                **(payload or {}),
+            }
+            problems = self.arm.schemas.check(resource)
+            if problems:
+                first = problems[0]
+                return _error(
+                    400,
+                    "InvalidRequestContent",
+                    "The request content was invalid and could not be deserialized: "
+                    f"'{first.message}. Path '{first.path}''.",
+                )
+            group = self.groups.create(rg, resource)
+            return JSONResponse(self._group_body(group), 201)
+        group = self.groups.get(rg, name)
+        if group is None:
+            if request.method == "DELETE":
+                return Response(status_code=204)
+            return self._missing_group(name)
+        if request.method == "GET":
+            return JSONResponse(self._group_body(group))
+        if request.method == "DELETE":
+            body = self._group_body(group)
+            self.groups.delete(group)
+            return JSONResponse(body)
+        return _error(405, "MethodNotAllowed", f"{request.method} is not supported here.")
+
+    def _group_action(self, request: Request, params: dict, payload) -> Response:
+        group = self.groups.get(self.config.resource_group, params["name"])
+        if group is None:
+            return self._missing_group(params["name"])
+        if request.method != "POST":
+            return _error(405, "MethodNotAllowed", "Use POST.")
+        if params["action"].lower() == "stop":
+            self.groups.stop(group)
+            return Response(status_code=204)
+        return _error(
+            400, "NotSupported", f"'{params['action']}' is not supported by the local ACI."
+        )
+
+    def _logs(self, request: Request, params: dict, payload) -> Response:
+        group = self.groups.get(self.config.resource_group, params["name"])
+        if group is None:
+            return self._missing_group(params["name"])
+        tail = request.query_params.get("tail")
+        content = self.groups.logs(
+            group, params["container"], int(tail) if tail and tail.isdigit() else None
+        )
+        if content is None:
+            return _error(
+                404,
+                "ContainerNotFound",
+                f"Container '{params['container']}' not found in container group '{group.name}'.",
+            )
+        return JSONResponse({"content": content})
+
+    def _groups(self, request: Request, params: dict, payload) -> Response:
+        return JSONResponse(
+            {"value": [self._group_body(g) for g in self.groups.all_in(self.config.resource_group)]}
+        )
+
+    # -- Key Vault --------------------------------------------------------------------------------
+
+    def vault(self, request: Request, path: str) -> Response:
+        claims = self._caller(request, VAULT_AUDIENCE)
+        if claims is None:
+            authority = f"https://login.microsoftonline.com/{self.config.tenant_id}"
+            challenge = f'Bearer authorization="{authority}", resource="{VAULT_AUDIENCE}"'
+            return _error(
+                401,
+                "Unauthorized",
+                "AKV10000: Request is missing a Bearer or PoP token.",
+                {"WWW-Authenticate": challenge},
+            )
+        if not self.config.has_role(claims["oid"], (KEY_VAULT_SECRETS_USER,), self.config.vault_id):
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": "Forbidden",
+                        "message": "Caller is not authorized to perform action on resource. "
+                        f"Caller: appid={claims.get('appid')};oid={claims['oid']}. Action: "
+                        "'Microsoft.KeyVault/vaults/secrets/getSecret/action'. "
+                        f"Vault: {self.config.vault_name}.",
+                        "innererror": {"code": "ForbiddenByRbac"},
+                    }
+                },
+                403,
+            )
+        match = re.match(r"^/secrets/(?P<name>[0-9a-zA-Z-]+)(?:/(?P<version>[0-9a-f]*))?/?$", path)
+        if request.method != "GET" or match is None:
+            return _error(
+                400,
+                "BadParameter",
+                f"The request URI '{path}' is not valid for the local Key Vault.",
+            )
+        name = match.group("name")
+        if name not in self.config.secrets:
+            return _error(
+                404,
+                "SecretNotFound",
+                f"A secret with (name/id) {name} was not found in this key vault.",
+            )
+        version = "0" * 32
+        now = int(time.time())
+        return JSONResponse(
+            {
+                "value": self.config.secrets[name],
+                "id": f"https://{self.config.vault_host}/secrets/{name}/{version}",
+                "attributes": {
+                    "enabled": True,
+                    "created": now,
+                    "updated": now,
+                    "recoveryLevel": "Recoverable",
+                },
+                "tags": {},
+            }
+        )
+
+    # -- identities -------------------------------------------------------------------------------
+
+    def imds_token(self, request: Request) -> Response:
+        if request.headers.get("metadata", "").lower() != "true":
+            return JSONResponse(
+                {
+                    "error": "invalid_request",
+                    "error_description": "Required metadata header not specified",
+                },
+                400,
+            )
+        resource = request.query_params.get("resource")
+        if not resource:
+            return JSONResponse(
+                {
+                    "error": "invalid_request",
+                    "error_description": "Required audience parameter not specified",
+                },
+                400,
+            )
+        caller = request.client.host if request.client else ""
+        if caller == IMDS_ADDRESS:
+            # The IMDS router (one for all stacks) says who called it.
+            caller = request.headers.get(CALLER_HEADER, "")
+        assigned = [
+            self.config.identity_by_resource_id(i)
+            for i in self.groups.identities_of_address(caller)
+        ]
+        assigned = [i for i in assigned if i is not None]
+        wanted = request.query_params.get("client_id")
+        wanted_object = request.query_params.get("object_id") or request.query_params.get(
+            "principal_id"
+        )
+        wanted_resource = request.query_params.get("msi_res_id") or request.query_params.get(
+            "mi_res_id"
+        )
+        if wanted:
+            chosen = [i for i in assigned if i.client_id.lower() == wanted.lower()]
+        elif wanted_object:
+            chosen = [i for i in assigned if i.principal_id.lower() == wanted_object.lower()]
+        elif wanted_resource:
+            chosen = [i for i in assigned if i.resource_id.lower() == wanted_resource.lower()]
+        else:
+            chosen = assigned if len(assigned) == 1 else []
+        if not chosen:
+            return JSONResponse(
+                {"error": "invalid_request", "error_description": "Identity not found"}, 400
+            )
+        return JSONResponse(
+            self._token(
+                resource, chosen[0].client_id, chosen[0].principal_id, chosen[0].resource_id
+            )
+        )
+
+    def _token(self, resource: str, client_id: str, principal_id: str, mirid: str) -> dict:
+        issued = self.issuer.issue(resource, client_id, principal_id, mirid)
+        return {
+            "access_token": issued.token,
+            "refresh_token": "",
+            "expires_in": str(issued.expires_on - int(time.time())),
+            "expires_on": str(issued.expires_on),
+            "not_before": str(int(time.time())),
+            "resource": resource,
+            "token_type": "Bearer",
+            "client_id": client_id,
+        }
+
+    def deployer_token(self, request: Request) -> Response:
+        """The App Service managed identity protocol (IDENTITY_ENDPOINT / IDENTITY_HEADER) for the
+        stack's own calls from the host, as the deployer."""
+        header = request.headers.get("x-identity-header", "")
+        if not secrets.compare_digest(header, self.deployer_secret):
+            return JSONResponse(
+                {
+                    "error": "invalid_request",
+                    "error_description": "X-IDENTITY-HEADER is missing or wrong",
+                },
+                401,
+            )
+        resource = request.query_params.get("resource")
+        if not resource:
+            return JSONResponse(
+                {"error": "invalid_request", "error_description": "resource is required"}, 400
+            )
+        deployer = self.config.identity_by_principal(self.config.admin_principal_id)
+        assert deployer is not None
+        return JSONResponse(
+            self._token(resource, deployer.client_id, deployer.principal_id, deployer.resource_id)
+        )
+
+    def add_fault(self, request: Request, payload: dict) -> Response:
+        if not secrets.compare_digest(
+            request.headers.get("x-identity-header", ""), self.deployer_secret
+        ):
+            return _error(401, "Unauthorized", "X-IDENTITY-HEADER is missing or wrong.")
+        try:
+            fault = Fault(
+                payload["method"].upper(),
+                payload["path_contains"],
+                int(payload["status"]),
+                int(payload.get("times", 1)),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return _error(
+                400, "BadRequest", "A fault needs method, path_contains, status and times."
+            )
+        with self.lock:
+            self.faults.append(fault)
+        return JSONResponse({"faults": len(self.faults)}, 201)
+
+
+def https_app(aci: LocalAci) -> FastAPI:
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.api_route("/_local/health", methods=["GET"])
+    def health() -> dict:
+        return {"status": "ok"}
+
+    @app.api_route("/_local/msi/token", methods=["GET"])
+    def deployer(request: Request) -> Response:
+        return aci.deployer_token(request)
+
+    @app.api_route("/_local/faults", methods=["POST"])
+    async def faults(request: Request) -> Response:
+        try:
+            payload = json.loads(await request.body())
+        except ValueError:
+            return _error(400, "BadRequest", "JSON body expected.")
+        return aci.add_fault(request, payload)
+
+    @app.api_route("/{path:path}", methods=["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD"])
+    async def anything(request: Request, path: str) -> Response:
+        body = await request.body()
+        host = (request.headers.get("host") or "").split(":")[0].lower()
+        if host.endswith(".vault.azure.net"):
+            if host != aci.config.vault_host:
+                return _error(404, "VaultNotFound", f"No vault at {host} in the local Azure.")
+            return await _threaded(aci.vault, request, f"/{path}")
+        return await _threaded(aci.management, request, f"/{path}", body)
+
+    return app
+
+
+def imds_app(aci: LocalAci) -> FastAPI:
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.get("/metadata/identity/oauth2/token")
+    async def token(request: Request) -> Response:
+        return await _threaded(aci.imds_token, request)
+
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE"])
+    def other(path: str) -> Response:
+        return JSONResponse(
+            {"error": "not_found", "error_description": f"/{path} is not served by the local IMDS"},
+            404,
+        )
+
+    return app
+
+
+async def _threaded(function, *args):
+    """Docker calls block: run them off the event loop."""
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(function, *args)

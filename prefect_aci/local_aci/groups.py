@@ -1,0 +1,278 @@
+"""Container groups as Docker containers, the way ACI runs them: a group's `command` replaces the
+image's entrypoint, its environment variables (plain and secure) are set, CPU and memory become
+limits, the restart policy becomes Docker's, the subnet is the stack's network, and each
+container can reach the instance metadata service (IMDS) at 169.254.169.254 for its group's
+managed identities. The group's definition lives in the containers' labels (secure values left
+out), so the stand-in can be restarted without losing its groups."""
+
+import contextlib
+import datetime
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+
+import docker
+from docker.errors import APIError, ImageNotFound, NotFound
+
+from prefect_aci.local_aci.config import LocalAzure
+
+LABEL = "io.prefect-aci.local-aci"
+RESTART_POLICIES = {
+    "Never": None,
+    "OnFailure": {"Name": "on-failure"},
+    "Always": {"Name": "always"},
+}
+GIB = 1024**3
+
+
+class GroupError(Exception):
+    """ACI refused or could not create the group: ``code`` and message as ACI reports them."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Group:
+    resource_group: str
+    name: str
+    spec: dict  # the resource as deployed, secure values removed
+    provisioning_state: str = "Creating"
+    stopped: bool = False
+    created: str = field(default_factory=lambda: _now())
+    error: GroupError | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.resource_group}/{self.name}".lower()
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _without_secrets(resource: dict) -> dict:
+    spec = json.loads(json.dumps(resource))
+    for container in spec.get("properties", {}).get("containers", []):
+        for variable in container.get("properties", {}).get("environmentVariables", []) or []:
+            if "secureValue" in variable:
+                variable["secureValue"] = None
+    return spec
+
+
+class Groups:
+    def __init__(self, client: docker.DockerClient, config: LocalAzure) -> None:
+        self.client = client
+        self.config = config
+        self.lock = threading.Lock()
+        self.groups: dict[str, Group] = {}
+        self._recover()
+
+    def _labels(self, group: Group, container: str) -> dict[str, str]:
+        return {
+            f"{LABEL}.stack": self.config.wiring.stack_id,
+            f"{LABEL}.group": group.key,
+            f"{LABEL}.container": container,
+            f"{LABEL}.spec": json.dumps(group.spec),
+            f"{LABEL}.created": group.created,
+        }
+
+    def _recover(self) -> None:
+        """Groups whose containers outlived an earlier run of the stand-in."""
+        for container in self._containers():
+            labels = container.labels
+            spec = json.loads(labels[f"{LABEL}.spec"])
+            resource_group = labels[f"{LABEL}.group"].partition("/")[0]
+            group = Group(
+                resource_group, spec["name"], spec, "Succeeded", created=labels[f"{LABEL}.created"]
+            )
+            self.groups.setdefault(group.key, group)
+
+    def _containers(self, group: Group | None = None) -> list:
+        filters = {"label": [f"{LABEL}.stack={self.config.wiring.stack_id}", f"{LABEL}.group"]}
+        if group is not None:
+            filters["label"].append(f"{LABEL}.group={group.key}")
+        return self.client.containers.list(all=True, filters=filters)
+
+    def get(self, resource_group: str, name: str) -> Group | None:
+        return self.groups.get(f"{resource_group}/{name}".lower())
+
+    def all_in(self, resource_group: str) -> list[Group]:
+        prefix = f"{resource_group}/".lower()
+        return [g for key, g in sorted(self.groups.items()) if key.startswith(prefix)]
+
+    def create(self, resource_group: str, resource: dict) -> Group:
+        """Register the group and start its containers (image pull first); returns at once, the
+        group's provisioning state says when it is done."""
+        group = Group(resource_group, resource["name"], _without_secrets(resource))
+        with self.lock:
+            existing = self.groups.get(group.key)
+            if existing is not None and existing.provisioning_state == "Creating":
+                raise GroupError("Conflict", f"container group {group.name} is being created")
+            if existing is not None:
+                self._remove_containers(existing)
+            self.groups[group.key] = group
+        threading.Thread(target=self._start, args=(group, resource), daemon=True).start()
+        return group
+
+    def wait(self, group: Group, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while group.provisioning_state == "Creating" and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    def _start(self, group: Group, resource: dict) -> None:
+        try:
+            for container in resource["properties"]["containers"]:
+                self._pull(container["properties"]["image"], group)
+            identities = self._identities(resource)
+            for container in resource["properties"]["containers"]:
+                self._run(group, container, resource["properties"], identities)
+            group.provisioning_state = "Succeeded"
+        except GroupError as exc:
+            group.error = exc
+            group.provisioning_state = "Failed"
+            self._remove_containers(group)
+        except APIError as exc:
+            group.error = GroupError("ContainerGroupDeploymentFailed", str(exc.explanation))
+            group.provisioning_state = "Failed"
+            self._remove_containers(group)
+
+    def _identities(self, resource: dict) -> list[str]:
+        assigned = (resource.get("identity") or {}).get("userAssignedIdentities") or {}
+        for resource_id in assigned:
+            if self.config.identity_by_resource_id(resource_id) is None:
+                raise GroupError(
+                    "InvalidIdentity",
+                    f"The user-assigned identity '{resource_id}' does not exist in the local "
+                    "Azure.",
+                )
+        return list(assigned)
+
+    def _pull(self, image: str, group: Group) -> None:
+        try:
+            self.client.images.get(image)
+            return
+        except ImageNotFound:
+            pass
+        except APIError:
+            pass
+        repository, _, digest = image.partition("@")
+        if digest:
+            tag = digest
+        else:
+            last = repository.rsplit("/", 1)[-1]
+            repository, tag = repository.rsplit(":", 1) if ":" in last else (repository, "latest")
+        try:
+            self.client.api.pull(repository, tag=tag)
+        except (APIError, NotFound) as exc:
+            raise GroupError(
+                "InaccessibleImage",
+                f"The image '{image}' in container group '{group.name}' is not accessible. "
+                f"Please check the image and registry credential. ({exc.explanation})",
+            ) from None
+
+    def _run(self, group: Group, container: dict, group_props: dict, identities: list[str]) -> None:
+        properties = container["properties"]
+        wiring = self.config.wiring
+        env = {
+            variable["name"]: variable.get("value", variable.get("secureValue")) or ""
+            for variable in properties.get("environmentVariables") or []
+        }
+        # The local CA, so that Azure's host names (answered by the stand-ins) verify: the
+        # CA bundle settings requests, aiohttp and Python's ssl read. Real ACI needs none of this.
+        env.setdefault("REQUESTS_CA_BUNDLE", wiring.ca_bundle_container_path)
+        env.setdefault("SSL_CERT_FILE", wiring.ca_bundle_container_path)
+        command = properties.get("command") or []
+        requests = properties.get("resources", {}).get("requests", {})
+        limits = properties.get("resources", {}).get("limits", {}) or requests
+        kwargs = {
+            "name": f"aci-{wiring.stack_id[:8]}-{group.name}-{container['name']}"[:120],
+            "labels": {
+                **self._labels(group, container["name"]),
+                **self._identity_labels(identities),
+            },
+            "environment": env,
+            "detach": True,
+            "network": wiring.network,
+            "extra_hosts": wiring.extra_hosts,
+            "volumes": {
+                wiring.ca_bundle_host_path: {"bind": wiring.ca_bundle_container_path, "mode": "ro"}
+            },
+            "nano_cpus": int(float(limits.get("cpu", 1)) * 1e9),
+            "mem_limit": int(float(limits.get("memoryInGB", 1.5)) * GIB),
+            "restart_policy": RESTART_POLICIES.get(group_props.get("restartPolicy", "Always")),
+        }
+        if command:
+            kwargs["entrypoint"] = command[:1]
+            kwargs["command"] = command[1:]
+        created = self.client.containers.create(properties["image"], **kwargs)
+        self.client.networks.get(wiring.imds_network).connect(created)
+        created.start()
+
+    @staticmethod
+    def _identity_labels(identities: list[str]) -> dict[str, str]:
+        return {f"{LABEL}.identities": json.dumps(identities)}
+
+    def identities_of_address(self, address: str) -> list[str]:
+        """The user-assigned identities of the group whose container has ``address`` on the IMDS
+        network: how IMDS knows who asks."""
+        network = self.config.wiring.imds_network
+        for container in self._containers():
+            networks = container.attrs.get("NetworkSettings", {}).get("Networks", {})
+            if networks.get(network, {}).get("IPAddress") == address:
+                return json.loads(container.labels.get(f"{LABEL}.identities", "[]"))
+        return []
+
+    def instance_view(self, group: Group) -> list[tuple[str, dict]]:
+        """(container name, ACI instance view) for each container of the group."""
+        views = []
+        by_name = {c.labels[f"{LABEL}.container"]: c for c in self._containers(group)}
+        for container in group.spec["properties"]["containers"]:
+            found = by_name.get(container["name"])
+            views.append((container["name"], _view(found)))
+        return views
+
+    def logs(self, group: Group, container: str, tail: int | None) -> str | None:
+        for found in self._containers(group):
+            if found.labels[f"{LABEL}.container"] == container:
+                return found.logs(tail=tail if tail else "all").decode(errors="replace")
+        return None
+
+    def stop(self, group: Group) -> None:
+        for container in self._containers(group):
+            container.stop(timeout=10)
+        group.stopped = True
+
+    def delete(self, group: Group) -> None:
+        with self.lock:
+            self._remove_containers(group)
+            self.groups.pop(group.key, None)
+
+    def _remove_containers(self, group: Group) -> None:
+        for container in self._containers(group):
+            with contextlib.suppress(NotFound):
+                container.remove(force=True)
+
+
+def _view(container) -> dict:
+    if container is None:
+        return {"restartCount": 0, "currentState": {"state": "Waiting", "detailStatus": ""}}
+    state = container.attrs["State"]
+    started = state.get("StartedAt", "")
+    restarts = container.attrs.get("RestartCount", 0)
+    if state.get("Running") or state.get("Restarting"):
+        current = {"state": "Running", "startTime": started, "detailStatus": ""}
+    elif state.get("Status") == "created":
+        current = {"state": "Waiting", "detailStatus": "ContainerCreating"}
+    else:
+        code = state.get("ExitCode", 0)
+        current = {
+            "state": "Terminated",
+            "startTime": started,
+            "finishTime": state.get("FinishedAt", ""),
+            "exitCode": code,
+            "detailStatus": "Completed" if code == 0 else "Error",
+        }
+    return {"restartCount": restarts, "currentState": current, "events": []}

@@ -1,0 +1,161 @@
+"""A container group checked against Azure's own JSON schema for its apiVersion (vendored in
+arm/schemas/), as Resource Manager and the Container Instances provider check a deployment: a
+wrong type, a missing property or a property the schema does not define fails it, and the error
+names the property.
+
+Azure's published schemas are wrong in a few places; `DEVIATIONS` lists each correction with its
+reason.
+"""
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonschema
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT4
+
+CONTAINER_GROUPS = "Microsoft.ContainerInstance/containerGroups"
+NUMBER = {"type": "number"}
+# (definition, property) -> the schema that replaces the published one, and why.
+DEVIATIONS: dict[tuple[str, str], tuple[dict, str]] = {
+    ("ResourceRequests", "cpu"): (
+        NUMBER,
+        "published as integer; ACI takes fractions (0.5 CPU) and its REST spec says double",
+    ),
+    ("ResourceRequests", "memoryInGB"): (
+        NUMBER,
+        "published as integer; ACI takes fractions (1.5 GB) and its REST spec says double",
+    ),
+    ("ResourceLimits", "cpu"): (NUMBER, "as for requests: a double in the REST spec"),
+    ("ResourceLimits", "memoryInGB"): (NUMBER, "as for requests: a double in the REST spec"),
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str  # properties.containers[0].properties.comand
+    message: str
+
+
+def _path(parts) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+class GroupSchemas:
+    """The ContainerInstance schema of every vendored apiVersion, with the deviations applied."""
+
+    def __init__(self, folder: Path) -> None:
+        self.registry: Registry = Registry()
+        self.definitions: dict[str, tuple[str, dict]] = {}  # apiVersion -> (uri, document)
+        common = folder / "common" / "definitions.json"
+        documents = [json.loads(common.read_text())]
+        for path in sorted(folder.glob("*/Microsoft.ContainerInstance.json")):
+            document = json.loads(path.read_text())
+            for (definition, prop), (replacement, _) in DEVIATIONS.items():
+                properties = document["definitions"].get(definition, {}).get("properties", {})
+                if prop in properties:
+                    properties[prop] = copy.deepcopy(replacement)
+            self.definitions[path.parent.name] = (document["id"].rstrip("#"), document)
+            documents.append(document)
+        for document in documents:
+            uri = document["id"].rstrip("#")
+            self.registry = self.registry.with_resource(
+                uri, Resource.from_contents(document, DRAFT4)
+            )
+
+    @property
+    def api_versions(self) -> list[str]:
+        return sorted(self.definitions)
+
+    def check(self, resource: dict) -> list[Problem]:
+        """Problems of one evaluated container group resource; empty when it is valid."""
+        version = resource.get("apiVersion", "")
+        if version not in self.definitions:
+            return [
+                Problem(
+                    "apiVersion",
+                    f"apiVersion '{version}' of {CONTAINER_GROUPS} is not one the local ACI "
+                    f"emulator holds a schema for ({', '.join(self.api_versions)})",
+                )
+            ]
+        uri, document = self.definitions[version]
+        body = {
+            k: v for k, v in resource.items() if k not in ("dependsOn", "condition", "comments")
+        }
+        validator = jsonschema.Draft4Validator(
+            {"$ref": f"{uri}#/resourceDefinitions/containerGroups"}, registry=self.registry
+        )
+        problems = []
+        for error in validator.iter_errors(body):
+            leaves = _leaves(error)
+            best = max(leaves, key=lambda e: len(e.absolute_path))
+            problems.append(Problem(_path(best.absolute_path), best.message[:300]))
+        root = document["resourceDefinitions"]["containerGroups"]
+        problems += [
+            Problem(path, f"Could not find member '{name}' on object of type '{kind}'")
+            for path, name, kind in _unknown(
+                root, body, document, self.registry, [], "containerGroups"
+            )
+        ]
+        return problems
+
+
+def _leaves(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    if not error.context:
+        return [error]
+    return [leaf for child in error.context for leaf in _leaves(child)]
+
+
+def _resolve(schema: dict, document: dict, registry: Registry) -> tuple[dict, str]:
+    """Follow $ref (local or into another vendored file); pick the object branch of a oneOf
+    (Azure's schemas offer every property as itself or as a template expression)."""
+    name = ""
+    while True:
+        if "$ref" in schema:
+            ref = schema["$ref"]
+            if ref.startswith("#/"):
+                name = ref.rsplit("/", 1)[-1]
+                node: object = document
+                for part in ref[2:].split("/"):
+                    node = node[part]  # type: ignore[index]
+                schema = node  # type: ignore[assignment]
+            else:
+                uri, _, pointer = ref.partition("#")
+                resolved = registry.resolver().lookup(ref)
+                schema = resolved.contents
+                name = pointer.rsplit("/", 1)[-1]
+                document = registry[uri].contents
+            continue
+        branches = schema.get("oneOf") or schema.get("anyOf")
+        if branches:
+            objects = [b for b in branches if "$ref" in b and "expression" not in b["$ref"]]
+            objects += [b for b in branches if b.get("type") in ("object", "array")]
+            if not objects:
+                return schema, name
+            schema = objects[0]
+            continue
+        return schema, name
+
+
+def _unknown(schema, instance, document, registry, at, kind):
+    """(path, member, type) for each key the schema does not define, walking the instance."""
+    schema, name = _resolve(schema, document, registry)
+    kind = name or kind
+    found = []
+    if isinstance(instance, dict) and "properties" in schema:
+        known = schema["properties"]
+        open_map = isinstance(schema.get("additionalProperties"), dict)
+        for key, value in instance.items():
+            if key in known:
+                found += _unknown(known[key], value, document, registry, [*at, key], key)
+            elif not open_map and schema.get("additionalProperties") is not True:
+                found.append((_path([*at, key]), key, kind))
+    elif isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(instance):
+            found += _unknown(schema["items"], item, document, registry, [*at, index], kind)
+    return found

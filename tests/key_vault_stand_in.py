@@ -4,7 +4,7 @@ tests.stand_ins.AzureHostsProxy, since the SDK only accepts a challenge whose re
 the vault's host."""
 
 from tests.stand_ins import Answer, Request, StandIn
-from tests.tls import LocalTls
+from prefect_aci.local_aci.tls import LocalTls
 
 VAULT_HOST = "prefectacitest.vault.azure.net"
 VAULT = f"https://{VAULT_HOST}"

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from image_builder.local_registry import free_port
-from tests.tls import LocalTls
+from prefect_aci.local_aci.tls import LocalTls
 
 # shutdown() returns only at serve_forever's next poll: at the default 0.5 s every teardown of a
 # stand-in cost up to a second.

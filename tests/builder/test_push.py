@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shutil
+import socket
 from pathlib import Path
 
 import docker
@@ -12,7 +13,7 @@ import pytest
 from image_builder.local_registry import LocalRegistry, free_port
 from tests.conftest import REGISTRY_PASSWORD, REGISTRY_USER, run_builder
 from tests.stand_ins import CuttingProxy
-from tests.tls import make_tls
+from prefect_aci.local_aci.tls import make_tls
 
 USER, PASSWORD = REGISTRY_USER, REGISTRY_PASSWORD
 CREDS = {"REGISTRY_USERNAME": USER, "REGISTRY_PASSWORD": PASSWORD}
@@ -94,7 +95,12 @@ def test_anonymous_push_to_a_registry_that_wants_auth(registry, record):
 
 
 def test_unreachable_registry_is_a_clear_error(record):
-    result = push(record, "--registry", f"127.0.0.1:{free_port()}", env=CREDS)
+    # A port held bound but not listening: refused for as long as the test runs, whatever else
+    # on this machine takes free ports meanwhile.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        result = push(record, "--registry", f"127.0.0.1:{port}", env=CREDS)
     assert result.returncode == 1
     [error] = errors(result)
     assert "connection refused" in error

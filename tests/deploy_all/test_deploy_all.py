@@ -26,7 +26,7 @@ from prefect_aci.deploy_all import DEPLOYMENT
 from tests.acr_stand_in import PRINCIPAL_ID, AzureStandIn
 from tests.arm_stand_in import ArmStandIn
 from tests.conftest import REGISTRY_PASSWORD, REGISTRY_USER
-from tests.tls import make_tls
+from prefect_aci.local_aci.tls import make_tls
 
 SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
 API_KEY = "pnu_deploy_all_never_print_this"

@@ -16,7 +16,7 @@ from flows.key_vault_demo import flow as demo
 from tests.acr_stand_in import AzureStandIn
 from tests.key_vault_stand_in import VAULT, VAULT_HOST, KeyVaultStandIn
 from tests.stand_ins import AzureHostsProxy
-from tests.tls import make_tls
+from prefect_aci.local_aci.tls import make_tls
 
 JOB_CLIENT_ID = "22222222-3333-4444-5555-666666666666"
 SECRET = "kv-s3cret-value-never-logged"

@@ -3,8 +3,8 @@ with a certificate for the vault's Azure host name: tests reach it at that name 
 tests.stand_ins.AzureHostsProxy, since the SDK only accepts a challenge whose resource matches
 the vault's host."""
 
-from tests.stand_ins import Answer, Request, StandIn
 from prefect_aci.local_aci.tls import LocalTls
+from tests.stand_ins import Answer, Request, StandIn
 
 VAULT_HOST = "prefectacitest.vault.azure.net"
 VAULT = f"https://{VAULT_HOST}"

@@ -10,10 +10,10 @@ from pathlib import Path
 import docker
 import pytest
 
-from image_builder.local_registry import LocalRegistry, free_port
+from image_builder.local_registry import LocalRegistry
+from prefect_aci.local_aci.tls import make_tls
 from tests.conftest import REGISTRY_PASSWORD, REGISTRY_USER, run_builder
 from tests.stand_ins import CuttingProxy
-from prefect_aci.local_aci.tls import make_tls
 
 USER, PASSWORD = REGISTRY_USER, REGISTRY_PASSWORD
 CREDS = {"REGISTRY_USERNAME": USER, "REGISTRY_PASSWORD": PASSWORD}

@@ -23,10 +23,10 @@ from prefect_aci.core.names import FLOW_NAME
 from prefect_aci.core.paths import BUILD_DIR, PROJECT_ROOT
 from prefect_aci.demo import azurite
 from prefect_aci.deploy_all import DEPLOYMENT
+from prefect_aci.local_aci.tls import make_tls
 from tests.acr_stand_in import PRINCIPAL_ID, AzureStandIn
 from tests.arm_stand_in import ArmStandIn
 from tests.conftest import REGISTRY_PASSWORD, REGISTRY_USER
-from prefect_aci.local_aci.tls import make_tls
 
 SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
 API_KEY = "pnu_deploy_all_never_print_this"

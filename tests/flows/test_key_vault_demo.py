@@ -1,22 +1,20 @@
 """The demo flow against a real Prefect server: Key Vault at its Azure host name, over HTTPS through
-a proxy that knows only that host (challenge, managed identity token for the job identity), and the
-local Secret-block fallback. No secret value may appear in the flow run's logs."""
+a proxy that knows only that host (challenge, managed identity token for the job identity); without
+a vault the run fails and says what to set. No secret value may appear in the flow run's logs."""
 
 import time
-import uuid
 
 import pytest
 from prefect import get_client
-from prefect.blocks.system import Secret
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.variables import Variable
 
 from flows.key_vault_demo import flow as demo
+from prefect_aci.local_aci.tls import make_tls
 from tests.acr_stand_in import AzureStandIn
 from tests.key_vault_stand_in import VAULT, VAULT_HOST, KeyVaultStandIn
 from tests.stand_ins import AzureHostsProxy
-from prefect_aci.local_aci.tls import make_tls
 
 JOB_CLIENT_ID = "22222222-3333-4444-5555-666666666666"
 SECRET = "kv-s3cret-value-never-logged"
@@ -97,17 +95,12 @@ def test_flow_reads_key_vault_as_the_job_identity(vault):
     assert not [line for line in logs if SECRET in line]
 
 
-def test_flow_without_a_vault_reads_secret_blocks_and_says_so(prefect_api, monkeypatch):
+def test_flow_without_a_vault_fails_and_says_what_to_set(prefect_api, monkeypatch):
     monkeypatch.delenv("KEY_VAULT_URL", raising=False)
     Variable.unset("key_vault_url")
-    local_secret = f"local-{uuid.uuid4().hex}"
-    Secret(value=local_secret).save("prefect-aci-demo-secret", overwrite=True)
     state = demo.key_vault_demo(return_state=True)
-    assert state.is_completed(), state.message
-    assert state.result() == {"prefect-aci-demo-secret": len(local_secret)}
-    logs = run_logs(state)
-    assert any("No Key Vault URL configured (local demo)" in line for line in logs)
-    assert not [line for line in logs if local_secret in line]
+    assert state.is_failed()
+    assert "set the Prefect Variable 'key_vault_url'" in state.message
 
 
 def test_missing_secret_fails_the_run_with_the_vault_error(vault):

@@ -1,11 +1,14 @@
 """`prefect-aci demo up|down|status` (make demo, make demo-down, make demo-status)."""
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from docker.errors import APIError
+from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from image_builder.cli import build as build_image
 from prefect_aci.core.console import command_group, console
@@ -13,7 +16,9 @@ from prefect_aci.core.engine import connect, ensure_programs
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.paths import BUILD_DIR, IMAGE_RECORD, PROJECT_ROOT
 from prefect_aci.core.records import read_record
+from prefect_aci.demo import bench as demo_bench
 from prefect_aci.demo import stack
+from prefect_aci.demo.local_azure import load_side
 
 DEMO_DIR = BUILD_DIR / "demo"
 
@@ -96,3 +101,44 @@ def status(state_dir: StateDir = DEMO_DIR) -> None:
         console.print(f"{mark:<20} {name:<20} {escape(where)}", highlight=False)
     if not all(running for _, _, running in parts):
         raise UserError("part of the demo stack has stopped; `make demo` starts it afresh")
+
+
+@app.command()
+def bench(
+    record: Annotated[Path, typer.Option(help="Built image record.")] = IMAGE_RECORD,
+    runs: Annotated[int, typer.Option(min=1, max=20, help="Demo runs one at a time (median).")] = 5,
+    burst: Annotated[int, typer.Option(min=1, max=20, help="Runs submitted at once.")] = 10,
+    output: Annotated[Path, typer.Option(help="Where to write the figures.")] = (
+        BUILD_DIR / "local-aci-bench.json"
+    ),
+    build: Annotated[bool, typer.Option(help="Build the image first (cached).")] = True,
+) -> None:
+    """Time flow runs through the ACI worker on the local ACI: the demo run one at a time (warm
+    image, median), then a burst at once; a stack of its own (build/bench-demo), removed after."""
+    client = connect()
+    ensure_programs("docker-registry", "npm")
+    if build:
+        build_image(offline_fallback=True, record=record)
+    root = BUILD_DIR / "bench-demo"
+    try:
+        state, _ = stack.up(client, read_record(record), root, PROJECT_ROOT / "flows", console)
+        side = load_side(root / "local-azure")
+        aci = side.aci(state.local_aci)
+
+        def flow_run_groups() -> int:
+            groups = aci.container_groups.list_by_resource_group(side.record.resource_group)
+            return sum(1 for group in groups if group.name != state.worker_group)
+
+        figures = demo_bench.measure(state.api, runs, burst, flow_run_groups)
+    finally:
+        stack.down(client, root, console)
+    table = Table("figure", "value")
+    for name, value in figures.as_dict()["median"].items():
+        table.add_row(f"median {name} (of {runs})", f"{value:.1f} s")
+    table.add_row(f"{burst} at once: completed", f"{figures.burst_completed}/{burst}")
+    table.add_row(f"{burst} at once: time to the last", f"{figures.burst_last_s:.1f} s")
+    table.add_row("flow-run container groups left after", str(figures.groups_left))
+    Console().print(table)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(figures.as_dict(), indent=2) + "\n")
+    console.print(f"Wrote {output}")

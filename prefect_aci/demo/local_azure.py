@@ -3,10 +3,17 @@ identities with the roles the ARM template gives them, a vault with the demo sec
 certificate the stand-ins serve, and the record the Prefect side is registered from (the same
 shape as build/azure.json, as `prefect-aci azure deploy` writes it)."""
 
+import json
 import secrets
+import ssl
+import urllib.parse
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from azure.core.credentials import AccessToken
+from azure.mgmt.containerinstance import ContainerInstanceManagementClient
 
 from prefect_aci.core.names import DEFAULT_WORK_POOL, DEMO_SECRET, FLOW_CODE_CONTAINER
 from prefect_aci.core.records import AzureRecord, read_record, write_record
@@ -34,6 +41,25 @@ MANAGEMENT_HOST = "management.azure.com"
 CERTIFICATE_DAYS = 30
 
 
+class DeployerCredential:
+    """A TokenCredential for the deployer, from the stack's App Service-style identity endpoint:
+    the calls a user makes from their machine (not from a container on the stack's network)."""
+
+    def __init__(self, local_aci: str, secret: str, context: ssl.SSLContext) -> None:
+        self.endpoint = f"{local_aci}/_local/msi/token"
+        self.secret, self.context = secret, context
+
+    def get_token(self, *scopes: str, **_) -> AccessToken:
+        resource = scopes[0].removesuffix("/.default")
+        query = urllib.parse.urlencode({"resource": resource, "api-version": "2019-08-01"})
+        request = urllib.request.Request(  # noqa: S310 (https, loopback)
+            f"{self.endpoint}?{query}", headers={"X-IDENTITY-HEADER": self.secret}
+        )
+        with urllib.request.urlopen(request, context=self.context, timeout=10) as answer:  # noqa: S310
+            body = json.loads(answer.read())
+        return AccessToken(body["access_token"], int(body["expires_on"]))
+
+
 @dataclass(frozen=True)
 class LocalSide:
     config: LocalAzure
@@ -41,6 +67,18 @@ class LocalSide:
     tls: LocalTls
     folder: Path  # mounted into the stand-in's container
     deployer_secret: str
+
+    def credential(self, local_aci: str) -> DeployerCredential:
+        return DeployerCredential(local_aci, self.deployer_secret, self.tls.client_context())
+
+    def aci(self, local_aci: str) -> ContainerInstanceManagementClient:
+        """Container Instances as the deployer, through the stack's door on 127.0.0.1."""
+        return ContainerInstanceManagementClient(
+            self.credential(local_aci),
+            self.config.subscription_id,
+            base_url=local_aci,
+            connection_verify=str(self.tls.bundle),
+        )
 
 
 def _identity(resource_group_id: str, name: str) -> Identity:

@@ -469,6 +469,14 @@ class LocalAci:
             self._token(resource, deployer.client_id, deployer.principal_id, deployer.resource_id)
         )
 
+    def faults_left(self, request: Request) -> Response:
+        if not secrets.compare_digest(
+            request.headers.get("x-identity-header", ""), self.deployer_secret
+        ):
+            return _error(401, "Unauthorized", "X-IDENTITY-HEADER is missing or wrong.")
+        with self.lock:
+            return JSONResponse({"faults": sum(f.times for f in self.faults)})
+
     def add_fault(self, request: Request, payload: dict) -> Response:
         if not secrets.compare_digest(
             request.headers.get("x-identity-header", ""), self.deployer_secret
@@ -500,6 +508,10 @@ def https_app(aci: LocalAci) -> FastAPI:
     @app.api_route("/_local/msi/token", methods=["GET"])
     def deployer(request: Request) -> Response:
         return aci.deployer_token(request)
+
+    @app.api_route("/_local/faults", methods=["GET"])
+    def faults_left(request: Request) -> Response:
+        return aci.faults_left(request)
 
     @app.api_route("/_local/faults", methods=["POST"])
     async def faults(request: Request) -> Response:

@@ -92,9 +92,14 @@ class GroupSchemas:
         )
         problems = []
         for error in validator.iter_errors(body):
-            leaves = _leaves(error)
-            best = max(leaves, key=lambda e: len(e.absolute_path))
-            problems.append(Problem(_path(best.absolute_path), best.message[:300]))
+            # Every property may also be a template expression: the errors against that
+            # alternative say nothing about the value that was meant.
+            for leaf in _leaves(error):
+                if _is_expression_schema(leaf.schema):
+                    continue
+                problem = Problem(_path(leaf.absolute_path), leaf.message[:300])
+                if problem not in problems:
+                    problems.append(problem)
         root = document["resourceDefinitions"]["containerGroups"]
         problems += [
             Problem(path, f"Could not find member '{name}' on object of type '{kind}'")
@@ -103,6 +108,10 @@ class GroupSchemas:
             )
         ]
         return problems
+
+
+def _is_expression_schema(schema: object) -> bool:
+    return isinstance(schema, dict) and str(schema.get("pattern", "")).startswith("^\\[")
 
 
 def _leaves(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:

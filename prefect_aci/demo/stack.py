@@ -82,6 +82,7 @@ class State:
     pids: dict[str, int] = field(default_factory=dict)
     containers: list[str] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
+    addresses: dict[str, str] = field(default_factory=dict)  # where a part listens, by name
     network: str | None = None
     worker_group: str | None = None
     flow_run_id: str | None = None
@@ -215,7 +216,8 @@ def status(client: docker.DockerClient, root: Path) -> list[tuple[str, str, bool
         return []
     parts = []
     for name, pid in state.pids.items():
-        where = f"127.0.0.1:{state.ports[name]}" if name in state.ports else ""
+        address = state.addresses.get(name, "127.0.0.1")
+        where = f"{address}:{state.ports[name]}" if name in state.ports else ""
         parts.append((name, f"{where} (pid {pid})".strip(), _alive(pid)))
     running = {c.name: c.status == "running" for c in _stack_containers(client, root)}
     parts.append(
@@ -408,6 +410,7 @@ def up(
     gateway, stand_in_address = f"{prefix}.1", f"{prefix}.2"
     blob_port = free_port()
     state.ports["azurite"] = blob_port
+    state.addresses["azurite"] = gateway
     side = make_local_side(
         root / "local-azure", stack, network.name, gateway, stand_in_address, blob_port
     )

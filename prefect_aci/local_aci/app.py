@@ -274,7 +274,8 @@ class LocalAci:
                     f"'{first.message}. Path '{first.path}''.",
                 )
             group = self.groups.create(rg, resource)
-            return JSONResponse(self._group_body(group), 201)
+            # The client polls the group until it is provisioned; say how soon to ask again.
+            return JSONResponse(self._group_body(group), 201, headers={"Retry-After": "1"})
         group = self.groups.get(rg, name)
         if group is None:
             if request.method == "DELETE":

@@ -10,11 +10,13 @@ import json
 import ssl
 import subprocess
 import sys
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 from azure.mgmt.containerinstance import ContainerInstanceManagementClient
 from azure.storage.blob import ContainerClient
 
@@ -87,6 +89,18 @@ class Stack:
         )
         with urllib.request.urlopen(request, context=self.tls_context(), timeout=10):  # noqa: S310
             pass
+
+    def group_gone(self, name: str, timeout: float = 120) -> bool:
+        """The container group is deleted within ``timeout`` (the worker deletes a run's group
+        once it has seen the run end, a poll or two after its final state)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.aci().container_groups.get(self.record.resource_group, name)
+            except ResourceNotFoundError:
+                return True
+            time.sleep(2)
+        return False
 
     def faults_left(self) -> int:
         request = urllib.request.Request(  # noqa: S310 (https, loopback)

@@ -4,8 +4,6 @@ image under tini with the job identity, the flow reads its secret from the local
 worker watches the group to its exit code and deletes it. Then the UI, opened in headless
 Chromium, shows the run."""
 
-import pytest
-from azure.core.exceptions import ResourceNotFoundError
 from prefect import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -57,15 +55,9 @@ def test_no_secret_reaches_any_log(stack, docker_client):
 
 
 def test_the_worker_deleted_the_flow_runs_container_group(stack):
-    groups = [
-        g.name
-        for g in stack.aci().container_groups.list_by_resource_group(stack.record.resource_group)
-    ]
-    assert groups == [stack.state["worker_group"]]
-    with pytest.raises(ResourceNotFoundError):
-        stack.aci().container_groups.get(
-            stack.record.resource_group, f"key-vault-demo-{stack.state['flow_run_id']}"
-        )
+    assert stack.group_gone(f"key-vault-demo-{stack.state['flow_run_id']}")
+    groups = stack.aci().container_groups.list_by_resource_group(stack.record.resource_group)
+    assert [group.name for group in groups] == [stack.state["worker_group"]]
 
 
 def test_demo_image_came_through_the_local_registry(stack, built_image):

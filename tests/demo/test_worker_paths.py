@@ -8,7 +8,6 @@ import time
 import uuid
 
 import pytest
-from azure.core.exceptions import ResourceNotFoundError
 from prefect import get_client
 from prefect.client.schemas.actions import WorkPoolUpdate
 from prefect.client.schemas.objects import FlowRun, StateType
@@ -67,17 +66,6 @@ def wait(stack: Stack, flow_run: FlowRun, until: set, timeout: float = 420) -> F
                 return current
             assert time.monotonic() < deadline, f"still {current.state} after {timeout}s"
             time.sleep(2)
-
-
-def group_gone(stack: Stack, name: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            stack.aci().container_groups.get(stack.record.resource_group, name)
-        except ResourceNotFoundError:
-            return True
-        time.sleep(2)
-    return False
 
 
 def group_of(flow_run: FlowRun, flow_name: str) -> str:
@@ -150,7 +138,7 @@ def test_a_run_cancelled_from_the_api_has_its_group_deleted(stack, test_flows):
     final = wait(stack, flow_run, TERMINAL)
     assert final.state.type == StateType.CANCELLED, final.state
     # The worker deletes the group as the run's infrastructure is torn down, at most a poll later.
-    assert group_gone(stack, group_of(flow_run, "sleeps"), timeout=120)
+    assert stack.group_gone(group_of(flow_run, "sleeps"))
 
 
 def test_a_pool_template_with_a_typo_gives_arms_error_in_the_run_state(stack, test_flows):

@@ -423,3 +423,47 @@ def test_longest_reads_the_template_not_literals(template):
     wider = json.loads(json.dumps(template))
     wider["parameters"]["prefix"]["maxLength"] = 12
     assert longest(wider["parameters"]["keyVaultName"]["defaultValue"], wider) == 12 + 2 + 13
+
+
+def _registry(template: dict) -> dict:
+    [registry] = resources_of(template, "Microsoft.ContainerRegistry/registries")
+    return registry
+
+
+def test_registry_pins_the_role_mode_its_acr_pull_and_push_assignments_need(template):
+    """ACR's ABAC repository permissions mode ignores AcrPull and AcrPush: the template pins
+    the legacy mode, which its role assignments rely on."""
+    registry = _registry(template)
+    assert registry["properties"]["roleAssignmentMode"] == "LegacyRegistryPermissions"
+    roles = {
+        a["properties"]["roleDefinitionId"]
+        for a in resources_of(template, "Microsoft.Authorization/roleAssignments")
+        if a.get("scope", "").startswith("[resourceId('Microsoft.ContainerRegistry/registries'")
+    }
+    assert roles == {"[variables('acrPullRoleId')]", "[variables('acrPushRoleId')]"}
+
+
+def _newest_held(schemas) -> dict[str, str]:
+    newest: dict[str, str] = {}
+    for resource_type, version in schemas.definitions:
+        if "preview" not in version:
+            newest[resource_type] = max(newest.get(resource_type, ""), version)
+    return newest
+
+
+def test_every_resource_uses_the_newest_ga_api_version_held_in_arm_schemas(template, schemas):
+    newest = _newest_held(schemas)
+    older = [
+        (r["type"], r["apiVersion"], newest[r["type"].lower()])
+        for r in template["resources"]
+        if r["apiVersion"] != newest[r["type"].lower()]
+    ]
+    assert older == []
+
+
+def test_every_reference_reads_the_api_version_its_resource_is_deployed_with(template):
+    deployed = {r["type"]: r["apiVersion"] for r in template["resources"]}
+    pattern = re.compile(r"reference\(resourceId\('([^']+)'[^)]*\)\), '([^']+)'\)")
+    found = [m for text in strings(template) for m in pattern.findall(text)]
+    assert found
+    assert [(t, v) for t, v in found if deployed[t] != v] == []

@@ -443,6 +443,21 @@ def test_registry_pins_the_role_mode_its_acr_pull_and_push_assignments_need(temp
     assert roles == {"[variables('acrPullRoleId')]", "[variables('acrPushRoleId')]"}
 
 
+def test_key_vault_firewall_lets_no_azure_service_bypass_it(template):
+    """Secrets deployed by ARM are control plane, and ACI is no trusted service: only the
+    flow-run subnet reaches the vault's data plane."""
+    [vault] = resources_of(template, "Microsoft.KeyVault/vaults")
+    acls = vault["properties"]["networkAcls"]
+    assert acls["bypass"] == "None"
+    assert acls["defaultAction"] == "Deny"
+    assert len(acls["virtualNetworkRules"]) == 1
+
+
+def test_purge_protection_says_when_to_turn_it_on(template):
+    text = template["parameters"]["enablePurgeProtection"]["metadata"]["description"]
+    assert "on for" in text and "cannot be turned off" in text
+
+
 def _newest_held(schemas) -> dict[str, str]:
     newest: dict[str, str] = {}
     for resource_type, version in schemas.definitions:

@@ -3,6 +3,8 @@
 import json
 import re
 
+from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
 from tests.arm.conftest import ROLE, resources_of, worker_group
 
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
@@ -441,6 +443,25 @@ def test_registry_pins_the_role_mode_its_acr_pull_and_push_assignments_need(temp
         if a.get("scope", "").startswith("[resourceId('Microsoft.ContainerRegistry/registries'")
     }
     assert roles == {"[variables('acrPullRoleId')]", "[variables('acrPushRoleId')]"}
+
+
+def _worker_env(template: dict) -> dict:
+    container = worker_group(template)["properties"]["containers"][0]
+    return {v["name"]: v for v in container["properties"]["environmentVariables"]}
+
+
+def test_worker_uses_its_managed_identity_without_the_imds_probe(template):
+    assert _worker_env(template)["AZURE_TOKEN_CREDENTIALS"] == {
+        "name": "AZURE_TOKEN_CREDENTIALS",
+        "value": "ManagedIdentityCredential",
+    }
+
+
+def test_that_setting_leaves_default_credential_only_the_managed_identity(template, monkeypatch):
+    value = _worker_env(template)["AZURE_TOKEN_CREDENTIALS"]["value"]
+    monkeypatch.setenv("AZURE_TOKEN_CREDENTIALS", value)
+    chain = DefaultAzureCredential().credentials
+    assert [type(c) for c in chain] == [ManagedIdentityCredential]
 
 
 def test_key_vault_firewall_lets_no_azure_service_bypass_it(template):

@@ -86,7 +86,7 @@ def deploy(
 
     Settings: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZURE_LOCATION (to create the group),
     PREFECT_API_URL, PREFECT_API_KEY; optional PREFIX, KEY_VAULT_NAME, WORK_POOL_NAME,
-    DEMO_SECRET_VALUE, DEPLOY_REGISTRY, DEPLOY_WORKER, ENABLE_PURGE_PROTECTION.
+    DEMO_SECRET_VALUE, DEPLOY_REGISTRY, REGISTRY_SKU, DEPLOY_WORKER, ENABLE_PURGE_PROTECTION.
     """
     settings = load(InfraSettings)
     image = read_record(image_record) if image_record.is_file() else None

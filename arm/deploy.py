@@ -79,6 +79,7 @@ def parameters(
         "demoSecretValue": demo.get_secret_value(),
         "workPoolName": settings.work_pool_name,
         "deployRegistry": settings.deploy_registry,
+        "registrySku": settings.registry_sku,
         "deployWorker": settings.deploy_worker,
         "enablePurgeProtection": settings.enable_purge_protection,
         "workerImage": image.reference if settings.deploy_worker and image else "",

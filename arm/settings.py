@@ -73,5 +73,9 @@ class InfraSettings(AzureTarget):
         DEFAULT_WORK_POOL
     )
     deploy_registry: bool = True
+    # Premium: the documented way to pull with a managed identity into a VNet (README: Azure).
+    registry_sku: Annotated[
+        str, matches(r"^(Basic|Standard|Premium)$", "Basic, Standard or Premium")
+    ] = "Premium"
     deploy_worker: bool = True
     enable_purge_protection: bool = False

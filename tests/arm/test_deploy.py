@@ -203,6 +203,7 @@ def test_infrastructure_without_worker_needs_no_image(settings):
         ({"PREFECT_API_URL": "api.prefect.cloud"}, "PREFECT_API_URL must be an http(s) URL"),
         ({"AZURE_RESOURCE_GROUP": "bad/group"}, "AZURE_RESOURCE_GROUP must be 1-90"),
         ({"PREFIX": "Prefect-ACI"}, "PREFIX must be 3-9 lower-case"),
+        ({"REGISTRY_SKU": "premium"}, "REGISTRY_SKU must be Basic, Standard or Premium"),
     ],
 )
 def test_bad_settings_are_caught_before_anything_is_sent(tmp_path, env, expected):
@@ -253,6 +254,7 @@ def test_settings_defaults_match_the_template(settings, template):
         settings.enable_purge_protection
         is template["parameters"]["enablePurgeProtection"]["defaultValue"]
     )
+    assert settings.registry_sku == template["parameters"]["registrySku"]["defaultValue"]
 
 
 @pytest.mark.parametrize(

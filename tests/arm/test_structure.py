@@ -445,6 +445,14 @@ def test_registry_pins_the_role_mode_its_acr_pull_and_push_assignments_need(temp
     assert roles == {"[variables('acrPullRoleId')]", "[variables('acrPushRoleId')]"}
 
 
+def test_registry_default_is_the_documented_identity_pull_into_a_vnet(template):
+    """'Deploy to ACI from ACR using a managed identity': Premium, trusted services allowed."""
+    assert template["parameters"]["registrySku"]["defaultValue"] == "Premium"
+    assert {"Basic", "Standard"} <= set(template["parameters"]["registrySku"]["allowedValues"])
+    assert _registry(template)["properties"]["networkRuleBypassOptions"] == "AzureServices"
+    assert "token" in template["parameters"]["registrySku"]["metadata"]["description"]
+
+
 def _worker_env(template: dict) -> dict:
     container = worker_group(template)["properties"]["containers"][0]
     return {v["name"]: v for v in container["properties"]["environmentVariables"]}

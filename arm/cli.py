@@ -81,12 +81,20 @@ def deploy(
         AZURE_RECORD
     ),
     template: Annotated[Path, typer.Option(help="Template to deploy.")] = TEMPLATE,
+    replace_worker: Annotated[
+        bool,
+        typer.Option(
+            help="Delete the worker's container group first when WORKER_CPU or WORKER_MEMORY_GB "
+            "changed (ACI cannot change them in place; without this the deploy stops and says so)."
+        ),
+    ] = False,
 ) -> None:
     """Deploy the template to AZURE_RESOURCE_GROUP; write its outputs to build/azure.json.
 
     Settings: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZURE_LOCATION (to create the group),
     PREFECT_API_URL, PREFECT_API_KEY; optional PREFIX, KEY_VAULT_NAME, WORK_POOL_NAME,
-    DEMO_SECRET_VALUE, DEPLOY_REGISTRY, REGISTRY_SKU, DEPLOY_WORKER, ENABLE_PURGE_PROTECTION.
+    DEMO_SECRET_VALUE, DEPLOY_REGISTRY, REGISTRY_SKU, DEPLOY_WORKER, ENABLE_PURGE_PROTECTION,
+    WORKER_CPU, WORKER_MEMORY_GB.
     """
     settings = load(InfraSettings)
     image = read_record(image_record) if image_record.is_file() else None
@@ -98,12 +106,15 @@ def deploy(
     if what_if:
         for change, resource in infra.what_if(document, params):
             print(f"{change:<10} {resource}")
+        stale = infra.worker_to_replace(params)
+        if stale:
+            console.print(f"[yellow]warning:[/] {escape(stale)}: deploy with --replace-worker")
         return
     console.print(
         f"Deploying {template.name} to resource group {settings.azure_resource_group} "
         "(several minutes)"
     )
-    write_record(outputs, infra.deploy(document, params))
+    write_record(outputs, infra.deploy(document, params, replace_worker=replace_worker))
     console.print(f"[bold green]Deployed[/]; outputs in {outputs}")
 
 
@@ -125,7 +136,8 @@ def destroy(
             "in it; run again with --yes (make destroy CONFIRM=yes)"
         )
     vault = _vault_name(outputs)
-    Infra.connect(target, default_credential()).destroy()
+    infra = Infra.connect(target, default_credential())
+    role = infra.destroy()
     outputs.unlink(missing_ok=True)
     console.print(
         f"Deleted resource group {target.azure_resource_group}. Key Vault {vault} is now "
@@ -134,6 +146,12 @@ def destroy(
         f"--name {vault}`) or purge it (`az keyvault purge --name {vault}`); with purge "
         "protection on it cannot be purged, so set KEY_VAULT_NAME to a new name instead."
     )
+    if role is None:
+        console.print("No custom worker role of this resource group was found to delete.")
+        return
+    # A role definition lives in the subscription, not in the group: it outlives the group.
+    infra.delete_role(role)
+    console.print(f"Deleted the worker's custom role {role.name!r}.")
 
 
 def _vault_name(outputs: Path) -> str:

@@ -54,6 +54,12 @@ class AzureTarget(ProjectSettings):
     ] = None
 
 
+# ACI takes fractions of a core and of a GB (0.5); ARM gets them as strings the template parses.
+Size = Annotated[
+    str, matches(r"^(?=.*[1-9])\d{1,2}(\.\d{1,2})?$", "a positive number like 1 or 0.5")
+]
+
+
 class InfraSettings(AzureTarget):
     """What arm/azuredeploy.json takes, besides the target."""
 
@@ -79,3 +85,5 @@ class InfraSettings(AzureTarget):
     ] = "Premium"
     deploy_worker: bool = True
     enable_purge_protection: bool = False
+    worker_cpu: Size = "1"
+    worker_memory_gb: Size = "2"

@@ -3,8 +3,10 @@
 import json
 import re
 
+import pytest
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
+from arm.deploy import WORKER_CONTAINER, WORKER_ROLE_PREFIX, WORKER_ROLE_SEED, worker_group_name
 from tests.arm.conftest import ROLE, resources_of, worker_group
 
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
@@ -13,6 +15,9 @@ ACR_PUSH = "8311e382-0749-4cb8-b61a-304f252e45ec"
 # What prefect-azure 0.4.13's ACI worker calls (prefect_azure/workers/container_instance.py):
 WORKER_CALLS = {
     "Microsoft.Resources/deployments/write": "deployments.begin_create_or_update",
+    # Every flow run is a new deployment and a resource group keeps at most 800; ARM prunes the
+    # history past 700 as the deploying identity, and only when it may delete deployments.
+    "Microsoft.Resources/deployments/delete": "ARM's automatic pruning of its deployments",
     "Microsoft.Resources/deployments/read": "the deployment poller's result",
     "Microsoft.Resources/deployments/operationStatuses/read": "the deployment poller",
     "Microsoft.Resources/subscriptions/resourceGroups/read": "resourceGroup() in its template",
@@ -386,6 +391,10 @@ def longest(expression: str, template: dict) -> int:
         return len(literal) + sum(longest(arg, template) for arg in args[1:])
     if name == "uniqueString":
         return UNIQUE_STRING_LENGTH
+    if text == "resourceGroup().name":
+        return 90  # Azure's limit for a resource group's name
+    if text == "subscription().subscriptionId":
+        return 36
     if name == "parameters":
         parameter = template["parameters"][args[0].strip("'")]
         if "maxLength" in parameter:
@@ -427,6 +436,42 @@ def test_longest_reads_the_template_not_literals(template):
     assert longest(wider["parameters"]["keyVaultName"]["defaultValue"], wider) == 12 + 2 + 13
 
 
+def test_worker_role_lets_arm_prune_deployment_history(template):
+    """Every flow run is an ARM deployment; past 700 ARM deletes old ones as the deploying
+    identity, and only with deployments/delete; at 800 every submission would fail."""
+    actions = set(template["variables"]["workerActions"])
+    assert "Microsoft.Resources/deployments/delete" in actions
+
+
+def _role_definition(template: dict) -> dict:
+    [role] = resources_of(template, "Microsoft.Authorization/roleDefinitions")
+    return role
+
+
+def test_custom_role_name_is_unique_per_subscription_and_resource_group(template):
+    """A custom role's display name is unique in the whole Microsoft Entra tenant: a resource
+    group of the same name in another subscription must not collide."""
+    role = _role_definition(template)
+    name = role["properties"]["roleName"]
+    assert "resourceGroup().name" in name
+    assert "subscription().subscriptionId" in name or "resourceGroup().id" in name
+    assert name.startswith(f"[format('{WORKER_ROLE_PREFIX}")
+    # Microsoft Learn, "Azure custom roles": the display name takes up to 512 characters.
+    assert longest(name, template) <= 512
+    # The role's id is what make destroy computes to delete it (arm.deploy.worker_role).
+    assert template["variables"]["workerRoleName"] == (
+        f"[guid(resourceGroup().id, '{WORKER_ROLE_SEED}')]"
+    )
+    assert role["name"] == "[variables('workerRoleName')]"
+
+
+def test_custom_role_file_names_subscription_and_resource_group():
+    name = json.loads(ROLE.read_text())["Name"]
+    assert "{subscriptionId}" in name and "{resourceGroupName}" in name
+    # Not the template's name for the same group: both roles can exist side by side.
+    assert not name.startswith(WORKER_ROLE_PREFIX)
+
+
 def _registry(template: dict) -> dict:
     [registry] = resources_of(template, "Microsoft.ContainerRegistry/registries")
     return registry
@@ -455,6 +500,7 @@ def test_registry_default_is_the_documented_identity_pull_into_a_vnet(template):
 
 def _worker_env(template: dict) -> dict:
     container = worker_group(template)["properties"]["containers"][0]
+    assert container["name"] == WORKER_CONTAINER
     return {v["name"]: v for v in container["properties"]["environmentVariables"]}
 
 
@@ -511,3 +557,17 @@ def test_every_reference_reads_the_api_version_its_resource_is_deployed_with(tem
     found = [m for text in strings(template) for m in pattern.findall(text)]
     assert found
     assert [(t, v) for t, v in found if deployed[t] != v] == []
+
+
+@pytest.mark.parametrize("parameter", ["workerCpu", "workerMemoryInGB"])
+def test_worker_size_says_aci_cannot_change_it_in_place(template, parameter):
+    assert "--replace-worker" in template["parameters"][parameter]["metadata"]["description"]
+
+
+def test_names_the_commands_compute_agree_with_the_template(template):
+    """deploy (worker size check), destroy (the custom role) and sweep (the worker to spare)
+    compute names the template makes."""
+    assert template["variables"]["workerGroupName"] == (
+        f"[format('{worker_group_name('{0}')}', parameters('prefix'))]"
+    )
+    assert worker_group(template)["name"] == "[variables('workerGroupName')]"

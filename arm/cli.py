@@ -9,7 +9,9 @@ from rich.markup import escape
 
 from arm.checkov import run_checkov
 from arm.deploy import Infra, check_worker_image, load_template, parameters
-from arm.settings import AzureTarget, InfraSettings
+from arm.settings import AzureTarget, InfraSettings, SweepSettings
+from arm.sweep import parse_duration, summary
+from arm.sweep import sweep as sweep_group
 from arm.validation import SCHEMAS_DIR, load_schemas, validate_template
 from image_builder.acr import default_credential
 from prefect_aci.core.console import command_group, console
@@ -22,9 +24,10 @@ TEMPLATE = PROJECT_ROOT / "arm" / "azuredeploy.json"
 
 app = command_group(
     "The Azure side: validate arm/azuredeploy.json offline, deploy it to a resource group, "
-    "delete it. Signs in with DefaultAzureCredential (az login, AZURE_TENANT_ID/AZURE_CLIENT_ID/"
-    "AZURE_CLIENT_SECRET, or a managed identity); reads AZURE_SUBSCRIPTION_ID, "
-    "AZURE_RESOURCE_GROUP, AZURE_LOCATION and the template's settings from the environment or .env."
+    "sweep what flow runs left behind, delete it. Signs in with DefaultAzureCredential (az "
+    "login, AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET, or a managed identity); reads "
+    "AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZURE_LOCATION and the template's settings "
+    "from the environment or .env."
 )
 
 
@@ -152,6 +155,39 @@ def destroy(
     # A role definition lives in the subscription, not in the group: it outlives the group.
     infra.delete_role(role)
     console.print(f"Deleted the worker's custom role {role.name!r}.")
+
+
+@app.command()
+def sweep(
+    dry_run: Annotated[
+        bool, typer.Option(help="List what would be deleted; delete nothing.")
+    ] = False,
+    older_than: Annotated[
+        str,
+        typer.Option(
+            help="Delete flow-run deployments at least this old (30m, 12h, 7d, 1d12h). Each "
+            "keeps the template the worker submitted, PREFECT_API_KEY in it."
+        ),
+    ] = "1d",
+) -> None:
+    """Delete what flow runs left in AZURE_RESOURCE_GROUP: container groups whose flow run is
+    finished, crashed, cancelled or unknown to the Prefect API (the worker deletes them itself,
+    unless it died or timed out), and flow-run ARM deployments (prefect-<flow>-<run id>) older
+    than --older-than. Never the worker's own group (<PREFIX>-worker) nor anything else. Needs no
+    more than the worker role (README: Azure).
+
+    Settings: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, PREFECT_API_URL (the workspace the
+    worker serves), PREFECT_API_KEY (Prefect Cloud); optional PREFIX, WORK_POOL_NAME.
+    """
+    age = parse_duration(older_than)
+    settings = load(SweepSettings)
+    console.print(
+        f"Sweeping resource group {settings.azure_resource_group}"
+        + (" (dry run: nothing is deleted)" if dry_run else ""),
+        highlight=False,
+    )
+    verdicts = sweep_group(settings, default_credential(), age, dry_run, print)
+    print(summary(verdicts, dry_run))
 
 
 def _vault_name(outputs: Path) -> str:

@@ -1,13 +1,18 @@
 """A local endpoint speaking the parts of Azure Resource Manager's REST API that prefect-aci uses:
-resource groups, deployments (create, what-if), container groups (get, delete) and role definitions
-(get, delete). It records each request for the tests to read.
+resource groups, deployments (create, what-if, list, delete), container groups (get, list, delete)
+and role definitions (get, delete). It records each request for the tests to read.
 
-The shapes follow Azure/azure-rest-api-specs: ContainerGroups_Delete answers 200 with the group, or
-204 when there is none."""
+The shapes follow Azure/azure-rest-api-specs: ContainerGroups_ListByResourceGroup and
+Deployments_ListByResourceGroup answer `{"value": [...], "nextLink": ...}` pages (nextLink an
+absolute https://management.azure.com URL); ContainerGroups_Delete answers 200 with the group, or
+204 when there is none; Deployments_Delete answers 202 with a Location to poll, or 204."""
 
+import datetime
 import urllib.parse
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 
+from prefect_aci.local_aci.tls import LocalTls
 from tests.redirect import RedirectTransport
 from tests.stand_ins import Answer, Request, StandIn
 
@@ -37,6 +42,11 @@ def template_outputs(subscription: str, group: str, **changes: str) -> dict[str,
         "workPoolName": "aci-pool",
     }
     return {**outputs, **changes}
+
+
+def arm_time(moment: datetime.datetime) -> str:
+    """How ARM writes a timestamp: UTC, seven fractional digits, Z."""
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
 
 
 @dataclass
@@ -86,6 +96,34 @@ class ContainerGroup:
         }
 
 
+@dataclass
+class DeploymentRecord:
+    """An entry of a resource group's deployment history."""
+
+    timestamp: datetime.datetime
+    state: str = "Succeeded"
+    parameters: dict = field(default_factory=dict)
+    correlation: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def body(self, resource_id: str) -> dict:
+        return {
+            "id": resource_id,
+            "name": resource_id.rsplit("/", 1)[-1],
+            "type": "Microsoft.Resources/deployments",
+            "properties": {
+                "provisioningState": self.state,
+                "timestamp": arm_time(self.timestamp),
+                "duration": "PT1M2.5S",
+                "correlationId": self.correlation,
+                "mode": "Incremental",
+                "parameters": {
+                    name: {"type": "String", "value": value}
+                    for name, value in self.parameters.items()
+                },
+            },
+        }
+
+
 class ArmStandIn(StandIn):
     def __init__(
         self,
@@ -94,15 +132,21 @@ class ArmStandIn(StandIn):
         deployment_state: str = "Succeeded",
         error: tuple[int, str, str] | None = None,
         outputs: dict | None = None,
+        page_size: int = 100,
+        tls: LocalTls | None = None,
     ):
         self.bearer = bearer
         self.group_exists = group_exists
         self.deployment_state = deployment_state
         self.error = error
         self.outputs = outputs  # what every deployment reports, as make deploy-all reads them
+        self.page_size = page_size  # ARM pages lists; small pages make the SDK follow nextLink
         self.container_groups: dict[str, ContainerGroup] = {}
+        self.deployments: dict[str, DeploymentRecord] = {}
         self.role_definitions: dict[str, dict] = {}  # role definition GUID -> its properties
-        super().__init__()
+        self.refuse_deletes = False  # as for an identity without the delete actions
+        # With tls, the stand-in can be reached at management.azure.com through AzureHostsProxy.
+        super().__init__(tls)
 
     @property
     def requests(self) -> list[dict]:
@@ -117,6 +161,16 @@ class ArmStandIn(StandIn):
                 401,
                 {"error": {"code": "AuthenticationFailed", "message": "no or wrong bearer token"}},
             )
+        if self.refuse_deletes and request.method == "DELETE":
+            return Answer(
+                403,
+                {
+                    "error": {
+                        "code": "AuthorizationFailed",
+                        "message": f"The client may not delete {request.path}",
+                    }
+                },
+            )
         if self.error and "/deployments/" in request.path:
             status, code, message = self.error
             return Answer(status, {"error": {"code": code, "message": message}})
@@ -126,6 +180,8 @@ class ArmStandIn(StandIn):
             return self._group(request.method, parts[1], parts[3], request.json())
         if lowered[2:4] == ["providers", "microsoft.authorization"]:
             return self._role_definition(request.method, parts[-1])
+        if lowered[2] == "operationresults":
+            return Answer(204)
         provider = "/".join(lowered[4:7])
         if provider == "providers/microsoft.containerinstance/containergroups":
             return self._container_groups(request, parts)
@@ -175,6 +231,8 @@ class ArmStandIn(StandIn):
 
     def _container_groups(self, request: Request, parts: list[str]) -> Answer:
         scope = "/" + "/".join(parts[:7])
+        if len(parts) == 7 and request.method == "GET":
+            return self._page(request, scope, self.container_groups)
         name = parts[7]
         group = self.container_groups.get(name)
         if request.method == "GET":
@@ -187,6 +245,9 @@ class ArmStandIn(StandIn):
         return Answer(405)
 
     def _deployments(self, request: Request, parts: list[str]) -> Answer:
+        scope = "/" + "/".join(parts[:7])
+        if len(parts) == 7 and request.method == "GET":
+            return self._page(request, scope, self.deployments)
         name = parts[7]
         if parts[-1] == "whatIf":
             vault = (
@@ -195,9 +256,26 @@ class ArmStandIn(StandIn):
             )
             changes = [{"resourceId": vault, "changeType": "Create"}]
             return Answer(200, {"status": "Succeeded", "properties": {"changes": changes}})
+        if request.method == "GET":
+            record = self.deployments.get(name)
+            return Answer(200, record.body(f"{scope}/{name}")) if record else _not_found(name)
+        if request.method == "DELETE":
+            if self.deployments.pop(name, None) is None:
+                return Answer(204)
+            location = f"{MANAGEMENT}/subscriptions/{parts[1]}/operationresults/{uuid.uuid4()}"
+            return Answer(
+                202,
+                headers={
+                    "Location": f"{location}?api-version={request.query['api-version']}",
+                    "Retry-After": "15",
+                },
+            )
         if request.method != "PUT":
             return Answer(405)
         parameters = request.json()["properties"]["parameters"]
+        self.deployments[name] = DeploymentRecord(
+            timestamp=datetime.datetime.now(datetime.UTC), state=self.deployment_state
+        )
         values = template_outputs(
             parts[1],
             parts[3],
@@ -217,6 +295,18 @@ class ArmStandIn(StandIn):
                 },
             },
         )
+
+    def _page(self, request: Request, scope: str, items: dict) -> Answer:
+        names = sorted(items)
+        start = int(request.query.get("$skiptoken", "0"))
+        page = names[start : start + self.page_size]
+        body: dict = {"value": [items[name].body(f"{scope}/{name}") for name in page]}
+        if start + self.page_size < len(names):
+            query = urllib.parse.urlencode(
+                {"api-version": request.query["api-version"], "$skiptoken": start + len(page)}
+            )
+            body["nextLink"] = f"{MANAGEMENT}{request.path}?{query}"
+        return Answer(200, body)
 
     def transport(self) -> RedirectTransport:
         return RedirectTransport(MANAGEMENT, self.url)

@@ -7,6 +7,7 @@ import pytest
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
 from arm.deploy import WORKER_CONTAINER, WORKER_ROLE_PREFIX, WORKER_ROLE_SEED, worker_group_name
+from arm.sweep import SWEEP_ACTIONS
 from tests.arm.conftest import ROLE, resources_of, worker_group
 
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
@@ -436,11 +437,13 @@ def test_longest_reads_the_template_not_literals(template):
     assert longest(wider["parameters"]["keyVaultName"]["defaultValue"], wider) == 12 + 2 + 13
 
 
-def test_worker_role_lets_arm_prune_deployment_history(template):
+def test_worker_role_lets_arm_prune_deployment_history_and_sweep(template):
     """Every flow run is an ARM deployment; past 700 ARM deletes old ones as the deploying
     identity, and only with deployments/delete; at 800 every submission would fail."""
     actions = set(template["variables"]["workerActions"])
     assert "Microsoft.Resources/deployments/delete" in actions
+    assert set(SWEEP_ACTIONS) <= actions
+    assert set(SWEEP_ACTIONS) <= set(json.loads(ROLE.read_text())["Actions"])
 
 
 def _role_definition(template: dict) -> dict:

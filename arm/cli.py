@@ -9,7 +9,9 @@ from rich.markup import escape
 
 from arm.checkov import run_checkov
 from arm.deploy import Infra, check_worker_image, load_template, parameters
-from arm.settings import AzureTarget, InfraSettings
+from arm.settings import AzureTarget, InfraSettings, SweepSettings
+from arm.sweep import parse_duration, summary
+from arm.sweep import sweep as sweep_group
 from arm.validation import SCHEMAS_DIR, load_schemas, validate_template
 from image_builder.acr import default_credential
 from prefect_aci.core.console import command_group, console
@@ -22,9 +24,10 @@ TEMPLATE = PROJECT_ROOT / "arm" / "azuredeploy.json"
 
 app = command_group(
     "The Azure side: validate arm/azuredeploy.json offline, deploy it to a resource group, "
-    "delete it. Signs in with DefaultAzureCredential (az login, AZURE_TENANT_ID/AZURE_CLIENT_ID/"
-    "AZURE_CLIENT_SECRET, or a managed identity); reads AZURE_SUBSCRIPTION_ID, "
-    "AZURE_RESOURCE_GROUP, AZURE_LOCATION and the template's settings from the environment or .env."
+    "sweep what flow runs left behind, delete it. Signs in with DefaultAzureCredential (az "
+    "login, AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET, or a managed identity); reads "
+    "AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZURE_LOCATION and the template's settings "
+    "from the environment or .env."
 )
 
 
@@ -81,12 +84,20 @@ def deploy(
         AZURE_RECORD
     ),
     template: Annotated[Path, typer.Option(help="Template to deploy.")] = TEMPLATE,
+    replace_worker: Annotated[
+        bool,
+        typer.Option(
+            help="Delete the worker's container group first when WORKER_CPU or WORKER_MEMORY_GB "
+            "changed (ACI cannot change them in place; without this the deploy stops and says so)."
+        ),
+    ] = False,
 ) -> None:
     """Deploy the template to AZURE_RESOURCE_GROUP; write its outputs to build/azure.json.
 
     Settings: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZURE_LOCATION (to create the group),
     PREFECT_API_URL, PREFECT_API_KEY; optional PREFIX, KEY_VAULT_NAME, WORK_POOL_NAME,
-    DEMO_SECRET_VALUE, DEPLOY_REGISTRY, DEPLOY_WORKER, ENABLE_PURGE_PROTECTION.
+    DEMO_SECRET_VALUE, DEPLOY_REGISTRY, REGISTRY_SKU, DEPLOY_WORKER, ENABLE_PURGE_PROTECTION,
+    WORKER_CPU, WORKER_MEMORY_GB.
     """
     settings = load(InfraSettings)
     image = read_record(image_record) if image_record.is_file() else None
@@ -98,12 +109,15 @@ def deploy(
     if what_if:
         for change, resource in infra.what_if(document, params):
             print(f"{change:<10} {resource}")
+        stale = infra.worker_to_replace(params)
+        if stale:
+            console.print(f"[yellow]warning:[/] {escape(stale)}: deploy with --replace-worker")
         return
     console.print(
         f"Deploying {template.name} to resource group {settings.azure_resource_group} "
         "(several minutes)"
     )
-    write_record(outputs, infra.deploy(document, params))
+    write_record(outputs, infra.deploy(document, params, replace_worker=replace_worker))
     console.print(f"[bold green]Deployed[/]; outputs in {outputs}")
 
 
@@ -125,7 +139,8 @@ def destroy(
             "in it; run again with --yes (make destroy CONFIRM=yes)"
         )
     vault = _vault_name(outputs)
-    Infra.connect(target, default_credential()).destroy()
+    infra = Infra.connect(target, default_credential())
+    role = infra.destroy()
     outputs.unlink(missing_ok=True)
     console.print(
         f"Deleted resource group {target.azure_resource_group}. Key Vault {vault} is now "
@@ -134,6 +149,45 @@ def destroy(
         f"--name {vault}`) or purge it (`az keyvault purge --name {vault}`); with purge "
         "protection on it cannot be purged, so set KEY_VAULT_NAME to a new name instead."
     )
+    if role is None:
+        console.print("No custom worker role of this resource group was found to delete.")
+        return
+    # A role definition lives in the subscription, not in the group: it outlives the group.
+    infra.delete_role(role)
+    console.print(f"Deleted the worker's custom role {role.name!r}.")
+
+
+@app.command()
+def sweep(
+    dry_run: Annotated[
+        bool, typer.Option(help="List what would be deleted; delete nothing.")
+    ] = False,
+    older_than: Annotated[
+        str,
+        typer.Option(
+            help="Delete flow-run deployments at least this old (30m, 12h, 7d, 1d12h). Each "
+            "keeps the template the worker submitted, PREFECT_API_KEY in it."
+        ),
+    ] = "1d",
+) -> None:
+    """Delete what flow runs left in AZURE_RESOURCE_GROUP: container groups whose flow run is
+    finished, crashed, cancelled or unknown to the Prefect API (the worker deletes them itself,
+    unless it died or timed out), and flow-run ARM deployments (prefect-<flow>-<run id>) older
+    than --older-than. Never the worker's own group (<PREFIX>-worker) nor anything else. Needs no
+    more than the worker role (README: Azure).
+
+    Settings: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, PREFECT_API_URL (the workspace the
+    worker serves), PREFECT_API_KEY (Prefect Cloud); optional PREFIX, WORK_POOL_NAME.
+    """
+    age = parse_duration(older_than)
+    settings = load(SweepSettings)
+    console.print(
+        f"Sweeping resource group {settings.azure_resource_group}"
+        + (" (dry run: nothing is deleted)" if dry_run else ""),
+        highlight=False,
+    )
+    verdicts = sweep_group(settings, default_credential(), age, dry_run, print)
+    print(summary(verdicts, dry_run))
 
 
 def _vault_name(outputs: Path) -> str:

@@ -2,13 +2,20 @@
 
 import json
 import secrets
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+)
 from azure.core.pipeline.transport import HttpTransport
+from azure.mgmt.containerinstance import ContainerInstanceManagementClient
 from azure.mgmt.resource import ResourceManagementClient
 from azure.mgmt.resource.resources.models import (
     Deployment,
@@ -27,6 +34,14 @@ from prefect_aci.core.settings import GUID
 
 DEPLOYMENT_NAME = "prefect-aci-infra"
 MANAGEMENT_SCOPE = "https://management.azure.com/.default"
+# What the template names (its variables workerGroupName and workerRoleName, the worker container,
+# the custom role's display name); tests/arm checks they agree.
+WORKER_CONTAINER = "prefect-worker"
+WORKER_ROLE_SEED = "prefect-aci-worker-role"
+WORKER_ROLE_PREFIX = "Prefect ACI worker ("
+# ARM's guid(a, b, ...) is the name-based (version 5) UUID of "a-b-..." in this namespace.
+ARM_GUID_NAMESPACE = uuid.UUID("11fb06fb-712d-4ddd-98c7-e71bbd588830")
+ROLE_DEFINITIONS_API = "2022-04-01"
 LOGIN_HINT = (
     "log in with `az login`, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET for "
     "a service principal, or run where a managed identity is assigned"
@@ -40,6 +55,23 @@ def check_worker_image(settings: InfraSettings, image: ImageRecord | None) -> No
             "(it records the pinned reference in build/image.json), or set "
             "DEPLOY_WORKER=false"
         )
+
+
+def worker_group_name(prefix: str) -> str:
+    return f"{prefix}-worker"
+
+
+def arm_guid(*parts: str) -> str:
+    """What the template's guid(...) makes of the same strings."""
+    return str(uuid.uuid5(ARM_GUID_NAMESPACE, "-".join(parts)))
+
+
+@dataclass(frozen=True)
+class WorkerRole:
+    """The template's custom role: a subscription-level resource that outlives the group."""
+
+    id: str
+    name: str
 
 
 @dataclass(frozen=True)
@@ -79,9 +111,12 @@ def parameters(
         "demoSecretValue": demo.get_secret_value(),
         "workPoolName": settings.work_pool_name,
         "deployRegistry": settings.deploy_registry,
+        "registrySku": settings.registry_sku,
         "deployWorker": settings.deploy_worker,
         "enablePurgeProtection": settings.enable_purge_protection,
         "workerImage": image.reference if settings.deploy_worker and image else "",
+        "workerCpu": settings.worker_cpu,
+        "workerMemoryInGB": settings.worker_memory_gb,
     }
     if deployer:
         values["deployerPrincipalId"] = deployer.object_id
@@ -97,6 +132,7 @@ def parameters(
 class Infra:
     settings: AzureTarget
     client: ResourceManagementClient
+    containers: ContainerInstanceManagementClient
     deployer: Principal | None = None
 
     @classmethod
@@ -112,19 +148,24 @@ class Infra:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
             raise UserError(f"no Azure credential ({reason}); {LOGIN_HINT}") from None
         kwargs = {"transport": transport} if transport else {}
-        client = ResourceManagementClient(credential, settings.azure_subscription_id, **kwargs)
-        return cls(settings=settings, client=client, deployer=principal_of(token))
+        subscription = settings.azure_subscription_id
+        return cls(
+            settings=settings,
+            client=ResourceManagementClient(credential, subscription, **kwargs),
+            containers=ContainerInstanceManagementClient(credential, subscription, **kwargs),
+            deployer=principal_of(token),
+        )
 
     def ensure_resource_group(self) -> None:
         group = self.settings.azure_resource_group
-        if _arm(lambda: self.client.resource_groups.check_existence(group)):
+        if arm_call(lambda: self.client.resource_groups.check_existence(group)):
             return
         if not self.settings.azure_location:
             raise UserError(
                 f"resource group {group} does not exist; set AZURE_LOCATION (e.g. "
                 "westeurope) to create it"
             )
-        _arm(
+        arm_call(
             lambda: self.client.resource_groups.create_or_update(
                 group,
                 ResourceGroup(
@@ -140,21 +181,69 @@ class Infra:
                 mode=DeploymentMode.INCREMENTAL, template=template, parameters=params
             )
         )
-        result = _arm(
+        result = arm_call(
             lambda: self.client.deployments.begin_what_if(
                 self.settings.azure_resource_group, DEPLOYMENT_NAME, request
             ).result()
         )
         return [(str(change.change_type), change.resource_id) for change in result.changes or []]
 
-    def deploy(self, template: dict, params: dict) -> AzureRecord:
-        """Deploy incrementally; return the outputs as the record the next stages read."""
+    def worker_to_replace(self, params: dict) -> str | None:
+        """What is wrong with the existing worker group when ``params`` ask for another CPU or
+        memory size (ACI cannot change either in place: the deployment would fail); None when
+        there is no worker group, or it has that size."""
+        values = {name: param["value"] for name, param in params.items()}
+        if not values["deployWorker"]:
+            return None
+        name = worker_group_name(values["prefix"])
+        try:
+            group = arm_call(
+                lambda: self.containers.container_groups.get(
+                    self.settings.azure_resource_group, name
+                )
+            )
+        except NotFound:
+            return None
+        worker = next((c for c in group.containers if c.name == WORKER_CONTAINER), None)
+        if worker is None:
+            return None
+        now = (worker.resources.requests.cpu, worker.resources.requests.memory_in_gb)
+        wanted = (float(values["workerCpu"]), float(values["workerMemoryInGB"]))
+        if now == wanted:
+            return None
+        return (
+            f"worker group {name} runs with {now[0]:g} CPU and {now[1]:g} GB, and ACI cannot "
+            f"change CPU or memory in place (asked for {wanted[0]:g} CPU, {wanted[1]:g} GB)"
+        )
+
+    def delete_container_group(self, name: str) -> None:
+        arm_call(
+            lambda: self.containers.container_groups.begin_delete(
+                self.settings.azure_resource_group, name
+            ).result()
+        )
+
+    def deploy(self, template: dict, params: dict, replace_worker: bool = False) -> AzureRecord:
+        """Deploy incrementally; return the outputs as the record the next stages read.
+
+        A worker group of another size is deleted first with ``replace_worker``, else refused
+        before anything is sent: its flow runs go on in their own groups, and the worker is away
+        until the deployment has made the new one."""
+        stale = self.worker_to_replace(params)
+        if stale and not replace_worker:
+            raise UserError(
+                f"{stale}; run `prefect-aci azure deploy --replace-worker` (make deploy-infra "
+                "DEPLOY_FLAGS=--replace-worker) to delete and recreate it, or set WORKER_CPU "
+                "and WORKER_MEMORY_GB back"
+            )
+        if stale:
+            self.delete_container_group(worker_group_name(params["prefix"]["value"]))
         request = Deployment(
             properties=DeploymentProperties(
                 mode=DeploymentMode.INCREMENTAL, template=template, parameters=params
             )
         )
-        result = _arm(
+        result = arm_call(
             lambda: self.client.deployments.begin_create_or_update(
                 self.settings.azure_resource_group, DEPLOYMENT_NAME, request
             ).result()
@@ -168,17 +257,57 @@ class Infra:
         outputs = result.properties.outputs or {}
         return azure_record_from_outputs({name: out["value"] for name, out in outputs.items()})
 
-    def destroy(self) -> None:
+    def destroy(self) -> WorkerRole | None:
+        """Delete the resource group; return the worker's custom role, which survives it."""
         group = self.settings.azure_resource_group
-        if not _arm(lambda: self.client.resource_groups.check_existence(group)):
+        if not arm_call(lambda: self.client.resource_groups.check_existence(group)):
             raise UserError(f"resource group {group} does not exist; nothing to destroy")
-        _arm(lambda: self.client.resource_groups.begin_delete(group).result())
+        role = self.worker_role()
+        arm_call(lambda: self.client.resource_groups.begin_delete(group).result())
+        return role
+
+    def worker_role(self) -> WorkerRole | None:
+        """The template's custom role for this group, found by the id the template gives it
+        (guid of the group's id, as ARM spells it); None when there is none of that name."""
+        group = arm_call(
+            lambda: self.client.resource_groups.get(self.settings.azure_resource_group)
+        )
+        role_id = (
+            f"/subscriptions/{self.settings.azure_subscription_id}/providers/"
+            f"Microsoft.Authorization/roleDefinitions/{arm_guid(group.id, WORKER_ROLE_SEED)}"
+        )
+        try:
+            role = arm_call(lambda: self.client.resources.get_by_id(role_id, ROLE_DEFINITIONS_API))
+        except NotFound:
+            return None
+        name = str((role.properties or {}).get("roleName", ""))
+        return WorkerRole(role_id, name) if name.startswith(WORKER_ROLE_PREFIX) else None
+
+    def delete_role(self, role: WorkerRole) -> None:
+        try:
+            arm_call(
+                lambda: self.client.resources.begin_delete_by_id(
+                    role.id, ROLE_DEFINITIONS_API
+                ).result()
+            )
+        except UserError as exc:
+            raise UserError(
+                f"the resource group is deleted, but not the worker's custom role {role.name!r} "
+                f"({exc}); delete it with `az role definition delete --name "
+                f"{role.id.rsplit('/', 1)[-1]}`"
+            ) from None
 
 
-def _arm(call):
+class NotFound(UserError):
+    """ARM answered 404: the caller decides whether that is a problem."""
+
+
+def arm_call(call):
     """Run an ARM call; turn its failures into one line that says what went wrong."""
     try:
         return call()
+    except ResourceNotFoundError as exc:
+        raise NotFound(f"Azure Resource Manager found no such resource: {_first(exc)}") from None
     except ClientAuthenticationError as exc:
         raise UserError(f"Azure refused the credential ({_first(exc)}); {LOGIN_HINT}") from None
     except HttpResponseError as exc:

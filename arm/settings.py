@@ -54,24 +54,44 @@ class AzureTarget(ProjectSettings):
     ] = None
 
 
+Prefix = Annotated[
+    str,
+    matches(r"^[a-z][a-z0-9]{2,8}$", "3-9 lower-case letters or digits, starting with a letter"),
+]
+PoolName = Annotated[str, matches(r"^[\w.-]{1,100}$", "1-100 letters, digits, - _ .")]
+# ACI takes fractions of a core and of a GB (0.5); ARM gets them as strings the template parses.
+Size = Annotated[
+    str, matches(r"^(?=.*[1-9])\d{1,2}(\.\d{1,2})?$", "a positive number like 1 or 0.5")
+]
+
+
 class InfraSettings(AzureTarget):
     """What arm/azuredeploy.json takes, besides the target."""
 
-    prefix: Annotated[
-        str,
-        matches(
-            r"^[a-z][a-z0-9]{2,8}$", "3-9 lower-case letters or digits, starting with a letter"
-        ),
-    ] = "prefect"
+    prefix: Prefix = "prefect"
     key_vault_name: Annotated[str | None, AfterValidator(_key_vault)] = None
     prefect_api_url: Annotated[str, AfterValidator(_url)]
     prefect_api_key: SecretStr
     demo_secret_value: SecretStr | None = Field(
         None, description="Value of the demo secret; a random one is made when unset."
     )
-    work_pool_name: Annotated[str, matches(r"^[\w.-]{1,100}$", "1-100 letters, digits, - _ .")] = (
-        DEFAULT_WORK_POOL
-    )
+    work_pool_name: PoolName = DEFAULT_WORK_POOL
     deploy_registry: bool = True
+    # Premium: the documented way to pull with a managed identity into a VNet (README: Azure).
+    registry_sku: Annotated[
+        str, matches(r"^(Basic|Standard|Premium)$", "Basic, Standard or Premium")
+    ] = "Premium"
     deploy_worker: bool = True
     enable_purge_protection: bool = False
+    worker_cpu: Size = "1"
+    worker_memory_gb: Size = "2"
+
+
+class SweepSettings(AzureTarget):
+    """What `prefect-aci azure sweep` reads besides the target: whose worker group to spare, and
+    the Prefect API that knows the flow runs (the workspace the worker serves)."""
+
+    prefix: Prefix = "prefect"
+    prefect_api_url: Annotated[str, AfterValidator(_url)]
+    prefect_api_key: SecretStr | None = None
+    work_pool_name: PoolName = DEFAULT_WORK_POOL

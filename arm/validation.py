@@ -4,6 +4,12 @@ Each resource is checked against the resource definition for its type and apiVer
 provider schema files vendored in arm/schemas/<apiVersion>/<Provider>.json; the template's own
 frame (parameters, variables, outputs) against deploymentTemplate.json. Nothing is fetched: every
 $ref resolves inside that folder.
+
+Azure's schemas rarely say `additionalProperties: false`, so plain JSON schema validation accepts
+any misspelt or invented property (that is how `anonymousPullEnabled` reached a registry
+apiVersion that does not have it). Resources are therefore validated strictly: a property that
+the schema for that object does not define is an error, unless `UNDECLARED_ALLOWED` names it with
+a reason.
 """
 
 import json
@@ -11,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
+from jsonschema import ValidationError, validators
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
@@ -20,8 +27,20 @@ from prefect_aci.core.paths import PROJECT_ROOT
 SCHEMAS_DIR = PROJECT_ROOT / "arm" / "schemas"
 
 TEMPLATE_SCHEMA = "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json"
-# Keys of a template resource that belong to the deployment engine, not to the resource provider.
-ENGINE_KEYS = ("condition", "dependsOn", "scope", "metadata", "comments", "copy")
+# Keys of a template resource that belong to the deployment engine, not to the resource provider:
+# they are not in the provider's schema, and are taken off before it is applied.
+ENGINE_KEYS = {
+    "condition": "the engine deploys the resource only when it is true",
+    "dependsOn": "the engine's ordering",
+    "scope": "the target of an extension resource (role assignments on a vault, a registry)",
+    "metadata": "free-form; checkov reads its skip reasons there",
+    "comments": "free-form",
+    "copy": "the engine's loops",
+}
+# Properties a provider accepts although its published schema for that apiVersion does not declare
+# them, as (resource type, property name) -> why it is allowed. Keep it short: every entry is a
+# property the strict check cannot vouch for.
+UNDECLARED_ALLOWED: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)
@@ -81,17 +100,48 @@ def _leaves(error: jsonschema.ValidationError) -> list[jsonschema.ValidationErro
     return [leaf for child in error.context for leaf in _leaves(child)]
 
 
-def _errors(schema_ref: str, instance: object, schemas: SchemaSet) -> list[str]:
-    validator = jsonschema.Draft4Validator({"$ref": schema_ref}, registry=schemas.registry)
+UNDECLARED = "undeclaredProperty"
+
+
+def _strict(allowed: frozenset[str]) -> type[jsonschema.Draft4Validator]:
+    """Draft 4, where an object schema that lists `properties` and says nothing about
+    `additionalProperties` rejects any other key (except the ``allowed`` names)."""
+    base = jsonschema.Draft4Validator.VALIDATORS["properties"]
+
+    def properties(validator, declared, instance, schema):
+        yield from base(validator, declared, instance, schema)
+        if not validator.is_type(instance, "object"):
+            return
+        if "additionalProperties" in schema or "patternProperties" in schema:
+            return
+        for name in instance:
+            if name not in declared and name not in allowed:
+                yield ValidationError(
+                    f"{name!r} is not a property the schema defines (a typo, or a property of "
+                    "another apiVersion?)",
+                    validator=UNDECLARED,
+                    path=[name],
+                )
+
+    return validators.extend(jsonschema.Draft4Validator, {"properties": properties})
+
+
+def _errors(
+    schema_ref: str, instance: object, schemas: SchemaSet, allowed: frozenset[str] | None = None
+) -> list[str]:
+    kind = jsonschema.Draft4Validator if allowed is None else _strict(allowed)
+    validator = kind({"$ref": schema_ref}, registry=schemas.registry)
     found = []
     for error in validator.iter_errors(instance):
-        # oneOf/anyOf errors hide the useful part in their context tree: report the deepest leaf.
+        # oneOf/anyOf errors hide the useful part in their context tree: report the deepest leaf,
+        # or every undeclared property in it (one object can hold several).
         leaves = [e for e in _leaves(error) if _judgeable(e)]
+        undeclared = [e for e in leaves if e.validator == UNDECLARED]
         if not leaves:
             continue
-        best = max(leaves, key=lambda e: len(e.absolute_path))
-        where = "/".join(str(part) for part in best.absolute_path) or "(top)"
-        found.append(f"{where}: {best.message[:300]}")
+        for leaf in undeclared or [max(leaves, key=lambda e: len(e.absolute_path))]:
+            where = "/".join(str(part) for part in leaf.absolute_path) or "(top)"
+            found.append(f"{where}: {leaf.message[:300]}")
     return found
 
 
@@ -111,5 +161,8 @@ def validate_template(template: dict, schemas: SchemaSet) -> list[str]:
             )
             continue
         body = {k: v for k, v in resource.items() if k not in ENGINE_KEYS}
-        problems += [f"{label}: {e}" for e in _errors(ref, body, schemas)]
+        allowed = frozenset(
+            name for (resource_type, name) in UNDECLARED_ALLOWED if resource_type.lower() == key[0]
+        )
+        problems += [f"{label}: {e}" for e in _errors(ref, body, schemas, allowed)]
     return problems

@@ -18,6 +18,10 @@ COMMAND = "-g -- /opt/prefect/entrypoint.sh prefect flow-run execute"
 START_TIMEOUT_SECONDS = 600
 CPU = 1.0
 MEMORY_GB = 2.0
+# DefaultAzureCredential otherwise probes IMDS with a 1 s timeout and no retry before it uses the
+# managed identity (azure-identity 1.27), and IMDS in a starting container group can be slower.
+# Naming the one credential a flow run on ACI has skips the probe.
+MANAGED_IDENTITY_ONLY = "ManagedIdentityCredential"
 # A block reference, resolved by the worker; the model would want the block itself.
 BLOCK_REFERENCES = ("aci_credentials",)
 
@@ -39,6 +43,7 @@ def pool_defaults(
         "command": COMMAND,
         "env": {
             "AZURE_CLIENT_ID": azure.job_identity_client_id,
+            "AZURE_TOKEN_CREDENTIALS": MANAGED_IDENTITY_ONLY,
             "KEY_VAULT_URL": azure.key_vault_uri,
         },
         "task_start_timeout_seconds": START_TIMEOUT_SECONDS,

@@ -1,6 +1,18 @@
-"""A local endpoint speaking the parts of Azure Resource Manager's REST API that `python -m arm`
-uses (resource groups, deployments, what-if). It records each request for the tests to read."""
+"""A local endpoint speaking the parts of Azure Resource Manager's REST API that prefect-aci uses:
+resource groups, deployments (create, what-if, list, delete), container groups (get, list, delete)
+and role definitions (get, delete). It records each request for the tests to read.
 
+The shapes follow Azure/azure-rest-api-specs: ContainerGroups_ListByResourceGroup and
+Deployments_ListByResourceGroup answer `{"value": [...], "nextLink": ...}` pages (nextLink an
+absolute https://management.azure.com URL); ContainerGroups_Delete answers 200 with the group, or
+204 when there is none; Deployments_Delete answers 202 with a Location to poll, or 204."""
+
+import datetime
+import urllib.parse
+import uuid
+from dataclasses import dataclass, field
+
+from prefect_aci.local_aci.tls import LocalTls
 from tests.redirect import RedirectTransport
 from tests.stand_ins import Answer, Request, StandIn
 
@@ -32,6 +44,86 @@ def template_outputs(subscription: str, group: str, **changes: str) -> dict[str,
     return {**outputs, **changes}
 
 
+def arm_time(moment: datetime.datetime) -> str:
+    """How ARM writes a timestamp: UTC, seven fractional digits, Z."""
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+
+
+@dataclass
+class ContainerGroup:
+    """A container group as ACI reports it (secure values are never returned)."""
+
+    containers: dict[str, dict[str, str]]  # container name -> environment (plain values)
+    cpu: float = 1.0
+    memory_gb: float = 1.0
+    state: str = "Running"
+    secure: tuple[str, ...] = ("PREFECT_API_KEY",)
+
+    def body(self, resource_id: str) -> dict:
+        containers = [
+            {
+                "name": name,
+                "properties": {
+                    "image": "prefectacr1.azurecr.io/prefect-aci@sha256:" + "2" * 64,
+                    "command": ["/usr/bin/tini", "-g", "--", "/opt/prefect/entrypoint.sh"],
+                    "environmentVariables": [
+                        *({"name": k, "value": v} for k, v in env.items()),
+                        *({"name": k} for k in self.secure),
+                    ],
+                    "resources": {"requests": {"cpu": self.cpu, "memoryInGB": self.memory_gb}},
+                    "instanceView": {
+                        "restartCount": 0,
+                        "currentState": {"state": self.state, "detailStatus": ""},
+                        "events": [],
+                    },
+                },
+            }
+            for name, env in self.containers.items()
+        ]
+        return {
+            "id": resource_id,
+            "name": resource_id.rsplit("/", 1)[-1],
+            "type": "Microsoft.ContainerInstance/containerGroups",
+            "location": "westeurope",
+            "properties": {
+                "provisioningState": "Succeeded",
+                "containers": containers,
+                "osType": "Linux",
+                "restartPolicy": "Never",
+                "sku": "Standard",
+                "instanceView": {"state": self.state, "events": []},
+            },
+        }
+
+
+@dataclass
+class DeploymentRecord:
+    """An entry of a resource group's deployment history."""
+
+    timestamp: datetime.datetime
+    state: str = "Succeeded"
+    parameters: dict = field(default_factory=dict)
+    correlation: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def body(self, resource_id: str) -> dict:
+        return {
+            "id": resource_id,
+            "name": resource_id.rsplit("/", 1)[-1],
+            "type": "Microsoft.Resources/deployments",
+            "properties": {
+                "provisioningState": self.state,
+                "timestamp": arm_time(self.timestamp),
+                "duration": "PT1M2.5S",
+                "correlationId": self.correlation,
+                "mode": "Incremental",
+                "parameters": {
+                    name: {"type": "String", "value": value}
+                    for name, value in self.parameters.items()
+                },
+            },
+        }
+
+
 class ArmStandIn(StandIn):
     def __init__(
         self,
@@ -40,13 +132,21 @@ class ArmStandIn(StandIn):
         deployment_state: str = "Succeeded",
         error: tuple[int, str, str] | None = None,
         outputs: dict | None = None,
+        page_size: int = 100,
+        tls: LocalTls | None = None,
     ):
         self.bearer = bearer
         self.group_exists = group_exists
         self.deployment_state = deployment_state
         self.error = error
         self.outputs = outputs  # what every deployment reports, as make deploy-all reads them
-        super().__init__()
+        self.page_size = page_size  # ARM pages lists; small pages make the SDK follow nextLink
+        self.container_groups: dict[str, ContainerGroup] = {}
+        self.deployments: dict[str, DeploymentRecord] = {}
+        self.role_definitions: dict[str, dict] = {}  # role definition GUID -> its properties
+        self.refuse_deletes = False  # as for an identity without the delete actions
+        # With tls, the stand-in can be reached at management.azure.com through AzureHostsProxy.
+        super().__init__(tls)
 
     @property
     def requests(self) -> list[dict]:
@@ -61,44 +161,49 @@ class ArmStandIn(StandIn):
                 401,
                 {"error": {"code": "AuthenticationFailed", "message": "no or wrong bearer token"}},
             )
+        if self.refuse_deletes and request.method == "DELETE":
+            return Answer(
+                403,
+                {
+                    "error": {
+                        "code": "AuthorizationFailed",
+                        "message": f"The client may not delete {request.path}",
+                    }
+                },
+            )
         if self.error and "/deployments/" in request.path:
             status, code, message = self.error
             return Answer(status, {"error": {"code": code, "message": message}})
-        parts = request.path.strip("/").split("/")
-        if len(parts) == 4 and parts[2].lower() == "resourcegroups":
-            return self._group(request.method, parts[3], request.json())
-        if "deployments" in parts and parts[-1] == "whatIf":
-            vault = (
-                f"/subscriptions/{parts[1]}/resourceGroups/{parts[3]}"
-                "/providers/Microsoft.KeyVault/vaults/kv1"
-            )
-            changes = [{"resourceId": vault, "changeType": "Create"}]
-            return Answer(200, {"status": "Succeeded", "properties": {"changes": changes}})
-        if "deployments" in parts:
-            values = template_outputs(
-                parts[1],
-                parts[3],
-                **(self.outputs or {}),
-                workPoolName=request.json()["properties"]["parameters"]["workPoolName"]["value"],
-            )
-            outputs = {name: {"type": "String", "value": value} for name, value in values.items()}
+        parts = [urllib.parse.unquote(p) for p in request.path.strip("/").split("/")]
+        lowered = [p.lower() for p in parts]
+        if len(parts) == 4 and lowered[2] == "resourcegroups":
+            return self._group(request.method, parts[1], parts[3], request.json())
+        if lowered[2:4] == ["providers", "microsoft.authorization"]:
+            return self._role_definition(request.method, parts[-1])
+        if lowered[2] == "operationresults":
+            return Answer(204)
+        provider = "/".join(lowered[4:7])
+        if provider == "providers/microsoft.containerinstance/containergroups":
+            return self._container_groups(request, parts)
+        if provider == "providers/microsoft.resources/deployments":
+            return self._deployments(request, parts)
+        return _not_found(request.path)
+
+    def _group(self, method: str, subscription: str, name: str, body: dict | None) -> Answer:
+        if method == "HEAD":
+            return Answer(204 if self.group_exists else 404)
+        if method == "GET":
+            if not self.group_exists:
+                return _not_found(name)
             return Answer(
                 200,
                 {
-                    "id": request.path,
-                    "name": parts[-1],
-                    "properties": {
-                        "provisioningState": self.deployment_state,
-                        "outputs": outputs,
-                        "mode": "Incremental",
-                    },
+                    "id": f"/subscriptions/{subscription}/resourceGroups/{name}",
+                    "name": name,
+                    "location": "westeurope",
+                    "properties": {"provisioningState": "Succeeded"},
                 },
             )
-        return Answer(404, {"error": {"code": "NotFound", "message": request.path}})
-
-    def _group(self, method: str, name: str, body: dict | None) -> Answer:
-        if method == "HEAD":
-            return Answer(204 if self.group_exists else 404)
         if method == "PUT":
             self.group_exists = True
             return Answer(
@@ -115,8 +220,100 @@ class ArmStandIn(StandIn):
             return Answer(200)
         return Answer(405)
 
+    def _role_definition(self, method: str, name: str) -> Answer:
+        properties = self.role_definitions.get(name)
+        if properties is None:
+            return Answer(204) if method == "DELETE" else _not_found(name)
+        body = {"id": name, "name": name, "type": "Microsoft.Authorization/roleDefinitions"}
+        if method == "DELETE":
+            del self.role_definitions[name]
+        return Answer(200, {**body, "properties": properties})
+
+    def _container_groups(self, request: Request, parts: list[str]) -> Answer:
+        scope = "/" + "/".join(parts[:7])
+        if len(parts) == 7 and request.method == "GET":
+            return self._page(request, scope, self.container_groups)
+        name = parts[7]
+        group = self.container_groups.get(name)
+        if request.method == "GET":
+            return Answer(200, group.body(f"{scope}/{name}")) if group else _not_found(name)
+        if request.method == "DELETE":
+            if group is None:
+                return Answer(204)
+            del self.container_groups[name]
+            return Answer(200, group.body(f"{scope}/{name}"))
+        return Answer(405)
+
+    def _deployments(self, request: Request, parts: list[str]) -> Answer:
+        scope = "/" + "/".join(parts[:7])
+        if len(parts) == 7 and request.method == "GET":
+            return self._page(request, scope, self.deployments)
+        name = parts[7]
+        if parts[-1] == "whatIf":
+            vault = (
+                f"/subscriptions/{parts[1]}/resourceGroups/{parts[3]}"
+                "/providers/Microsoft.KeyVault/vaults/kv1"
+            )
+            changes = [{"resourceId": vault, "changeType": "Create"}]
+            return Answer(200, {"status": "Succeeded", "properties": {"changes": changes}})
+        if request.method == "GET":
+            record = self.deployments.get(name)
+            return Answer(200, record.body(f"{scope}/{name}")) if record else _not_found(name)
+        if request.method == "DELETE":
+            if self.deployments.pop(name, None) is None:
+                return Answer(204)
+            location = f"{MANAGEMENT}/subscriptions/{parts[1]}/operationresults/{uuid.uuid4()}"
+            return Answer(
+                202,
+                headers={
+                    "Location": f"{location}?api-version={request.query['api-version']}",
+                    "Retry-After": "15",
+                },
+            )
+        if request.method != "PUT":
+            return Answer(405)
+        parameters = request.json()["properties"]["parameters"]
+        self.deployments[name] = DeploymentRecord(
+            timestamp=datetime.datetime.now(datetime.UTC), state=self.deployment_state
+        )
+        values = template_outputs(
+            parts[1],
+            parts[3],
+            **(self.outputs or {}),
+            workPoolName=parameters["workPoolName"]["value"],
+        )
+        outputs = {name: {"type": "String", "value": value} for name, value in values.items()}
+        return Answer(
+            200,
+            {
+                "id": request.path,
+                "name": name,
+                "properties": {
+                    "provisioningState": self.deployment_state,
+                    "outputs": outputs,
+                    "mode": "Incremental",
+                },
+            },
+        )
+
+    def _page(self, request: Request, scope: str, items: dict) -> Answer:
+        names = sorted(items)
+        start = int(request.query.get("$skiptoken", "0"))
+        page = names[start : start + self.page_size]
+        body: dict = {"value": [items[name].body(f"{scope}/{name}") for name in page]}
+        if start + self.page_size < len(names):
+            query = urllib.parse.urlencode(
+                {"api-version": request.query["api-version"], "$skiptoken": start + len(page)}
+            )
+            body["nextLink"] = f"{MANAGEMENT}{request.path}?{query}"
+        return Answer(200, body)
+
     def transport(self) -> RedirectTransport:
         return RedirectTransport(MANAGEMENT, self.url)
 
     def of(self, method: str, contains: str) -> list[dict]:
         return [r for r in self.requests if r["method"] == method and contains in r["path"]]
+
+
+def _not_found(what: str) -> Answer:
+    return Answer(404, {"error": {"code": "ResourceNotFound", "message": f"{what} was not found."}})

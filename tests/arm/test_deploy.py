@@ -10,7 +10,16 @@ import sys
 import pytest
 from azure.identity import ManagedIdentityCredential
 
-from arm.deploy import DEPLOYMENT_NAME, Infra, Principal, parameters, principal_of
+from arm.deploy import (
+    DEPLOYMENT_NAME,
+    WORKER_CONTAINER,
+    WORKER_ROLE_SEED,
+    Infra,
+    Principal,
+    arm_guid,
+    parameters,
+    principal_of,
+)
 from arm.settings import InfraSettings
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.paths import PROJECT_ROOT
@@ -18,7 +27,7 @@ from prefect_aci.core.records import ImageRecord
 from prefect_aci.core.settings import load
 from tests.acr_stand_in import PRINCIPAL_ID, TENANT, AzureStandIn, fake_jwt
 from tests.arm.conftest import TEMPLATE
-from tests.arm_stand_in import ArmStandIn
+from tests.arm_stand_in import ArmStandIn, ContainerGroup
 
 SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
 API_KEY = "pnu_never_print_this_key"
@@ -203,6 +212,9 @@ def test_infrastructure_without_worker_needs_no_image(settings):
         ({"PREFECT_API_URL": "api.prefect.cloud"}, "PREFECT_API_URL must be an http(s) URL"),
         ({"AZURE_RESOURCE_GROUP": "bad/group"}, "AZURE_RESOURCE_GROUP must be 1-90"),
         ({"PREFIX": "Prefect-ACI"}, "PREFIX must be 3-9 lower-case"),
+        ({"WORKER_CPU": "lots"}, "WORKER_CPU must be a positive number"),
+        ({"REGISTRY_SKU": "premium"}, "REGISTRY_SKU must be Basic, Standard or Premium"),
+        ({"WORKER_MEMORY_GB": "0"}, "WORKER_MEMORY_GB must be a positive number"),
     ],
 )
 def test_bad_settings_are_caught_before_anything_is_sent(tmp_path, env, expected):
@@ -253,6 +265,9 @@ def test_settings_defaults_match_the_template(settings, template):
         settings.enable_purge_protection
         is template["parameters"]["enablePurgeProtection"]["defaultValue"]
     )
+    assert settings.worker_cpu == template["parameters"]["workerCpu"]["defaultValue"]
+    assert settings.registry_sku == template["parameters"]["registrySku"]["defaultValue"]
+    assert settings.worker_memory_gb == template["parameters"]["workerMemoryInGB"]["defaultValue"]
 
 
 @pytest.mark.parametrize(
@@ -275,3 +290,77 @@ def test_a_token_that_is_not_a_jwt_names_no_deployer_and_grants_nothing(settings
     assert principal_of("opaque-token") is None
     values = parameters(settings, IMAGE, None)
     assert "deployerPrincipalId" not in values
+
+
+def _worker(cpu: float, memory_gb: float) -> ContainerGroup:
+    return ContainerGroup(
+        containers={WORKER_CONTAINER: {"PREFECT_API_URL": SETTINGS["PREFECT_API_URL"]}},
+        cpu=cpu,
+        memory_gb=memory_gb,
+    )
+
+
+def test_worker_size_reaches_the_template(settings):
+    values = parameters(load(InfraSettings, worker_cpu="0.5", worker_memory_gb="1.5"), IMAGE)
+    assert values["workerCpu"] == {"value": "0.5"}
+    assert values["workerMemoryInGB"] == {"value": "1.5"}
+
+
+def test_a_changed_worker_size_stops_the_deploy_with_what_to_do(azure, settings):
+    """ACI cannot change CPU or memory of an existing group: ARM would fail half-way."""
+    _, arm = azure
+    arm.container_groups["prefect-worker"] = _worker(1, 2)
+    bigger = load(InfraSettings, worker_cpu="2", worker_memory_gb="4")
+    infra = Infra.connect(bigger, ManagedIdentityCredential(), transport=arm.transport())
+    with pytest.raises(UserError) as caught:
+        infra.deploy(json.loads(TEMPLATE.read_text()), parameters(bigger, IMAGE))
+    assert "prefect-worker runs with 1 CPU and 2 GB" in str(caught.value)
+    assert "--replace-worker" in str(caught.value)
+    assert arm.of("PUT", "/deployments/") == []
+    assert arm.of("DELETE", "/containerGroups/") == []
+
+
+def test_replace_worker_deletes_the_old_group_then_deploys(azure, settings):
+    _, arm = azure
+    arm.container_groups["prefect-worker"] = _worker(1, 2)
+    bigger = load(InfraSettings, worker_cpu="2", worker_memory_gb="4")
+    infra = Infra.connect(bigger, ManagedIdentityCredential(), transport=arm.transport())
+    infra.deploy(json.loads(TEMPLATE.read_text()), parameters(bigger, IMAGE), replace_worker=True)
+    [delete] = arm.of("DELETE", "/containerGroups/")
+    assert delete["path"].endswith("/containerGroups/prefect-worker")
+    assert arm.requests.index(delete) < arm.requests.index(arm.of("PUT", "/deployments/")[0])
+
+
+def test_the_same_worker_size_redeploys_in_place(azure, settings):
+    _, arm = azure
+    arm.container_groups["prefect-worker"] = _worker(1, 2)
+    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
+    infra.deploy(json.loads(TEMPLATE.read_text()), parameters(settings, IMAGE))
+    assert arm.of("DELETE", "/containerGroups/") == []
+    assert arm.of("PUT", "/deployments/")
+
+
+def test_destroy_also_deletes_the_workers_custom_role(azure, settings):
+    """A role definition lives in the subscription: deleting the group leaves it behind."""
+    _, arm = azure
+    group_id = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/prefect-aci-rg"
+    role = arm_guid(group_id, WORKER_ROLE_SEED)
+    arm.role_definitions[role] = {"roleName": "Prefect ACI worker (prefect-aci-rg, ...)"}
+    arm.role_definitions["other"] = {"roleName": "Someone else's role"}
+    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
+    deleted = infra.destroy()
+    assert deleted.name == "Prefect ACI worker (prefect-aci-rg, ...)"
+    infra.delete_role(deleted)
+    assert set(arm.role_definitions) == {"other"}
+    [group_delete] = arm.of("DELETE", "/resourcegroups/prefect-aci-rg")
+    [role_delete] = arm.of("DELETE", f"/roleDefinitions/{role}")
+    assert arm.requests.index(group_delete) < arm.requests.index(role_delete)
+
+
+def test_destroy_leaves_a_role_of_another_name_alone(azure, settings):
+    _, arm = azure
+    group_id = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/prefect-aci-rg"
+    arm.role_definitions[arm_guid(group_id, WORKER_ROLE_SEED)] = {"roleName": "Not ours"}
+    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
+    assert infra.destroy() is None
+    assert arm.of("DELETE", "/roleDefinitions/") == []

@@ -3,6 +3,11 @@
 import json
 import re
 
+import pytest
+from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+from arm.deploy import WORKER_CONTAINER, WORKER_ROLE_PREFIX, WORKER_ROLE_SEED, worker_group_name
+from arm.sweep import SWEEP_ACTIONS
 from tests.arm.conftest import ROLE, resources_of, worker_group
 
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
@@ -11,6 +16,9 @@ ACR_PUSH = "8311e382-0749-4cb8-b61a-304f252e45ec"
 # What prefect-azure 0.4.13's ACI worker calls (prefect_azure/workers/container_instance.py):
 WORKER_CALLS = {
     "Microsoft.Resources/deployments/write": "deployments.begin_create_or_update",
+    # Every flow run is a new deployment and a resource group keeps at most 800; ARM prunes the
+    # history past 700 as the deploying identity, and only when it may delete deployments.
+    "Microsoft.Resources/deployments/delete": "ARM's automatic pruning of its deployments",
     "Microsoft.Resources/deployments/read": "the deployment poller's result",
     "Microsoft.Resources/deployments/operationStatuses/read": "the deployment poller",
     "Microsoft.Resources/subscriptions/resourceGroups/read": "resourceGroup() in its template",
@@ -384,6 +392,10 @@ def longest(expression: str, template: dict) -> int:
         return len(literal) + sum(longest(arg, template) for arg in args[1:])
     if name == "uniqueString":
         return UNIQUE_STRING_LENGTH
+    if text == "resourceGroup().name":
+        return 90  # Azure's limit for a resource group's name
+    if text == "subscription().subscriptionId":
+        return 36
     if name == "parameters":
         parameter = template["parameters"][args[0].strip("'")]
         if "maxLength" in parameter:
@@ -423,3 +435,142 @@ def test_longest_reads_the_template_not_literals(template):
     wider = json.loads(json.dumps(template))
     wider["parameters"]["prefix"]["maxLength"] = 12
     assert longest(wider["parameters"]["keyVaultName"]["defaultValue"], wider) == 12 + 2 + 13
+
+
+def test_worker_role_lets_arm_prune_deployment_history_and_sweep(template):
+    """Every flow run is an ARM deployment; past 700 ARM deletes old ones as the deploying
+    identity, and only with deployments/delete; at 800 every submission would fail."""
+    actions = set(template["variables"]["workerActions"])
+    assert "Microsoft.Resources/deployments/delete" in actions
+    assert set(SWEEP_ACTIONS) <= actions
+    assert set(SWEEP_ACTIONS) <= set(json.loads(ROLE.read_text())["Actions"])
+
+
+def _role_definition(template: dict) -> dict:
+    [role] = resources_of(template, "Microsoft.Authorization/roleDefinitions")
+    return role
+
+
+def test_custom_role_name_is_unique_per_subscription_and_resource_group(template):
+    """A custom role's display name is unique in the whole Microsoft Entra tenant: a resource
+    group of the same name in another subscription must not collide."""
+    role = _role_definition(template)
+    name = role["properties"]["roleName"]
+    assert "resourceGroup().name" in name
+    assert "subscription().subscriptionId" in name or "resourceGroup().id" in name
+    assert name.startswith(f"[format('{WORKER_ROLE_PREFIX}")
+    # Microsoft Learn, "Azure custom roles": the display name takes up to 512 characters.
+    assert longest(name, template) <= 512
+    # The role's id is what make destroy computes to delete it (arm.deploy.worker_role).
+    assert template["variables"]["workerRoleName"] == (
+        f"[guid(resourceGroup().id, '{WORKER_ROLE_SEED}')]"
+    )
+    assert role["name"] == "[variables('workerRoleName')]"
+
+
+def test_custom_role_file_names_subscription_and_resource_group():
+    name = json.loads(ROLE.read_text())["Name"]
+    assert "{subscriptionId}" in name and "{resourceGroupName}" in name
+    # Not the template's name for the same group: both roles can exist side by side.
+    assert not name.startswith(WORKER_ROLE_PREFIX)
+
+
+def _registry(template: dict) -> dict:
+    [registry] = resources_of(template, "Microsoft.ContainerRegistry/registries")
+    return registry
+
+
+def test_registry_pins_the_role_mode_its_acr_pull_and_push_assignments_need(template):
+    """ACR's ABAC repository permissions mode ignores AcrPull and AcrPush: the template pins
+    the legacy mode, which its role assignments rely on."""
+    registry = _registry(template)
+    assert registry["properties"]["roleAssignmentMode"] == "LegacyRegistryPermissions"
+    roles = {
+        a["properties"]["roleDefinitionId"]
+        for a in resources_of(template, "Microsoft.Authorization/roleAssignments")
+        if a.get("scope", "").startswith("[resourceId('Microsoft.ContainerRegistry/registries'")
+    }
+    assert roles == {"[variables('acrPullRoleId')]", "[variables('acrPushRoleId')]"}
+
+
+def test_registry_default_is_the_documented_identity_pull_into_a_vnet(template):
+    """'Deploy to ACI from ACR using a managed identity': Premium, trusted services allowed."""
+    assert template["parameters"]["registrySku"]["defaultValue"] == "Premium"
+    assert {"Basic", "Standard"} <= set(template["parameters"]["registrySku"]["allowedValues"])
+    assert _registry(template)["properties"]["networkRuleBypassOptions"] == "AzureServices"
+    assert "token" in template["parameters"]["registrySku"]["metadata"]["description"]
+
+
+def _worker_env(template: dict) -> dict:
+    container = worker_group(template)["properties"]["containers"][0]
+    assert container["name"] == WORKER_CONTAINER
+    return {v["name"]: v for v in container["properties"]["environmentVariables"]}
+
+
+def test_worker_uses_its_managed_identity_without_the_imds_probe(template):
+    assert _worker_env(template)["AZURE_TOKEN_CREDENTIALS"] == {
+        "name": "AZURE_TOKEN_CREDENTIALS",
+        "value": "ManagedIdentityCredential",
+    }
+
+
+def test_that_setting_leaves_default_credential_only_the_managed_identity(template, monkeypatch):
+    value = _worker_env(template)["AZURE_TOKEN_CREDENTIALS"]["value"]
+    monkeypatch.setenv("AZURE_TOKEN_CREDENTIALS", value)
+    chain = DefaultAzureCredential().credentials
+    assert [type(c) for c in chain] == [ManagedIdentityCredential]
+
+
+def test_key_vault_firewall_lets_no_azure_service_bypass_it(template):
+    """Secrets deployed by ARM are control plane, and ACI is no trusted service: only the
+    flow-run subnet reaches the vault's data plane."""
+    [vault] = resources_of(template, "Microsoft.KeyVault/vaults")
+    acls = vault["properties"]["networkAcls"]
+    assert acls["bypass"] == "None"
+    assert acls["defaultAction"] == "Deny"
+    assert len(acls["virtualNetworkRules"]) == 1
+
+
+def test_purge_protection_says_when_to_turn_it_on(template):
+    text = template["parameters"]["enablePurgeProtection"]["metadata"]["description"]
+    assert "on for" in text and "cannot be turned off" in text
+
+
+def _newest_held(schemas) -> dict[str, str]:
+    newest: dict[str, str] = {}
+    for resource_type, version in schemas.definitions:
+        if "preview" not in version:
+            newest[resource_type] = max(newest.get(resource_type, ""), version)
+    return newest
+
+
+def test_every_resource_uses_the_newest_ga_api_version_held_in_arm_schemas(template, schemas):
+    newest = _newest_held(schemas)
+    older = [
+        (r["type"], r["apiVersion"], newest[r["type"].lower()])
+        for r in template["resources"]
+        if r["apiVersion"] != newest[r["type"].lower()]
+    ]
+    assert older == []
+
+
+def test_every_reference_reads_the_api_version_its_resource_is_deployed_with(template):
+    deployed = {r["type"]: r["apiVersion"] for r in template["resources"]}
+    pattern = re.compile(r"reference\(resourceId\('([^']+)'[^)]*\)\), '([^']+)'\)")
+    found = [m for text in strings(template) for m in pattern.findall(text)]
+    assert found
+    assert [(t, v) for t, v in found if deployed[t] != v] == []
+
+
+@pytest.mark.parametrize("parameter", ["workerCpu", "workerMemoryInGB"])
+def test_worker_size_says_aci_cannot_change_it_in_place(template, parameter):
+    assert "--replace-worker" in template["parameters"][parameter]["metadata"]["description"]
+
+
+def test_names_the_commands_compute_agree_with_the_template(template):
+    """deploy (worker size check), destroy (the custom role) and sweep (the worker to spare)
+    compute names the template makes."""
+    assert template["variables"]["workerGroupName"] == (
+        f"[format('{worker_group_name('{0}')}', parameters('prefix'))]"
+    )
+    assert worker_group(template)["name"] == "[variables('workerGroupName')]"

@@ -140,6 +140,7 @@ def test_rendered_aci_job_is_what_aci_needs(prefect_server, records, pool_name):
         "value": "11111111-2222-3333-4444-555555555555",
     }
     assert env["KEY_VAULT_URL"]["value"] == "https://prefectkv1.vault.azure.net/"
+    assert env["AZURE_TOKEN_CREDENTIALS"]["value"] == "ManagedIdentityCredential"
     assert env["PREFECT_API_KEY"] == {"name": "PREFECT_API_KEY", "secureValue": "pnu_test_key"}
     assert container["resources"]["requests"] == {"cpu": 1.0, "memoryInGB": 2.0}
     assert config.task_start_timeout_seconds == 600

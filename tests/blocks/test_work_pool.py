@@ -4,6 +4,7 @@ AzureContainerVariables: a misspelt key or a wrong type fails here, not in a flo
 import uuid
 
 import pytest
+from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from prefect_azure.workers.container_instance import AzureContainerVariables
 
 from blocks.work_pool import base_job_template, check_defaults, pool_defaults
@@ -38,3 +39,13 @@ def test_a_misspelt_key_or_a_wrong_type_is_refused(change, expected):
     defaults = pool_defaults(AZURE, REFERENCE, str(uuid.uuid4()), None)
     with pytest.raises(UserError, match=expected):
         check_defaults({**defaults, **change})
+
+
+def test_flow_runs_use_the_job_identity_without_the_imds_probe(monkeypatch):
+    """DefaultAzureCredential probes IMDS for 1 s before it uses a managed identity unless
+    AZURE_TOKEN_CREDENTIALS names ManagedIdentityCredential; a starting group can be slower."""
+    env = pool_defaults(AZURE, REFERENCE, str(uuid.uuid4()), None)["env"]
+    assert env["AZURE_TOKEN_CREDENTIALS"] == "ManagedIdentityCredential"
+    monkeypatch.setenv("AZURE_TOKEN_CREDENTIALS", env["AZURE_TOKEN_CREDENTIALS"])
+    monkeypatch.setenv("AZURE_CLIENT_ID", env["AZURE_CLIENT_ID"])
+    assert [type(c) for c in DefaultAzureCredential().credentials] == [ManagedIdentityCredential]

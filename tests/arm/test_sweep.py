@@ -1,0 +1,370 @@
+"""`prefect-aci azure sweep`: the command as users run it, against the ARM stand-in at
+management.azure.com (HTTPS through a proxy that knows only that host, so azure-core and both
+management SDKs run unchanged) and a real Prefect server holding flow runs in every state; the
+verdicts and the duration option on their own; bad input stopped before anything is sent."""
+
+import datetime
+import uuid
+from dataclasses import dataclass
+
+import pytest
+from azure.identity import ManagedIdentityCredential
+from prefect import flow, get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.objects import StateType
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import (
+    Cancelled,
+    Cancelling,
+    Completed,
+    Crashed,
+    Failed,
+    Paused,
+    Pending,
+    Running,
+    Scheduled,
+)
+from slugify import slugify
+
+from arm.settings import SweepSettings
+from arm.sweep import (
+    DELETE,
+    KEEP,
+    FlowRunDeployment,
+    FlowRunGroup,
+    judge_deployments,
+    judge_groups,
+    parse_duration,
+    sweep,
+)
+from prefect_aci.core.errors import UserError
+from prefect_aci.core.settings import load
+from prefect_aci.local_aci.tls import make_tls
+from tests.acr_stand_in import AzureStandIn
+from tests.arm_stand_in import ArmStandIn, ContainerGroup, DeploymentRecord
+from tests.conftest import run_cli
+from tests.stand_ins import AzureHostsProxy
+
+SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
+API_KEY = "pnu_sweep_never_print_this"
+TARGET = {
+    "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
+    "AZURE_RESOURCE_GROUP": "prefect-aci-rg",
+    "PREFIX": "prefect",
+}
+UNSET_AZURE = dict.fromkeys(
+    ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE")
+)
+NOW = datetime.datetime.now(datetime.UTC)
+DAYS_AGO = NOW - datetime.timedelta(days=3)
+HOURS_AGO = NOW - datetime.timedelta(hours=2)
+DAY = datetime.timedelta(days=1)
+
+
+def group_name(flow_name: str, run_id: uuid.UUID) -> str:
+    """As prefect-azure 0.4.13's worker names a flow run's container group
+    (prefect_azure/workers/container_instance.py, AzureContainerWorker.run)."""
+    slug = slugify(flow_name, max_length=55 - len(str(run_id)), regex_pattern=r"[^a-zA-Z0-9-]+")
+    return f"{slug}-{run_id}"
+
+
+def flow_run_group(run_id: uuid.UUID) -> ContainerGroup:
+    """A flow run's group as the worker creates it: Prefect's worker sets PREFECT__FLOW_RUN_ID."""
+    return ContainerGroup(
+        containers={"flow-run": {"PREFECT__FLOW_RUN_ID": str(run_id), "PREFECT_API_URL": "x"}}
+    )
+
+
+@dataclass
+class Scene:
+    """What the stand-in and the server hold, and what the sweep must do with each."""
+
+    arm: ArmStandIn
+    groups: dict[str, str]  # name -> "delete", "keep", "skip" (listed only) or "untouched"
+    deployments: dict[str, str]
+    env: dict[str, str]  # the Prefect side of the command's environment
+
+
+@pytest.fixture
+def identity():
+    stand_in = AzureStandIn()
+    yield stand_in
+    stand_in.close()
+
+
+@pytest.fixture
+def management(identity, tmp_path):
+    """The ARM stand-in at https://management.azure.com, reached through a proxy; small pages,
+    so the SDKs follow nextLink. Yields (stand-in, environment for the command)."""
+    tls = make_tls(tmp_path / "tls", names=("management.azure.com",))
+    arm = ArmStandIn(bearer=identity.access_token, page_size=3, tls=tls)
+    proxy = AzureHostsProxy({"management.azure.com:443": ("127.0.0.1", arm.port)})
+    env = {**TARGET, **UNSET_AZURE, **identity.identity_env(), **proxy.env(), **tls.env()}
+    yield arm, env
+    proxy.close()
+    arm.close()
+
+
+@pytest.fixture
+def scene(management, prefect_server) -> Scene:
+    """Flow runs in each of Prefect's nine states on the real server (and a pool, so the
+    workspace is the worker's); for each, a group named and labelled as the worker makes them; the
+    worker's own group, a stranger and a look-alike; flow-run deployments of every age and
+    state."""
+    arm, _ = management
+    pool = f"aci-{uuid.uuid4().hex[:8]}"
+    flow_name = f"Sweep test: {uuid.uuid4().hex[:6]}!"
+
+    @flow(name=flow_name)
+    def noop() -> None:
+        pass
+
+    states = {
+        "completed": Completed(),
+        "failed": Failed(),
+        "crashed": Crashed(),
+        "cancelled": Cancelled(),
+        "running": Running(),
+        "scheduled": Scheduled(),
+        "pending": Pending(),
+        "cancelling": Cancelling(),
+        "paused": Paused(),
+    }
+    names: dict[str, str] = {}
+    with (
+        temporary_settings({PREFECT_API_URL: prefect_server}),
+        get_client(sync_client=True) as client,
+    ):
+        client.create_work_pool(WorkPoolCreate(name=pool, type="azure-container-instance"))
+        for label, state in states.items():
+            run = client.create_flow_run(noop)
+            client.set_flow_run_state(run.id, state, force=True)
+            names[label] = group_name(flow_name, run.id)
+            arm.container_groups[names[label]] = flow_run_group(run.id)
+    unknown = uuid.uuid4()
+    names["unknown"] = group_name(flow_name, unknown)
+    arm.container_groups[names["unknown"]] = flow_run_group(unknown)
+    arm.container_groups["prefect-worker"] = ContainerGroup({"prefect-worker": {}})
+    arm.container_groups["my-app"] = ContainerGroup({"web": {}})
+    lookalike = f"lookalike-{uuid.uuid4()}"
+    arm.container_groups[lookalike] = ContainerGroup({"web": {}})
+    over = ("completed", "failed", "crashed", "cancelled", "unknown")
+    groups = {names[label]: "delete" if label in over else "keep" for label in names}
+    groups.update({"prefect-worker": "skip", "my-app": "skip", lookalike: "skip"})
+
+    history = {
+        f"prefect-{names['completed']}": (DeploymentRecord(DAYS_AGO), "delete"),
+        f"prefect-{names['running']}": (DeploymentRecord(DAYS_AGO, state="Failed"), "delete"),
+        f"prefect-{names['crashed']}": (DeploymentRecord(HOURS_AGO), "keep"),
+        f"prefect-{names['scheduled']}": (DeploymentRecord(DAYS_AGO, state="Running"), "keep"),
+        "prefect-aci-infra": (DeploymentRecord(DAYS_AGO), "skip"),
+        "someone-elses": (DeploymentRecord(DAYS_AGO), "untouched"),
+    }
+    for name, (record, _) in history.items():
+        arm.deployments[name] = record
+    deployments = {name: verdict for name, (_, verdict) in history.items()}
+    env = {"PREFECT_API_URL": prefect_server, "WORK_POOL_NAME": pool}
+    return Scene(arm, groups, deployments, env)
+
+
+def sweep_command(management, scene: Scene, *args: str):
+    _, env = management
+    return run_cli(
+        "azure", "sweep", *args, env={**env, **scene.env, "PREFECT_API_KEY": API_KEY}, timeout=180
+    )
+
+
+def lines_for(output: str, name: str) -> list[str]:
+    return [line for line in output.splitlines() if f" {name}  (" in line]
+
+
+def test_dry_run_lists_every_verdict_and_deletes_nothing(management, scene):
+    result = sweep_command(management, scene, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    expected = {"delete": "would delete", "keep": "kept", "skip": "skipped"}
+    for name, verdict in {**scene.groups, **scene.deployments}.items():
+        if verdict == "untouched":
+            assert lines_for(result.stdout, name) == []
+            continue
+        [line] = lines_for(result.stdout, name)
+        assert line.startswith(expected[verdict]), line
+    assert scene.arm.of("DELETE", "") == []
+    assert "nothing was deleted" in result.stdout
+    assert "dry run" in result.stderr
+
+
+def test_sweep_deletes_groups_of_runs_that_are_over_and_old_deployments_only(management, scene):
+    arm = scene.arm
+    result = sweep_command(management, scene)
+    assert result.returncode == 0, result.stderr
+    assert set(arm.container_groups) == {n for n, v in scene.groups.items() if v != "delete"}
+    assert set(arm.deployments) == {n for n, v in scene.deployments.items() if v != "delete"}
+    deleted = {n for n, v in {**scene.groups, **scene.deployments}.items() if v == "delete"}
+    for name in deleted:
+        [line] = lines_for(result.stdout, name)
+        assert line.startswith("deleted"), line
+    assert sum(line.startswith("deleted") for line in result.stdout.splitlines()) == len(deleted)
+    groups = sum(v == "delete" for v in scene.groups.values())
+    deployments = sum(v == "delete" for v in scene.deployments.values())
+    assert f"Deleted {groups} container group(s) and {deployments} deployment(s)" in result.stdout
+    [worker] = lines_for(result.stdout, "prefect-worker")
+    assert worker.startswith("skipped") and "(the worker)" in worker
+    assert len(arm.of("DELETE", "")) == len(deleted)
+    assert API_KEY not in result.stdout + result.stderr
+    # A shorter age takes the young deployment too, and nothing else.
+    young = next(n for n, v in scene.deployments.items() if v == "keep" and n in arm.deployments)
+    again = sweep_command(management, scene, "--older-than", "1h")
+    assert again.returncode == 0, again.stderr
+    assert young not in arm.deployments
+    assert set(arm.container_groups) == {n for n, v in scene.groups.items() if v != "delete"}
+
+
+def test_a_prefect_api_without_the_workers_pool_deletes_nothing(management, scene):
+    """Pointed at another workspace, every run would look unknown."""
+    scene.env["WORK_POOL_NAME"] = "no-such-pool"
+    result = sweep_command(management, scene)
+    assert result.returncode == 1
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert "has no work pool no-such-pool" in line and "nothing was deleted" in line
+    assert scene.arm.of("DELETE", "") == []
+
+
+def _settings(monkeypatch, **env) -> SweepSettings:
+    for name, value in {**TARGET, "PREFECT_API_URL": "http://127.0.0.1:9/api", **env}.items():
+        monkeypatch.setenv(name, value)
+    return load(SweepSettings)
+
+
+@pytest.fixture
+def arm(identity, monkeypatch):
+    for name, value in identity.identity_env().items():
+        monkeypatch.setenv(name, value)
+    stand_in = ArmStandIn(bearer=identity.access_token)
+    yield stand_in
+    stand_in.close()
+
+
+def test_an_unreachable_prefect_api_deletes_nothing(arm, monkeypatch):
+    run_id = uuid.uuid4()
+    arm.container_groups[group_name("demo", run_id)] = flow_run_group(run_id)
+    arm.deployments[f"prefect-{group_name('demo', run_id)}"] = DeploymentRecord(DAYS_AGO)
+    settings = _settings(monkeypatch)
+    with pytest.raises(UserError, match=r"cannot reach the Prefect API at http://127\.0\.0\.1:9/"):
+        sweep(settings, ManagedIdentityCredential(), DAY, False, print, arm.transport())
+    assert arm.of("DELETE", "") == []
+
+
+def test_without_flow_run_groups_prefect_is_not_asked(arm, monkeypatch):
+    """Old deployments go even when the Prefect API is down: they need no flow run's state."""
+    arm.deployments["prefect-demo-" + str(uuid.uuid4())] = DeploymentRecord(DAYS_AGO)
+    arm.container_groups["prefect-worker"] = ContainerGroup({"prefect-worker": {}})
+    lines: list[str] = []
+    settings = _settings(monkeypatch)
+    credential = ManagedIdentityCredential()
+    verdicts = sweep(settings, credential, DAY, False, lines.append, arm.transport())
+    assert [v.action for v in verdicts if v.kind == "deployment"] == [DELETE]
+    assert arm.deployments == {}
+    assert "prefect-worker" in arm.container_groups
+    [deleted] = arm.of("DELETE", "/deployments/")
+    assert deleted["query"]["api-version"]
+
+
+def test_refused_deletions_are_each_reported_then_fail_the_command(arm, monkeypatch):
+    for _ in range(2):
+        arm.deployments["prefect-demo-" + str(uuid.uuid4())] = DeploymentRecord(DAYS_AGO)
+    arm.refuse_deletes = True
+    lines: list[str] = []
+    settings = _settings(monkeypatch)
+    with pytest.raises(UserError, match=r"2 deletion\(s\) failed.*worker role"):
+        sweep(settings, ManagedIdentityCredential(), DAY, False, lines.append, arm.transport())
+    assert [line.split()[0] for line in lines] == ["failed", "failed"]
+    assert all("AuthorizationFailed" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30m", datetime.timedelta(minutes=30)),
+        ("12h", datetime.timedelta(hours=12)),
+        ("7d", datetime.timedelta(days=7)),
+        ("1d12h", datetime.timedelta(days=1, hours=12)),
+        ("2w", datetime.timedelta(weeks=2)),
+        ("0s", datetime.timedelta(0)),
+    ],
+)
+def test_durations(text, expected):
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "7", "7 days", "-1d", "1.5h", "d", "1y"])
+def test_a_malformed_duration_is_one_clear_error(text):
+    with pytest.raises(UserError, match="--older-than must be a duration like 30m"):
+        parse_duration(text)
+
+
+def test_group_verdicts_follow_the_flow_run_state():
+    ids = {state: uuid.uuid4() for state in StateType}
+    unknown = uuid.uuid4()
+    groups = [FlowRunGroup(f"g-{i}", i) for i in [*ids.values(), unknown]]
+    verdicts = {v.name: v.action for v in judge_groups(groups, {i: s for s, i in ids.items()})}
+    over = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
+    for state, run_id in ids.items():
+        assert verdicts[f"g-{run_id}"] == (DELETE if state in over else KEEP), state
+    assert verdicts[f"g-{unknown}"] == DELETE
+
+
+def test_deployment_verdicts_follow_age_and_state():
+    verdicts = judge_deployments(
+        [
+            FlowRunDeployment("old", "Succeeded", DAYS_AGO),
+            FlowRunDeployment("old-failed", "Failed", DAYS_AGO),
+            FlowRunDeployment("young", "Succeeded", HOURS_AGO),
+            FlowRunDeployment("running", "Running", DAYS_AGO),
+            FlowRunDeployment("no-time", "Succeeded", None),
+        ],
+        NOW,
+        DAY,
+    )
+    assert {v.name: v.action for v in verdicts} == {
+        "old": DELETE,
+        "old-failed": DELETE,
+        "young": KEEP,
+        "running": KEEP,
+        "no-time": KEEP,
+    }
+
+
+@pytest.mark.slow  # runs the command in a subprocess
+@pytest.mark.parametrize(
+    ("env", "args", "expected"),
+    [
+        ({}, ["--older-than", "soon"], "--older-than must be a duration like 30m"),
+        ({"PREFECT_API_URL": None}, [], "PREFECT_API_URL is not set"),
+        ({"PREFECT_API_URL": "prefect.example"}, [], "PREFECT_API_URL must be an http(s) URL"),
+        ({"AZURE_SUBSCRIPTION_ID": "mine"}, [], "AZURE_SUBSCRIPTION_ID must be a subscription id"),
+        ({"AZURE_RESOURCE_GROUP": None}, [], "AZURE_RESOURCE_GROUP is not set"),
+        ({"PREFIX": "Prefect!"}, [], "PREFIX must be 3-9 lower-case"),
+        ({"WORK_POOL_NAME": "a pool"}, [], "WORK_POOL_NAME must be 1-100"),
+    ],
+)
+def test_bad_input_is_one_error_line_before_anything_is_sent(identity, env, args, expected):
+    result = run_cli(
+        "azure",
+        "sweep",
+        *args,
+        env={
+            **TARGET,
+            **UNSET_AZURE,
+            **identity.identity_env(),
+            "PREFECT_API_URL": "http://127.0.0.1:9/api",
+            "PREFECT_API_KEY": API_KEY,
+            **env,
+        },
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert expected in line
+    assert identity.token_requests == []  # not even a token was asked for
+    assert API_KEY not in result.stdout + result.stderr

@@ -14,7 +14,7 @@ import docker
 from docker.errors import ContainerError
 from rich.console import Console
 
-from image_builder.build import stream_build
+from image_builder.build import stream_build, tag_locally
 from image_builder.context import build_context
 from image_builder.probe import image_versions, installed_distributions, require_image
 from image_builder.tagging import BASE_DIGEST_LABEL, child_tag
@@ -148,13 +148,7 @@ def build_child(
         versions.prefect, versions.python_minor, digest, installed_distributions(client, image_id)
     )
     local_tags = [f"{request.name}:{tag}", f"{request.name}:latest"]
-    for ref in local_tags:
-        repository, name = ref.rsplit(":", 1)
-        image.tag(repository, name)
-    console.print(
-        f"[bold green]Built[/] {image_id[:19]} in {time.monotonic() - started:.0f}s, "
-        f"tagged {', '.join(local_tags)}"
-    )
+    tag_locally(image, local_tags, started, console)
     return ImageRecord(
         image_id=image_id,
         repository=request.name,

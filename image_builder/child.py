@@ -98,7 +98,7 @@ def resolve(client: docker.DockerClient, request: ChildRequest, env: dict[str, s
             ) from None
         raise UserError(
             f"could not resolve {request.requirements} against the packages of "
-            f"{request.parent[:71]}: {_uv_reason(stderr)}"
+            f"{request.parent_reference}: {_uv_reason(stderr)}"
         ) from None
     return output.decode()
 

@@ -196,10 +196,13 @@ def _pull_seconds(registry: LocalRegistry, repository: str, tag: str, into: Path
     for number, layer in enumerate(registry.manifest(repository, tag)["layers"]):
         target = into / str(number)
         target.mkdir(parents=True)
-        with registry.blob(repository, layer["digest"]) as blob:
-            subprocess.run(
-                ["tar", "-xz", "--no-same-owner", "-C", str(target)], stdin=blob, check=True
-            )
+        unpack = subprocess.Popen(
+            ["tar", "-xz", "--no-same-owner", "-C", str(target)], stdin=subprocess.PIPE
+        )
+        with registry.blob(repository, layer["digest"]) as blob, unpack.stdin as sink:
+            shutil.copyfileobj(blob, sink, 1 << 20)
+        if unpack.wait() != 0:
+            raise RuntimeError(f"tar could not unpack layer {layer['digest']}")
     seconds = time.perf_counter() - started
     shutil.rmtree(into, ignore_errors=True)
     return seconds

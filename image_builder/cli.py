@@ -124,8 +124,9 @@ def build(
     With --requirements FILE --name NAME: a child image of the built one instead, with FILE's
     requirements baked in (build/images/NAME.json; push it with `push --record`).
 
-    Settings: BASE_IMAGE, IMAGE_REPOSITORY, CA_BUNDLE (else PIP_CERT, REQUESTS_CA_BUNDLE,
-    SSL_CERT_FILE; used in the build stage only), OFFLINE_BASE_IMAGE, DEBIAN_MIRROR.
+    Settings: BASE_IMAGE, IMAGE_PYTHON, IMAGE_REPOSITORY, CA_BUNDLE (else PIP_CERT,
+    REQUESTS_CA_BUNDLE, SSL_CERT_FILE; used in the build stage only), OFFLINE_BASE_IMAGE,
+    DEBIAN_MIRROR.
     """
     settings = ImageSettings()
     extra_args = _parse_build_args(build_arg)
@@ -145,6 +146,7 @@ def build(
             settings,
         )
         return
+    python = python or settings.image_python
     if python is not None:
         base_images.check_python(python)
     client = connect()

@@ -75,14 +75,17 @@ def azure(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def deployment(prefect_server, azure, monkeypatch_module):
-    """The demo flow's code in a blob container, deployed from it (pull step: pull_with_block)."""
+def deployment(prefect_server, azure):
+    """The demo flow's code in a blob container and a deployment whose pull step takes it from
+    there (pull_with_block, what Flow.from_source(<block>).deploy() writes), created through the
+    API: the host never reads the code, so nothing here depends on the host trusting Azurite."""
     from azure.storage.blob import BlobServiceClient
     from prefect.variables import Variable
     from prefect_azure import AzureBlobStorageContainer, AzureBlobStorageCredentials
     from prefect_azure.workers.container_instance import AzureContainerWorker
 
-    from flows.deployment import deploy_demo, upload_flow_code
+    from flows.deployment import upload_flow_code
+    from prefect_aci.core.names import FLOW_ENTRYPOINT, FLOW_NAME
 
     name, key = azure["admin_key"]
     admin = BlobServiceClient(
@@ -92,12 +95,9 @@ def deployment(prefect_server, azure, monkeypatch_module):
     )
     container = f"flow-code-{uuid.uuid4().hex[:8]}"
     upload_flow_code(admin.create_container(container), echo=lambda _: None)
-    # The host deploys as the same identity (Flow.from_source reads the code back).
-    for variable, value in {**azure["tls"].env(), **azure["identity"].identity_env()}.items():
-        monkeypatch_module.setenv(variable, value)
     pool = f"aci-{uuid.uuid4().hex[:8]}"
+    block = f"code-{uuid.uuid4().hex[:8]}"
     with temporary_settings({PREFECT_API_URL: prefect_server}):
-        block = f"code-{uuid.uuid4().hex[:8]}"
         credentials = AzureBlobStorageCredentials(account_url=azure["account"])
         AzureBlobStorageContainer(container_name=container, credentials=credentials).save(block)
         with get_client(sync_client=True) as client:
@@ -108,17 +108,24 @@ def deployment(prefect_server, azure, monkeypatch_module):
                     base_job_template=AzureContainerWorker.get_default_base_job_template(),
                 )
             )
-        deployment_id = deploy_demo(block, pool, "image-test")
+            flow_id = client.create_flow_from_name(FLOW_NAME)
+            pull = {
+                "prefect.deployments.steps.pull_with_block": {
+                    "block_document_name": block,
+                    "block_type_slug": "azure-blob-storage-container",
+                }
+            }
+            deployment_id = client.create_deployment(
+                flow_id=flow_id,
+                name="image-test",
+                entrypoint=FLOW_ENTRYPOINT,
+                work_pool_name=pool,
+                pull_steps=[pull],
+            )
         Variable.set("key_vault_url", f"{VAULT}/", overwrite=True)
     yield deployment_id
     with temporary_settings({PREFECT_API_URL: prefect_server}):
         Variable.unset("key_vault_url")
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
 
 
 def new_flow_run(api: str, deployment_id) -> uuid.UUID:

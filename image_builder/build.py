@@ -121,8 +121,12 @@ def _one_line(instruction: str, width: int = 100) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _lines(text: str) -> Iterator[str]:
-    for line in text.splitlines():
+    # The classic builder colours a step's stderr; the words are what the error line needs.
+    for line in _ANSI.sub("", text).splitlines():
         line = line.rstrip()
         if line:
             yield line

@@ -15,6 +15,34 @@ from rich.console import Console
 from prefect_aci.core.errors import UserError
 
 SUITE = "bookworm"
+# The Pythons the image is built for, and the Debian release whose python3 is that version, from
+# which the offline base is made. No Debian release ships 3.12 (bookworm 3.11, trixie 3.13), and
+# uv-managed Pythons come from GitHub, not PyPI: offline, 3.12 cannot be made here.
+PYTHONS = ("3.11", "3.12", "3.13")
+OFFLINE_SUITES = {"3.11": "bookworm", "3.13": "trixie"}
+
+
+def check_python(version: str) -> str:
+    if version not in PYTHONS:
+        raise UserError(f"unknown Python version {version!r}; choose one of {', '.join(PYTHONS)}")
+    return version
+
+
+def online_base(python: str) -> str:
+    """The production base for a Python: Docker's official slim image on Debian bookworm."""
+    return f"python:{python}-slim-bookworm"
+
+
+def offline_base(python: str | None, bookworm_tag: str) -> tuple[str, str] | None:
+    """(tag, Debian suite) of the offline base for ``python`` (None: the default, bookworm's),
+    or None when no Debian release has that Python."""
+    suite = OFFLINE_SUITES.get(python or "3.11")
+    if suite is None:
+        return None
+    tag = bookworm_tag if suite == SUITE else bookworm_tag.rsplit(":", 1)[0] + f":{suite}"
+    return tag, suite
+
+
 # python3-venv brings ensurepip, as Docker's official python images have it; ca-certificates
 # lets flows reach Azure and the Prefect API over TLS.
 PACKAGES = ("python3", "python3-venv", "ca-certificates")
@@ -73,23 +101,41 @@ def resolve_base(
     offline_fallback: bool,
     mirror: str,
     console: Console,
+    python: str | None = None,
 ) -> str:
-    """The base image to build from, present locally once this returns."""
+    """The base image to build from, present locally once this returns. ``python``: the version
+    asked for, which the offline fallback must then provide too."""
+    offline = offline_base(python, offline_image)
     if image_present(client, base_image):
         return base_image
-    if base_image == offline_image:
-        return make_offline_base(client, offline_image, mirror, console)
+    if offline and base_image == offline[0]:
+        return make_offline_base(client, offline[0], mirror, console, suite=offline[1])
     console.print(f"Base image {base_image} is not here; pulling it")
     reason = try_pull(client, base_image)
     if reason is None:
         return base_image
-    if offline_fallback:
-        console.print(f"[yellow]Cannot pull {base_image} ({reason}); using the offline base.[/]")
-        return make_offline_base(client, offline_image, mirror, console)
+    if offline_fallback and offline is None:
+        raise UserError(
+            f"cannot pull {base_image} ({reason}), and no offline base has Python {python}: "
+            "no Debian release ships it (bookworm has 3.11, trixie 3.13) and uv's Pythons are "
+            "downloaded from GitHub, not PyPI; build with --python 3.11 or 3.13 here, or give "
+            f"--base an image with Python {python} that this engine holds"
+        )
+    if offline_fallback and offline is not None:
+        tag, suite = offline
+        console.print(
+            f"[yellow]Cannot pull {base_image} ({reason}); using the offline base {tag} "
+            f"(Debian {suite}, Python {python or '3.11'}).[/]"
+        )
+        return make_offline_base(client, tag, mirror, console, suite=suite)
+    hint = (
+        f"run `prefect-aci image base --offline` and build with --base {offline[0]}, or "
+        if offline
+        else ""
+    )
     raise UserError(
-        f"base image {base_image} is not present and cannot be pulled ({reason}); run "
-        f"`prefect-aci image base --offline` and build with --base {offline_image}, "
-        "or build with --offline-fallback"
+        f"base image {base_image} is not present and cannot be pulled ({reason}); "
+        f"{hint}build with --offline-fallback"
     )
 
 
@@ -133,8 +179,10 @@ def make_offline_base(
     mirror: str,
     console: Console,
     rebuild: bool = False,
+    suite: str = SUITE,
 ) -> str:
-    """Build (or reuse) a Debian bookworm image with Debian's Python, from packages only."""
+    """Build (or reuse) a Debian image (bookworm, or trixie for Python 3.13) with Debian's
+    Python, from packages only."""
     if not rebuild and image_present(client, tag):
         console.print(f"Reusing offline base {tag}")
         return tag
@@ -148,13 +196,13 @@ def make_offline_base(
     with tempfile.TemporaryDirectory(prefix="prefect-aci-base-") as tmp:
         rootfs = Path(tmp) / "rootfs"
         console.print(
-            f"Making offline base {tag} with debootstrap ({SUITE}, {mirror}); about a minute"
+            f"Making offline base {tag} with debootstrap ({suite}, {mirror}); about a minute"
         )
         command = [
             debootstrap,
             "--variant=minbase",
             f"--include={','.join(PACKAGES)}",
-            SUITE,
+            suite,
             str(rootfs),
             mirror,
         ]

@@ -9,19 +9,30 @@ from pathlib import Path
 from typing import BinaryIO
 
 import docker
+import docker.models.images
 from docker.errors import APIError
 from rich.console import Console
 from rich.markup import escape
 
 from image_builder import vcs
 from image_builder.context import build_context
-from image_builder.probe import ImageVersions, base_python_version, image_versions, locked_version
-from image_builder.tagging import REVISION_LABEL, version_tags
+from image_builder.probe import (
+    ImageVersions,
+    base_python_version,
+    has_ui,
+    image_versions,
+    locked_version,
+)
+from image_builder.tagging import REVISION_LABEL, suffix, version_tags
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.records import ImageRecord
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _TAIL_LINES = 25
+# The trims docker/trim.py knows, in the order the Dockerfile runs them.
+TRIMS = ("azure-api-versions", "ui", "pip", "bytecode", "symbols", "uv")
+# What a failing check step prints (docker/check.py, uv): the cause, worth the error line.
+_CHECK_FAILURE = re.compile(r"^(prefect-aci image check: .*|error: .*)$")
 
 
 @dataclass
@@ -35,6 +46,22 @@ class BuildRequest:
     build_args: dict[str, str] = field(default_factory=dict)
     nocache: bool = False
     verbose: bool = False
+    keep: tuple[str, ...] = ()  # trims left out (TRIMS), or ("all",)
+    server: bool = False  # the `server` stage: runtime plus the UI and all bytecode
+    python: str | None = None  # X.Y asked for: the base must have it
+
+    @property
+    def target(self) -> str:
+        return "server" if self.server else "runtime"
+
+
+def check_keep(names: list[str]) -> tuple[str, ...]:
+    unknown = [name for name in names if name not in (*TRIMS, "all")]
+    if unknown:
+        raise UserError(
+            f"--keep takes a trim name; got {', '.join(unknown)} (trims: {', '.join(TRIMS)})"
+        )
+    return tuple(names)
 
 
 @dataclass
@@ -57,7 +84,13 @@ def follow_build(stream: Iterable[dict], console: Console, verbose: bool) -> Bui
             for line in result.output:
                 console.print(f"  {line}", style="dim", highlight=False, markup=False)
             where = f"step {result.step}" if result.step else "before the first step"
-            raise UserError(f"build failed at {where}: {message.strip()}")
+            cause = next(
+                (line for line in reversed(result.output) if _CHECK_FAILURE.match(line)), ""
+            )
+            raise UserError(
+                f"build failed at {where}: {cause + ' (' if cause else ''}{message.strip()}"
+                f"{')' if cause else ''}"
+            )
         if "aux" in chunk and "ID" in chunk["aux"]:
             result.image_id = chunk["aux"]["ID"]
         for line in _lines(chunk.get("stream", "")):
@@ -76,7 +109,7 @@ def follow_build(stream: Iterable[dict], console: Console, verbose: bool) -> Bui
                 )
             else:
                 result.output.append(line)
-                if verbose or line.startswith(" ---> Using cache"):
+                if verbose or line.startswith((" ---> Using cache", "trim ")):
                     console.print(f"  {line}", style="dim", highlight=False, markup=False)
     if not result.image_id:
         raise UserError("the engine finished the build without reporting an image id")
@@ -88,8 +121,12 @@ def _one_line(instruction: str, width: int = 100) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _lines(text: str) -> Iterator[str]:
-    for line in text.splitlines():
+    # The classic builder colours a step's stderr; the words are what the error line needs.
+    for line in _ANSI.sub("", text).splitlines():
         line = line.rstrip()
         if line:
             yield line
@@ -102,12 +139,14 @@ def stream_build(
     nocache: bool,
     console: Console,
     verbose: bool = False,
+    target: str | None = None,
 ) -> str:
     """Send a prepared tar context to the engine and follow the build; return the image id."""
     try:
         stream = client.api.build(
             fileobj=context,
             custom_context=True,
+            target=target,
             buildargs=buildargs,
             nocache=nocache,
             pull=False,
@@ -120,6 +159,18 @@ def stream_build(
         raise UserError(f"the engine refused the build: {exc.explanation or exc}") from None
 
 
+def tag_locally(
+    image: docker.models.images.Image, refs: list[str], started: float, console: Console
+) -> None:
+    for ref in refs:
+        repository, tag = ref.rsplit(":", 1)
+        image.tag(repository, tag)
+    console.print(
+        f"[bold green]Built[/] {image.id[:19]} in {time.monotonic() - started:.0f}s, "
+        f"tagged {', '.join(refs)}"
+    )
+
+
 def build_image(
     client: docker.DockerClient, request: BuildRequest, console: Console
 ) -> ImageRecord:
@@ -130,7 +181,12 @@ def build_image(
         prefect=locked_version(lock, "prefect"),
         prefect_azure=locked_version(lock, "prefect-azure"),
     )
-    primary = version_tags(expected.prefect, expected.python_minor)[0]
+    if request.python and expected.python_minor != request.python:
+        raise UserError(
+            f"base {request.base_image} has Python {expected.python}, not {request.python}; "
+            f"drop --base to use python:{request.python}-slim-bookworm"
+        )
+    primary = version_tags(expected.prefect, expected.python_minor, request.target)[0]
     args = {
         "BASE_IMAGE": request.base_image,
         "IMAGE_VERSION": primary,
@@ -140,34 +196,35 @@ def build_image(
         "PREFECT_VERSION": expected.prefect,
         "PREFECT_AZURE_VERSION": expected.prefect_azure,
         "PYTHON_VERSION": expected.python,
+        "KEEP": " ".join(request.keep),
         **request.build_args,
     }
     context = build_context(request.docker_dir, request.ca_bundle)
+    kept = f", keeping {' '.join(request.keep)}" if request.keep else ""
     console.print(
-        f"[bold]Building[/] {request.repository} from {request.base_image} "
+        f"[bold]Building[/] {request.repository} ({request.target}) from {request.base_image} "
         f"(prefect {expected.prefect}, python {expected.python}"
-        f"{', CA bundle ' + str(request.ca_bundle) if request.ca_bundle else ''})"
+        f"{', CA bundle ' + str(request.ca_bundle) if request.ca_bundle else ''}{kept})"
     )
     started = time.monotonic()
-    image_id = stream_build(client, context, args, request.nocache, console, request.verbose)
+    image_id = stream_build(
+        client, context, args, request.nocache, console, request.verbose, request.target
+    )
     actual = image_versions(client, image_id)
     if actual != expected:
         raise UserError(
             f"the built image reports {actual.as_dict()} but its labels say {expected.as_dict()}; "
             "the lock or base changed during the build: rebuild"
         )
+    if request.server and not has_ui(client, image_id):
+        raise UserError("the server image holds no Prefect UI; rebuild with --no-cache")
     image = client.images.get(image_id)
     local_tags = [
-        f"{request.repository}:{tag}" for tag in version_tags(actual.prefect, actual.python_minor)
+        f"{request.repository}:{tag}"
+        for tag in version_tags(actual.prefect, actual.python_minor, request.target)
     ]
-    local_tags.append(f"{request.repository}:latest")
-    for ref in local_tags:
-        repository, tag = ref.rsplit(":", 1)
-        image.tag(repository, tag)
-    console.print(
-        f"[bold green]Built[/] {image_id[:19]} in {time.monotonic() - started:.0f}s, "
-        f"tagged {', '.join(local_tags)}"
-    )
+    local_tags.append(f"{request.repository}:latest{suffix(request.target)}")
+    tag_locally(image, local_tags, started, console)
     labels = dict(image.labels or {})
     if labels.get(REVISION_LABEL, "").endswith("-dirty"):
         console.print(

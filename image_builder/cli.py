@@ -1,6 +1,7 @@
 """`prefect-aci image ...` and `prefect-aci acr ...`: build, tag, push and measure the image;
 make an offline base; keep an Azure Container Registry tidy."""
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +13,8 @@ from image_builder import base as base_images
 from image_builder.acr import default_credential
 from image_builder.acr_tags import acr_client, delete_tags, list_tags, prune_plan
 from image_builder.bench import print_report, run_bench, save
-from image_builder.build import BuildRequest, build_image
+from image_builder.build import TRIMS, BuildRequest, build_image, check_keep
+from image_builder.child import ChildRequest, build_child, check_name
 from image_builder.push import publish
 from image_builder.registry import (
     RegistryKind,
@@ -50,7 +52,43 @@ def _parse_build_args(values: list[str]) -> dict[str, str]:
 def build(
     base: Annotated[
         str | None,
-        typer.Option(help="Base image (default: BASE_IMAGE or python:3.12-slim-bookworm)."),
+        typer.Option(
+            help="Base image (default: python:<--python>-slim-bookworm, else BASE_IMAGE or "
+            "python:3.12-slim-bookworm)."
+        ),
+    ] = None,
+    python: Annotated[
+        str | None,
+        typer.Option(
+            help="Python version: 3.11, 3.12 or 3.13. Picks python:X.Y-slim-bookworm; offline, "
+            "Debian's Python (3.11 bookworm, 3.13 trixie; none has 3.12)."
+        ),
+    ] = None,
+    keep: Annotated[
+        list[str],
+        typer.Option(help=f"Leave out a trim ({', '.join(TRIMS)}); repeatable."),
+    ] = [],  # noqa: B006
+    no_trim: Annotated[bool, typer.Option(help="Leave out every trim: the full packages.")] = False,
+    server: Annotated[
+        bool,
+        typer.Option(
+            help="Build the server variant (`prefect server start` with its UI): the image plus "
+            "one layer; tags end in -server."
+        ),
+    ] = False,
+    requirements: Annotated[
+        Path | None,
+        typer.Option(
+            help="Build a child image FROM the built one (or --parent) with these requirements "
+            "resolved into a hashed lock and installed; needs --name."
+        ),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Repository name of the child image (with --requirements).")
+    ] = None,
+    parent: Annotated[
+        str | None,
+        typer.Option(help="Parent of the child image (default: the image in build/image.json)."),
     ] = None,
     repository: Annotated[str | None, typer.Option(help="Local repository name.")] = None,
     ca_bundle: Annotated[
@@ -73,23 +111,53 @@ def build(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show every build line.")
     ] = False,
-    record: Annotated[Path, typer.Option(help="Where to write the image record.")] = IMAGE_RECORD,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write the image record (default: build/image.json; "
+            "build/images/<name>.json for a child)."
+        ),
+    ] = None,
 ) -> None:
     """Build the image, tag it from what it contains, and write build/image.json.
 
-    Settings: BASE_IMAGE, IMAGE_REPOSITORY, CA_BUNDLE (else PIP_CERT, REQUESTS_CA_BUNDLE,
-    SSL_CERT_FILE; used in the build stage only), OFFLINE_BASE_IMAGE, DEBIAN_MIRROR.
+    With --requirements FILE --name NAME: a child image of the built one instead, with FILE's
+    requirements baked in (build/images/NAME.json; push it with `push --record`).
+
+    Settings: BASE_IMAGE, IMAGE_PYTHON, IMAGE_REPOSITORY, CA_BUNDLE (else PIP_CERT,
+    REQUESTS_CA_BUNDLE, SSL_CERT_FILE; used in the build stage only), OFFLINE_BASE_IMAGE,
+    DEBIAN_MIRROR.
     """
     settings = ImageSettings()
     extra_args = _parse_build_args(build_arg)
+    kept = ("all",) if no_trim else check_keep(keep)
+    if requirements is not None or name is not None:
+        if requirements is None or name is None:
+            raise UserError("a child image needs both --requirements FILE and --name NAME")
+        _build_child(
+            requirements,
+            check_name(name),
+            parent,
+            ca_bundle,
+            no_ca_bundle,
+            record,
+            no_cache,
+            verbose,
+            settings,
+        )
+        return
+    python = python or settings.image_python
+    if python is not None:
+        base_images.check_python(python)
     client = connect()
     base_image = base_images.resolve_base(
         client,
-        base or settings.base_image,
+        base or (base_images.online_base(python) if python else settings.base_image),
         settings.offline_base_image,
         offline_fallback,
         settings.debian_mirror,
         console,
+        python=python,
     )
     request = BuildRequest(
         docker_dir=settings.docker_dir,
@@ -101,10 +169,51 @@ def build(
         build_args=extra_args,
         nocache=no_cache,
         verbose=verbose,
+        keep=kept,
+        server=server,
+        python=python,
     )
     image = build_image(client, request, console)
+    record = record or IMAGE_RECORD
     write_record(record, image)
     console.print(f"Wrote {record}")
+
+
+def _build_child(
+    requirements: Path,
+    name: str,
+    parent: str | None,
+    ca_bundle: Path | None,
+    no_ca_bundle: bool,
+    record: Path | None,
+    no_cache: bool,
+    verbose: bool,
+    settings: ImageSettings,
+) -> None:
+    if not requirements.is_file():
+        raise UserError(f"requirements file {requirements} does not exist")
+    if parent is None:
+        parent_record = read_record(IMAGE_RECORD)
+        parent, reference = (
+            parent_record.image_id,
+            parent_record.reference or (parent_record.local_tags[0]),
+        )
+    else:
+        reference = parent
+    request = ChildRequest(
+        parent=parent,
+        parent_reference=reference,
+        requirements=requirements,
+        name=name,
+        lock=BUILD_DIR / "images" / name / "requirements.lock",
+        ca_bundle=None if no_ca_bundle else detect_ca_bundle(ca_bundle or settings.ca_bundle),
+        nocache=no_cache,
+        verbose=verbose,
+    )
+    image = build_child(connect(), request, dict(os.environ), console)
+    record = record or BUILD_DIR / "images" / f"{name.replace('/', '-')}.json"
+    write_record(record, image)
+    console.print(f"Wrote {record}; push it with `prefect-aci image push --record {record}`")
 
 
 @app.command("base")
@@ -118,18 +227,30 @@ def base_command(
     tag: Annotated[str | None, typer.Option(help="Tag of the offline base.")] = None,
     mirror: Annotated[str | None, typer.Option(help="Debian mirror.")] = None,
     rebuild: Annotated[bool, typer.Option(help="Make it again even if present.")] = False,
+    python: Annotated[
+        str,
+        typer.Option(help="3.11 (Debian bookworm) or 3.13 (Debian trixie); no Debian has 3.12."),
+    ] = "3.11",
 ) -> None:
-    """Make the Debian bookworm base image from Debian packages with debootstrap (root;
-    reused when present). Settings: OFFLINE_BASE_IMAGE, DEBIAN_MIRROR."""
+    """Make a Debian base image from Debian packages with debootstrap (root; reused when
+    present): bookworm with Python 3.11, or trixie with 3.13. Settings: OFFLINE_BASE_IMAGE,
+    DEBIAN_MIRROR."""
     if not offline:
         raise UserError("only --offline is supported: an online base is pulled by build itself")
     settings = ImageSettings()
+    found = base_images.offline_base(base_images.check_python(python), settings.offline_base_image)
+    if found is None:
+        raise UserError(
+            f"no Debian release ships Python {python} (bookworm has 3.11, trixie 3.13): "
+            "no offline base can be made for it"
+        )
     made = base_images.make_offline_base(
         connect(),
-        tag or settings.offline_base_image,
+        tag or found[0],
         mirror or settings.debian_mirror,
         console,
         rebuild=rebuild,
+        suite=found[1],
     )
     print(made)
 

@@ -12,6 +12,11 @@ CONTEXT_FILES = {
     "entrypoint.sh": 0o755,
     "requirements.lock": 0o644,
     "build-tools.lock": 0o644,
+    "trim.py": 0o644,
+    "bytecode-keep.txt": 0o644,
+    "check.py": 0o644,
+    "report_start_failure.py": 0o644,
+    "uv.sh": 0o755,
 }
 
 

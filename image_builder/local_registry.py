@@ -143,6 +143,10 @@ class LocalRegistry:
         with self._request(f"/v2/{repository}/manifests/{tag}", accept=MANIFEST_TYPES) as resp:
             return json.loads(resp.read())
 
+    def blob(self, repository: str, digest: str):
+        """A layer as the registry serves it (compressed), to read as a stream."""
+        return self._request(f"/v2/{repository}/blobs/{digest}")
+
     def tags(self, repository: str) -> list[str]:
         with self._request(f"/v2/{repository}/tags/list") as response:
             return json.loads(response.read())["tags"] or []

@@ -65,6 +65,24 @@ def image_versions(client: docker.DockerClient, image: str) -> ImageVersions:
     return ImageVersions(**json.loads(run_python(client, image, _VERSION_PROBE)))
 
 
+_DISTRIBUTIONS_PROBE = (
+    "import json, importlib.metadata as m; "
+    "print(json.dumps(sorted(f\"{d.metadata['Name'].lower()}=={d.version}\" "
+    "for d in m.distributions())))"
+)
+
+
+def installed_distributions(client: docker.DockerClient, image: str) -> list[str]:
+    """``name==version`` of every distribution the image's Python sees."""
+    return json.loads(run_python(client, image, _DISTRIBUTIONS_PROBE))
+
+
+def has_ui(client: docker.DockerClient, image: str) -> bool:
+    """Whether the image holds the Prefect UI that `prefect server start` serves."""
+    probe = "import prefect; print(prefect.__ui_static_path__.joinpath('index.html').is_file())"
+    return run_python(client, image, probe) == "True"
+
+
 def base_python_version(client: docker.DockerClient, base_image: str) -> str:
     """The Python version a base image provides (its entrypoint bypassed)."""
     return run_python(

@@ -25,6 +25,11 @@ class ImageSettings(ProjectSettings):
         DEFAULT_BASE_IMAGE,
         description="Image the build and final stages start from (Debian-based, with python3).",
     )
+    image_python: str | None = Field(
+        None,
+        description="Python version of the image (3.11, 3.12, 3.13): picks "
+        "python:X.Y-slim-bookworm, or the offline base with that Python.",
+    )
     image_repository: str = Field(
         "prefect-aci", description="Local repository name the built image is tagged with."
     )

@@ -70,8 +70,19 @@ def lint() -> None:
     checks = {
         "ruff check": [_tool("ruff"), "check", "."],
         "ruff format": [_tool("ruff"), "format", "--check", "."],
-        "hadolint": [_tool("hadolint"), "docker/Dockerfile", "bench/Dockerfile"],
-        "shellcheck": [_tool("shellcheck"), "docker/entrypoint.sh", ".ci/run", *scripts],
+        "hadolint": [
+            _tool("hadolint"),
+            "docker/Dockerfile",
+            "docker/child/Dockerfile",
+            "bench/Dockerfile",
+        ],
+        "shellcheck": [
+            _tool("shellcheck"),
+            "docker/entrypoint.sh",
+            "docker/uv.sh",
+            ".ci/run",
+            *scripts,
+        ],
         "actionlint": [_tool("actionlint"), *map(str, Path(".github/workflows").glob("*.yml"))],
     }
     failed = [name for name, command in checks.items() if _run(command) != 0]

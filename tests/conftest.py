@@ -26,6 +26,7 @@ TEST_REPOSITORY = os.environ.get("PREFECT_ACI_TEST_REPOSITORY", "prefect-aci-tes
 SLOW_FIXTURES = {
     "docker_client",
     "built_image",
+    "server_image",
     "image",
     "registry",
     "prefect_server",
@@ -112,6 +113,26 @@ def image(built_image) -> str:
 
 
 @pytest.fixture(scope="session")
+def server_image(built_image, marked_ca_bundle, tmp_path_factory) -> ImageRecord:
+    """The server variant (`--server`: the image plus the UI and bytecode the trims set aside),
+    what `prefect server start` runs from; built after the image, from its cached stages."""
+    record = tmp_path_factory.mktemp("build-server") / "image.json"
+    result = run_builder(
+        "build",
+        "--offline-fallback",
+        "--server",
+        "--repository",
+        TEST_REPOSITORY,
+        "--ca-bundle",
+        str(marked_ca_bundle),
+        "--record",
+        str(record),
+    )
+    assert result.returncode == 0, f"server build failed:\n{result.stderr[-4000:]}"
+    return read_record(record)
+
+
+@pytest.fixture(scope="session")
 def host_ca_bundle() -> Path:
     """A CA bundle for pip inside containers (the machine may sit behind a TLS proxy)."""
     return detect_ca_bundle(None) or Path(certifi.where())
@@ -129,8 +150,8 @@ def docker_setup() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def docker_compose_file(built_image) -> str:
-    os.environ["PREFECT_ACI_TEST_IMAGE"] = built_image.local_tags[0]
+def docker_compose_file(server_image) -> str:
+    os.environ["PREFECT_ACI_TEST_IMAGE"] = server_image.local_tags[0]
     return str(PROJECT_ROOT / "tests" / "docker-compose.yml")
 
 

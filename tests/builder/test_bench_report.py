@@ -1,6 +1,6 @@
 """The bench's arithmetic: ratios and targets from figures (no timing is measured here)."""
 
-from image_builder.bench import Figures, report
+from image_builder.bench import ChildFigures, Figures, report
 
 
 def _figures(**values) -> Figures:
@@ -20,9 +20,18 @@ def _figures(**values) -> Figures:
 
 
 def test_ratios_are_ours_over_baseline():
-    result = report(_figures(compressed_bytes=40), _figures(compressed_bytes=100), {}, "base")
-    assert result["figures"]["compressed_bytes"]["ratio"] == 0.4
+    result = report(_figures(compressed_bytes=25), _figures(compressed_bytes=100), {}, "base")
+    assert result["figures"]["compressed_bytes"]["ratio"] == 0.25
     assert result["targets"]["compressed_bytes"]["met"] is True
+    missed = report(_figures(compressed_bytes=40), _figures(compressed_bytes=100), {}, "base")
+    assert missed["targets"]["compressed_bytes"]["met"] is False
+
+
+def test_child_start_is_compared_with_installing_at_start():
+    child = ChildFigures(image_id="c", build_s=5.0, added_compressed_bytes=9, start_s=2.0)
+    result = report(_figures(start_with_extra_pip_s=4.0), _figures(), {}, "base", child)
+    assert result["child"]["child_start_vs_extra_pip"] == 0.5
+    assert result["child"]["child_build_s"] == 5.0
 
 
 def test_missed_target_is_reported_not_hidden():

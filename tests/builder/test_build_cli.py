@@ -114,3 +114,66 @@ def test_tags_are_read_from_the_image(docker_client, built_image, tmp_path):
         f"{prefect.split('.')[0]}-python{minor}",
     ]
     assert printed[-1] == "latest"
+
+
+def test_a_trim_that_breaks_an_import_is_one_error_and_no_image(docker_client, tmp_path):
+    broken = tmp_path / "docker"
+    shutil.copytree(DOCKER_DIR, broken)
+    trim = broken / "trim.py"
+    marker = '    _report("pip", doomed)'
+    assert marker in trim.read_text()
+    trim.write_text(
+        trim.read_text().replace(marker, '    doomed.append(SITE / "azure/keyvault")\n' + marker)
+    )
+    repository = "prefect-aci-test-image-broken-trim"
+    result = run_builder(
+        "build",
+        "--offline-fallback",
+        "--repository",
+        repository,
+        "--record",
+        str(tmp_path / "image.json"),
+        env={"DOCKER_DIR": str(broken)},
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    [error] = _error_lines(result.stderr)
+    assert "import azure.keyvault.secrets failed after the trims" in error
+    assert "check.py" in error
+    assert not docker_client.images.list(name=repository)
+    assert not (tmp_path / "image.json").exists()
+
+
+@pytest.mark.slow  # runs the command in a subprocess
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--python", "3.9"], "unknown Python version '3.9'; choose one of 3.11, 3.12, 3.13"),
+        (["--keep", "docs"], "--keep takes a trim name; got docs"),
+    ],
+)
+def test_bad_build_options_are_one_error(args, expected, tmp_path):
+    result = run_builder("build", *args, "--record", str(tmp_path / "image.json"))
+    assert result.returncode == 1
+    [error] = _error_lines(result.stderr)
+    assert expected in error
+
+
+def test_python_312_offline_says_no_debian_release_has_it(docker_client, tmp_path):
+    # A registry that refuses connections stands for Docker Hub out of reach, on any machine.
+    result = run_builder(
+        "build",
+        "--python",
+        "3.12",
+        "--base",
+        "127.0.0.1:9/python:3.12-slim-bookworm",
+        "--offline-fallback",
+        "--repository",
+        "prefect-aci-test-image-312",
+        "--record",
+        str(tmp_path / "image.json"),
+    )
+    assert result.returncode == 1
+    [error] = _error_lines(result.stderr)
+    assert "no offline base has Python 3.12" in error
+    assert "bookworm has 3.11, trixie 3.13" in error

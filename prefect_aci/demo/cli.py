@@ -15,7 +15,7 @@ from prefect_aci.core.console import command_group, console
 from prefect_aci.core.engine import connect, ensure_programs
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.paths import BUILD_DIR, IMAGE_RECORD, PROJECT_ROOT
-from prefect_aci.core.records import read_record
+from prefect_aci.core.records import ImageRecord, read_record
 from prefect_aci.demo import bench as demo_bench
 from prefect_aci.demo import stack
 from prefect_aci.demo.local_azure import load_side
@@ -29,6 +29,20 @@ app = command_group(
     "reads no Azure setting."
 )
 
+SERVER_RECORD = BUILD_DIR / "server-image.json"
+ServerRecord = Annotated[
+    Path, typer.Option(help="Record of the image's server variant (with the Prefect UI).")
+]
+
+
+def _images(record: Path, server_record: Path, build: bool) -> tuple[ImageRecord, ImageRecord]:
+    """The image and its server variant: built now (from cache when nothing changed), or read."""
+    if build:
+        build_image(offline_fallback=True, record=record)
+        build_image(offline_fallback=True, server=True, record=server_record)
+    return read_record(record), read_record(server_record)
+
+
 StateDir = Annotated[
     Path,
     typer.Option(
@@ -41,6 +55,7 @@ StateDir = Annotated[
 @app.command()
 def up(
     record: Annotated[Path, typer.Option(help="Built image record.")] = IMAGE_RECORD,
+    server_record: ServerRecord = SERVER_RECORD,
     state_dir: StateDir = DEMO_DIR,
     port: Annotated[
         int | None,
@@ -56,12 +71,9 @@ def up(
     client = connect()
     # Debian's registry stands in for ACR, npm installs Azurite.
     ensure_programs("docker-registry", "npm")
-    if build:
-        build_image(offline_fallback=True, record=record)
+    images = _images(record, server_record, build)
     try:
-        state, run = stack.up(
-            client, read_record(record), state_dir, PROJECT_ROOT / "flows", console, port
-        )
+        state, run = stack.up(client, *images, state_dir, PROJECT_ROOT / "flows", console, port)
     except APIError as exc:
         raise UserError(
             f"Docker refused a step of the stack ({exc.explanation}); see the step above, "
@@ -106,6 +118,7 @@ def status(state_dir: StateDir = DEMO_DIR) -> None:
 @app.command()
 def bench(
     record: Annotated[Path, typer.Option(help="Built image record.")] = IMAGE_RECORD,
+    server_record: ServerRecord = SERVER_RECORD,
     runs: Annotated[int, typer.Option(min=1, max=20, help="Demo runs one at a time (median).")] = 5,
     burst: Annotated[int, typer.Option(min=1, max=20, help="Runs submitted at once.")] = 10,
     output: Annotated[Path, typer.Option(help="Where to write the figures.")] = (
@@ -117,11 +130,10 @@ def bench(
     image, median), then a burst at once; a stack of its own (build/bench-demo), removed after."""
     client = connect()
     ensure_programs("docker-registry", "npm")
-    if build:
-        build_image(offline_fallback=True, record=record)
+    images = _images(record, server_record, build)
     root = BUILD_DIR / "bench-demo"
     try:
-        state, _ = stack.up(client, read_record(record), root, PROJECT_ROOT / "flows", console)
+        state, _ = stack.up(client, *images, root, PROJECT_ROOT / "flows", console)
         side = load_side(root / "local-azure")
         aci = side.aci(state.local_aci)
 

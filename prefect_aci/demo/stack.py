@@ -364,13 +364,19 @@ def deployer_env(state: State, side: LocalSide) -> dict[str, str]:
 def up(
     client: docker.DockerClient,
     record: ImageRecord,
+    server: ImageRecord,
     root: Path,
     flows_dir: Path,
     console: Console,
     port: int | None = None,
 ) -> tuple[State, wiring.DemoRun]:
-    """Start the stack, wire it, run the demo flow once; return the state and the run."""
+    """Start the stack, wire it, run the demo flow once; return the state and the run.
+
+    ``record`` is the image flow runs and the worker run (pushed to the stack's registry);
+    ``server`` its server variant, with the UI, for the Prefect server and the stand-ins.
+    """
     require_image(client, record.image_id)
+    require_image(client, server.image_id)
     down(client, root, console)
     state = State()
     state_file = root / "state.json"
@@ -432,7 +438,7 @@ def up(
 
     def start_server() -> None:
         container = client.containers.create(
-            pushed.reference,
+            server.image_id,
             ["prefect", "server", "start", "--host", "0.0.0.0"],  # noqa: S104 (in the container)
             name=server_container(root),
             detach=True,
@@ -462,9 +468,9 @@ def up(
     state.ports["local-aci"] = free_port()
 
     def start_local_aci() -> None:
-        imds_router_up(client, pushed.reference)
+        imds_router_up(client, server.image_id)
         container = client.containers.create(
-            pushed.reference,
+            server.image_id,
             [
                 "python",
                 "-m",

@@ -298,6 +298,9 @@ class LocalAci:
         if params["action"].lower() == "stop":
             self.groups.stop(group)
             return Response(status_code=204)
+        if params["action"].lower() == "start":
+            self.groups.start(group)
+            return Response(status_code=204)
         return _error(
             400, "NotSupported", f"'{params['action']}' is not supported by the local ACI."
         )

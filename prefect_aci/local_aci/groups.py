@@ -245,6 +245,11 @@ class Groups:
             container.stop(timeout=10)
         group.stopped = True
 
+    def start(self, group: Group) -> None:
+        for container in self._containers(group):
+            container.start()
+        group.stopped = False
+
     def delete(self, group: Group) -> None:
         with self.lock:
             self._remove_containers(group)

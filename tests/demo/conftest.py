@@ -115,13 +115,22 @@ class Stack:
 
 
 @pytest.fixture(scope="package")
-def stack(built_image, tmp_path_factory) -> Stack:
+def stack(built_image, server_image, tmp_path_factory) -> Stack:
     folder = tmp_path_factory.mktemp("demo")
-    record = folder / "image.json"
+    record, server_record = folder / "image.json", folder / "server-image.json"
     record.write_text(built_image.model_dump_json())
+    server_record.write_text(server_image.model_dump_json())
     state_dir = folder / "stack"
     up = demo(
-        "up", "--no-build", "--record", str(record), "--port", str(free_port()), state_dir=state_dir
+        "up",
+        "--no-build",
+        "--record",
+        str(record),
+        "--server-record",
+        str(server_record),
+        "--port",
+        str(free_port()),
+        state_dir=state_dir,
     )
     state_file = state_dir / "state.json"
     assert state_file.is_file(), up.stderr[-3000:]

@@ -4,6 +4,7 @@ that does not exist, a transient 503 from Container Instances, a cancellation, a
 that Azure's schema rejects. Each run's code comes from Blob storage like the demo's."""
 
 import copy
+import os
 import time
 import uuid
 
@@ -16,7 +17,9 @@ from prefect.states import Cancelling
 
 from prefect_aci.core.names import FLOW_NAME
 from prefect_aci.demo.wiring import DEPLOYMENT
+from tests.conftest import run_cli
 from tests.demo.conftest import TEST_FLOWS, Stack
+from tests.stand_ins import AzureHostsProxy
 
 TERMINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
 
@@ -160,3 +163,50 @@ def test_a_pool_template_with_a_typo_gives_arms_error_in_the_run_state(stack, te
     message = str(final.state.message)
     assert "InvalidTemplateDeployment" in message, message
     assert "Could not find member 'comand'" in message, message
+
+
+def test_a_worker_that_dies_mid_run_leaves_a_group_that_azure_sweep_removes(stack, test_flows):
+    """The worker dies while a run goes on (its group is stopped through Container Instances);
+    the run ends on its own, its group stays behind, billing; `prefect-aci azure sweep`, signed
+    in as the deployer and sent to management.azure.com (local ACI, through a proxy that knows
+    only that host), deletes it and spares the worker's group."""
+    aci, group = stack.aci(), stack.record.resource_group
+    worker = stack.state["worker_group"]
+    deployment = deploy(stack, test_flows, "test_flows/sleeps.py:sleeps")
+    flow_run = run(stack, deployment, parameters={"seconds": 20})
+    wait(stack, flow_run, {StateType.RUNNING})
+    aci.container_groups.stop(group, worker)
+    try:
+        final = wait(stack, flow_run, TERMINAL)
+        assert final.state.type == StateType.COMPLETED, final.state
+        left = group_of(flow_run, "sleeps")
+        assert aci.container_groups.get(group, left).name == left  # nobody deleted it
+        door = ("127.0.0.1", stack.state["ports"]["local-aci"])
+        proxy = AzureHostsProxy({"management.azure.com:443": door})
+        try:
+            swept = run_cli(
+                "azure",
+                "sweep",
+                "--older-than",
+                "0s",
+                env={
+                    **{name: None for name in os.environ if name.startswith("AZURE_")},
+                    **proxy.env(),
+                    "AZURE_SUBSCRIPTION_ID": stack.side.config.subscription_id,
+                    "AZURE_RESOURCE_GROUP": group,
+                    "PREFECT_API_URL": stack.api,
+                    "IDENTITY_ENDPOINT": f"{stack.local_aci}/_local/msi/token",
+                    "IDENTITY_HEADER": stack.side.deployer_secret,
+                    "AZURE_TOKEN_CREDENTIALS": "ManagedIdentityCredential",
+                    "REQUESTS_CA_BUNDLE": str(stack.side.tls.bundle),
+                },
+                timeout=300,
+            )
+        finally:
+            proxy.close()
+        assert swept.returncode == 0, swept.stderr[-3000:]
+        assert left in swept.stdout
+        assert stack.group_gone(left, timeout=10)
+        assert aci.container_groups.get(group, worker).name == worker
+    finally:
+        aci.container_groups.begin_start(group, worker).result()

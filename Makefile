@@ -16,7 +16,7 @@ help:
 	@echo "make demo-down    remove what make demo started"
 	@echo "make image        build the image (offline Debian base when nothing can be pulled)"
 	@echo "make push REGISTRY=host[:port] [REPOSITORY=name]   push all tags, record the digest"
-	@echo "make bench        our image vs the usual recipe: size, build, start, push (build/bench.json)"
+	@echo "make bench        our image vs the usual recipe (build/bench.json), flow runs on local ACI (build/local-aci-bench.json)"
 	@echo "make validate-arm the ARM template offline: Azure's schemas and checkov"
 	@echo "make deploy-infra [WHAT_IF=1]   deploy the ARM template (settings from .env), outputs to build/azure.json"
 	@echo "make destroy CONFIRM=yes        delete the resource group"
@@ -45,7 +45,7 @@ push: setup
 	$(CLI) image push --registry "$(REGISTRY)" $(if $(REPOSITORY),--repository "$(REPOSITORY)") $(PUSH_FLAGS)
 
 bench: setup
-	$(CLI) image bench $(BENCH_FLAGS)
+	$(CLI) bench $(BENCH_FLAGS)
 
 demo: setup
 	$(CLI) demo up $(DEMO_FLAGS)

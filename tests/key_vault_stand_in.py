@@ -12,7 +12,7 @@ TENANT = "11111111-2222-3333-4444-555555555555"
 
 
 class KeyVaultStandIn(StandIn):
-    """``tls`` must be good for VAULT_HOST (tests.tls.make_tls(..., names=(VAULT_HOST,)))."""
+    """``tls`` must be good for VAULT_HOST: make_tls(..., names=(VAULT_HOST,))."""
 
     def __init__(self, bearer: str, secrets: dict[str, str], tls: LocalTls) -> None:
         self.bearer = bearer

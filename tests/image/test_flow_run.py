@@ -13,10 +13,10 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from prefect_aci.local_aci.tls import make_tls
 from tests.acr_stand_in import AzureStandIn
 from tests.key_vault_stand_in import VAULT, VAULT_HOST, KeyVaultStandIn
 from tests.stand_ins import AzureHostsProxy
-from tests.tls import make_tls
 
 JOB_CLIENT_ID = "22222222-3333-4444-5555-666666666666"
 SECRET = "kv-s3cret-from-the-image-never-logged"
@@ -32,8 +32,8 @@ def azure(tmp_path_factory):
     import subprocess
 
     from image_builder.local_registry import free_port, wait_for_port
-    from prefect_aci.core.paths import BUILD_DIR
     from prefect_aci.demo import azurite
+    from prefect_aci.demo.stack import NODE_PREFIX
 
     folder = tmp_path_factory.mktemp("azure")
     folder.chmod(0o755)
@@ -44,7 +44,7 @@ def azure(tmp_path_factory):
     with (folder / "azurite.log").open("ab") as log:
         process = subprocess.Popen(
             azurite.command(
-                azurite.install(BUILD_DIR / "demo" / "node"),
+                azurite.install(NODE_PREFIX),
                 port,
                 folder / "data",
                 tls=(tls.certificate, tls.key),

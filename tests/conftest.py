@@ -89,22 +89,28 @@ def marked_ca_bundle(tmp_path_factory) -> Path:
     return bundle
 
 
-@pytest.fixture(scope="session")
-def built_image(docker_client, marked_ca_bundle, tmp_path_factory) -> ImageRecord:
-    """The image, built by `prefect-aci image build` (offline base when needed)."""
-    record = tmp_path_factory.mktemp("build") / "image.json"
+def _build(folder: Path, ca_bundle: Path, *extra: str) -> ImageRecord:
+    """`prefect-aci image build` as `make image` runs it (offline base when needed)."""
+    record = folder / "image.json"
     result = run_builder(
         "build",
         "--offline-fallback",
+        *extra,
         "--repository",
         TEST_REPOSITORY,
         "--ca-bundle",
-        str(marked_ca_bundle),
+        str(ca_bundle),
         "--record",
         str(record),
     )
-    assert result.returncode == 0, f"build failed:\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, f"build {' '.join(extra)} failed:\n{result.stderr[-4000:]}"
     return read_record(record)
+
+
+@pytest.fixture(scope="session")
+def built_image(docker_client, marked_ca_bundle, tmp_path_factory) -> ImageRecord:
+    """The image, built by `prefect-aci image build`."""
+    return _build(tmp_path_factory.mktemp("build"), marked_ca_bundle)
 
 
 @pytest.fixture(scope="session")
@@ -116,20 +122,7 @@ def image(built_image) -> str:
 def server_image(built_image, marked_ca_bundle, tmp_path_factory) -> ImageRecord:
     """The server variant (`--server`: the image plus the UI and bytecode the trims set aside),
     what `prefect server start` runs from; built after the image, from its cached stages."""
-    record = tmp_path_factory.mktemp("build-server") / "image.json"
-    result = run_builder(
-        "build",
-        "--offline-fallback",
-        "--server",
-        "--repository",
-        TEST_REPOSITORY,
-        "--ca-bundle",
-        str(marked_ca_bundle),
-        "--record",
-        str(record),
-    )
-    assert result.returncode == 0, f"server build failed:\n{result.stderr[-4000:]}"
-    return read_record(record)
+    return _build(tmp_path_factory.mktemp("build-server"), marked_ca_bundle, "--server")
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from prefect_aci.local_aci.config import ARM_ROLES, KEY_VAULT_SECRETS_USER, LocalAzure
 from prefect_aci.local_aci.groups import Group, Groups
@@ -54,6 +55,11 @@ ROUTES = [
     ),
     ("groups", rf"^{SUBSCRIPTION}/microsoft\.containerinstance/containergroups/?$"),
 ]
+
+
+def _identity_error(status: int, description: str) -> JSONResponse:
+    """The error shape of IMDS and the App Service identity endpoint (OAuth's, not ARM's)."""
+    return JSONResponse({"error": "invalid_request", "error_description": description}, status)
 
 
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
@@ -212,7 +218,7 @@ class LocalAci:
         spec = json.loads(json.dumps(group.spec))
         properties = spec.setdefault("properties", {})
         states = []
-        for container, (name, view) in zip(
+        for container, (_, view) in zip(
             properties.get("containers", []), self.groups.instance_view(group), strict=False
         ):
             container["properties"]["instanceView"] = view
@@ -220,7 +226,6 @@ class LocalAci:
             for variable in container["properties"].get("environmentVariables") or []:
                 if variable.get("secureValue") is None:
                     variable.pop("secureValue", None)
-            del name
         properties["provisioningState"] = group.provisioning_state
         properties.setdefault("osType", "Linux")
         properties.setdefault("restartPolicy", "Always")
@@ -387,22 +392,10 @@ class LocalAci:
 
     def imds_token(self, request: Request) -> Response:
         if request.headers.get("metadata", "").lower() != "true":
-            return JSONResponse(
-                {
-                    "error": "invalid_request",
-                    "error_description": "Required metadata header not specified",
-                },
-                400,
-            )
+            return _identity_error(400, "Required metadata header not specified")
         resource = request.query_params.get("resource")
         if not resource:
-            return JSONResponse(
-                {
-                    "error": "invalid_request",
-                    "error_description": "Required audience parameter not specified",
-                },
-                400,
-            )
+            return _identity_error(400, "Required audience parameter not specified")
         caller = request.client.host if request.client else ""
         if caller == IMDS_ADDRESS:
             # The IMDS router (one for all stacks) says who called it.
@@ -428,9 +421,7 @@ class LocalAci:
         else:
             chosen = assigned if len(assigned) == 1 else []
         if not chosen:
-            return JSONResponse(
-                {"error": "invalid_request", "error_description": "Identity not found"}, 400
-            )
+            return _identity_error(400, "Identity not found")
         return JSONResponse(
             self._token(
                 resource, chosen[0].client_id, chosen[0].principal_id, chosen[0].resource_id
@@ -455,18 +446,10 @@ class LocalAci:
         stack's own calls from the host, as the deployer."""
         header = request.headers.get("x-identity-header", "")
         if not secrets.compare_digest(header, self.deployer_secret):
-            return JSONResponse(
-                {
-                    "error": "invalid_request",
-                    "error_description": "X-IDENTITY-HEADER is missing or wrong",
-                },
-                401,
-            )
+            return _identity_error(401, "X-IDENTITY-HEADER is missing or wrong")
         resource = request.query_params.get("resource")
         if not resource:
-            return JSONResponse(
-                {"error": "invalid_request", "error_description": "resource is required"}, 400
-            )
+            return _identity_error(400, "resource is required")
         deployer = self.config.identity_by_principal(self.config.admin_principal_id)
         assert deployer is not None
         return JSONResponse(
@@ -557,6 +540,4 @@ def imds_app(aci: LocalAci) -> FastAPI:
 
 async def _threaded(function, *args):
     """Docker calls block: run them off the event loop."""
-    from starlette.concurrency import run_in_threadpool
-
     return await run_in_threadpool(function, *args)

@@ -55,7 +55,15 @@ class Trace:
         return {m for run in self.runs() for p in run["opened"] if (m := module_of(p))}
 
     def compiled_modules(self) -> set[str]:
-        return {m for run in self.runs() for p in run["compiled"] if (m := module_of(p))}
+        """Modules Python compiled from source because it had no bytecode for them. A module
+        whose .pyc was read may still show a compile event: anyio's lazy importer parses its
+        own source into an AST (compile(..., PyCF_ONLY_AST)), which the audit hook cannot tell
+        from compiling bytecode."""
+        found = set()
+        for run in self.runs():
+            from_bytecode = {module_of(p) for p in run["opened"] if p.endswith(".pyc")}
+            found |= {m for p in run["compiled"] if (m := module_of(p)) and m not in from_bytecode}
+        return found
 
 
 _ALL_TRACES: list[Trace] = []

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 
 import docker
-from docker.errors import DockerException
+from docker.errors import APIError, DockerException
 
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.paths import SCRIPTS_DIR
@@ -68,4 +68,34 @@ def ensure_programs(*programs: str) -> None:
     raise UserError(
         f"{', '.join(missing)} not found on PATH; install it (on Debian or Ubuntu: "
         f"apt-get install {packages}) and retry"
+    )
+
+
+def make_network(
+    client: docker.DockerClient,
+    name: str,
+    subnets: list[str] | tuple[str, ...],
+    labels: dict[str, str] | None = None,
+) -> tuple:
+    """A bridge network on the first of ``subnets`` (x.y.z.0/24) that overlaps nothing here, its
+    gateway at x.y.z.1 chosen by us (an engine does not always report the one it picks); returns
+    the network and the x.y.z prefix."""
+    for subnet in subnets:
+        prefix = subnet.rsplit(".", 1)[0]
+        pool = docker.types.IPAMPool(subnet=subnet, gateway=f"{prefix}.1")
+        try:
+            network = client.networks.create(
+                name,
+                driver="bridge",
+                ipam=docker.types.IPAMConfig(pool_configs=[pool]),
+                labels=labels or {},
+            )
+        except APIError as exc:
+            if "overlap" in str(exc.explanation).lower():
+                continue
+            raise UserError(f"Docker could not make network {name}: {exc.explanation}") from None
+        return network, prefix
+    raise UserError(
+        f"every candidate subnet ({subnets[0]} ... {subnets[-1]}) overlaps a network of this "
+        "machine; remove unused Docker networks (docker network prune) and retry"
     )

@@ -18,6 +18,7 @@ from azure.mgmt.containerinstance import ContainerInstanceManagementClient
 from prefect_aci.core.names import DEFAULT_WORK_POOL, DEMO_SECRET, FLOW_CODE_CONTAINER
 from prefect_aci.core.records import AzureRecord, read_record, write_record
 from prefect_aci.local_aci import server
+from prefect_aci.local_aci.app import MANAGEMENT_HOST
 from prefect_aci.local_aci.config import (
     KEY_VAULT_SECRETS_USER,
     OWNER,
@@ -36,7 +37,6 @@ from prefect_aci.local_aci.tokens import make_signing_key
 RESOURCE_GROUP = "prefect-aci-local"
 VAULT_NAME = "prefectacilocalkv"
 AZURITE_ACCOUNT = "devstoreaccount1"
-MANAGEMENT_HOST = "management.azure.com"
 # The stand-in's TLS certificate lives as long as a demo stack may run.
 CERTIFICATE_DAYS = 30
 
@@ -70,6 +70,18 @@ class LocalSide:
 
     def credential(self, local_aci: str) -> DeployerCredential:
         return DeployerCredential(local_aci, self.deployer_secret, self.tls.client_context())
+
+    def deployer_env(self, local_aci: str) -> dict[str, str]:
+        """What a process sets to sign in to the local Azure as the deployer
+        (DefaultAzureCredential, App Service managed identity protocol) and to trust its
+        certificate. The caller also unsets this machine's own AZURE_* settings."""
+        return {
+            "IDENTITY_ENDPOINT": f"{local_aci}/_local/msi/token",
+            "IDENTITY_HEADER": self.deployer_secret,
+            "AZURE_TOKEN_CREDENTIALS": "ManagedIdentityCredential",
+            "REQUESTS_CA_BUNDLE": str(self.tls.bundle),
+            "SSL_CERT_FILE": str(self.tls.bundle),
+        }
 
     def aci(self, local_aci: str) -> ContainerInstanceManagementClient:
         """Container Instances as the deployer, through the stack's door on 127.0.0.1."""

@@ -36,10 +36,12 @@ import docker
 from docker.errors import APIError, NotFound
 from rich.console import Console
 
+from arm.deploy import WORKER_CONTAINER
 from image_builder.local_registry import LocalRegistry, free_port, wait_for_port
 from image_builder.probe import require_image
 from image_builder.push import PushPlan, push_image
 from prefect_aci.core.console import Step
+from prefect_aci.core.engine import make_network
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.paths import BUILD_DIR, PROJECT_ROOT
 from prefect_aci.core.records import ImageRecord, write_record
@@ -236,7 +238,7 @@ def status(client: docker.DockerClient, root: Path) -> list[tuple[str, str, bool
             )
         )
     if state.worker_group:
-        worker = f"-{state.worker_group}-{wiring.WORKER_CONTAINER}"
+        worker = f"-{state.worker_group}-{WORKER_CONTAINER}"
         parts.append(
             (
                 "ACI worker",
@@ -247,28 +249,6 @@ def status(client: docker.DockerClient, root: Path) -> list[tuple[str, str, bool
     if state.flow_run_id:
         parts.append(("last demo flow run", state.flow_run_page() or "", True))
     return parts
-
-
-def _make_network(client: docker.DockerClient, name: str, stack: str):
-    for subnet in SUBNETS:
-        prefix = subnet.rsplit(".", 1)[0]
-        pool = docker.types.IPAMPool(subnet=subnet, gateway=f"{prefix}.1")
-        try:
-            network = client.networks.create(
-                name,
-                driver="bridge",
-                ipam=docker.types.IPAMConfig(pool_configs=[pool]),
-                labels={f"{LABEL}.stack": stack},
-            )
-        except APIError as exc:
-            if "overlap" in str(exc.explanation).lower():
-                continue
-            raise UserError(f"Docker could not make network {name}: {exc.explanation}") from None
-        return network, prefix
-    raise UserError(
-        f"every candidate subnet ({SUBNETS[0]} ... {SUBNETS[-1]}) overlaps a network of this "
-        "machine; remove unused Docker networks (docker network prune) and retry"
-    )
 
 
 def _endpoint(client: docker.DockerClient, network: str, **settings) -> dict:
@@ -350,15 +330,7 @@ def deployer_env(state: State, side: LocalSide) -> dict[str, str]:
     (which reads the code back), the worker's container group."""
     # A service principal or az login of this machine must not sign in to the local Azure.
     env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
-    return {
-        **env,
-        "IDENTITY_ENDPOINT": f"{state.local_aci}/_local/msi/token",
-        "IDENTITY_HEADER": side.deployer_secret,
-        "AZURE_TOKEN_CREDENTIALS": "ManagedIdentityCredential",
-        "REQUESTS_CA_BUNDLE": str(side.tls.bundle),
-        "SSL_CERT_FILE": str(side.tls.bundle),
-        "PREFECT_API_URL": state.api,
-    }
+    return {**env, **side.deployer_env(state.local_aci), "PREFECT_API_URL": state.api}
 
 
 def up(
@@ -409,7 +381,7 @@ def up(
 
     network, prefix = step(
         "making the stack's Docker network (the delegated subnet)",
-        lambda: _make_network(client, network_name(root), stack),
+        lambda: make_network(client, network_name(root), SUBNETS, {f"{LABEL}.stack": stack}),
     )
     state.network = network.name
     state.save(state_file)

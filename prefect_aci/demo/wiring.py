@@ -39,7 +39,6 @@ from prefect_aci.local_aci.resource_manager import without_nulls
 DEPLOYMENT = "local"
 # Where containers on the stack's network reach the Prefect server.
 SERVER_ALIAS = "prefect-server"
-WORKER_CONTAINER = "prefect-worker"
 # The local server takes no API key; the template's worker wants one as a secure value.
 LOCAL_API_KEY = "local-server-takes-no-key"
 

@@ -444,8 +444,7 @@ class LocalAci:
     def deployer_token(self, request: Request) -> Response:
         """The App Service managed identity protocol (IDENTITY_ENDPOINT / IDENTITY_HEADER) for the
         stack's own calls from the host, as the deployer."""
-        header = request.headers.get("x-identity-header", "")
-        if not secrets.compare_digest(header, self.deployer_secret):
+        if not self._from_deployer(request):
             return _identity_error(401, "X-IDENTITY-HEADER is missing or wrong")
         resource = request.query_params.get("resource")
         if not resource:
@@ -456,18 +455,19 @@ class LocalAci:
             self._token(resource, deployer.client_id, deployer.principal_id, deployer.resource_id)
         )
 
+    def _from_deployer(self, request: Request) -> bool:
+        """The stack's own door: the caller holds the deployer's secret."""
+        header = request.headers.get("x-identity-header", "")
+        return secrets.compare_digest(header, self.deployer_secret)
+
     def faults_left(self, request: Request) -> Response:
-        if not secrets.compare_digest(
-            request.headers.get("x-identity-header", ""), self.deployer_secret
-        ):
+        if not self._from_deployer(request):
             return _error(401, "Unauthorized", "X-IDENTITY-HEADER is missing or wrong.")
         with self.lock:
             return JSONResponse({"faults": sum(f.times for f in self.faults)})
 
     def add_fault(self, request: Request, payload: dict) -> Response:
-        if not secrets.compare_digest(
-            request.headers.get("x-identity-header", ""), self.deployer_secret
-        ):
+        if not self._from_deployer(request):
             return _error(401, "Unauthorized", "X-IDENTITY-HEADER is missing or wrong.")
         try:
             fault = Fault(

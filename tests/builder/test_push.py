@@ -7,10 +7,10 @@ import shutil
 import socket
 from pathlib import Path
 
-import docker
 import pytest
 
 from image_builder.local_registry import LocalRegistry
+from prefect_aci.core.engine import make_network
 from prefect_aci.local_aci.tls import make_tls
 from tests.conftest import REGISTRY_PASSWORD, REGISTRY_USER, run_builder
 from tests.stand_ins import CuttingProxy
@@ -204,21 +204,11 @@ PRIVATE_SUBNETS = ("172.31.250.0/24", "10.250.250.0/24", "192.168.250.0/24")
 
 @pytest.fixture(scope="module")
 def host_address_on_a_test_network(docker_client):
-    for subnet in PRIVATE_SUBNETS:
-        gateway = subnet.rsplit(".", 1)[0] + ".1"
-        pool = docker.types.IPAMPool(subnet=subnet, gateway=gateway)
-        try:
-            network = docker_client.networks.create(
-                f"prefect-aci-test-tls-{os.getpid()}",
-                driver="bridge",
-                ipam=docker.types.IPAMConfig(pool_configs=[pool]),
-            )
-        except docker.errors.APIError:
-            continue
-        yield gateway
-        network.remove()
-        return
-    pytest.fail(f"no Docker network could be made on any of {PRIVATE_SUBNETS}")
+    network, prefix = make_network(
+        docker_client, f"prefect-aci-test-tls-{os.getpid()}", PRIVATE_SUBNETS
+    )
+    yield f"{prefix}.1"
+    network.remove()
 
 
 @pytest.fixture

@@ -195,10 +195,7 @@ def test_a_worker_that_dies_mid_run_leaves_a_group_that_azure_sweep_removes(stac
                     "AZURE_SUBSCRIPTION_ID": stack.side.config.subscription_id,
                     "AZURE_RESOURCE_GROUP": group,
                     "PREFECT_API_URL": stack.api,
-                    "IDENTITY_ENDPOINT": f"{stack.local_aci}/_local/msi/token",
-                    "IDENTITY_HEADER": stack.side.deployer_secret,
-                    "AZURE_TOKEN_CREDENTIALS": "ManagedIdentityCredential",
-                    "REQUESTS_CA_BUNDLE": str(stack.side.tls.bundle),
+                    **stack.side.deployer_env(stack.local_aci),
                 },
                 timeout=300,
             )

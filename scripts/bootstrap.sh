@@ -11,10 +11,15 @@ command -v "$PYTHON" >/dev/null 2>&1 || { echo "bootstrap: $PYTHON not found; in
   || { echo "bootstrap: $PYTHON is older than 3.11; set PYTHON=python3.11 (or newer)" >&2; exit 1; }
 
 pip_install() { "$1/bin/python" -m pip install --quiet --disable-pip-version-check "${@:2}"; }
+# pip older than 23.3 (Debian's and pyenv's 3.11 ship 23.x) refuses a hashed lock when a package
+# asks for another with extras (prefect wants httpx[http2]) and the index has a newer release.
+PIP_VERSION=25.3
+new_pip() { pip_install "$1" "pip==$PIP_VERSION"; }
 
 if [ "${1:-}" = checkov ]; then
   CHECKOV_VENV="${CHECKOV_VENV:-.venv-checkov}"
   [ -x "$CHECKOV_VENV/bin/python" ] || "$PYTHON" -m venv "$CHECKOV_VENV"
+  new_pip "$CHECKOV_VENV"
   pip_install "$CHECKOV_VENV" --require-hashes -r requirements-checkov.lock
   touch "$CHECKOV_VENV/.installed"
   echo "bootstrap: $CHECKOV_VENV ready" >&2
@@ -23,6 +28,7 @@ fi
 
 VENV="${VENV:-.venv}"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+new_pip "$VENV"
 pip_install "$VENV" --require-hashes -r requirements-dev.lock
 pip_install "$VENV" --no-deps -e .
 touch "$VENV/.installed"

@@ -8,7 +8,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefect_aci.core.errors import UserError
+from prefect_aci.core.errors import UserError, last_line
 from prefect_aci.core.paths import PROJECT_ROOT
 
 CHECKOV = PROJECT_ROOT / ".venv-checkov" / "bin" / "checkov"
@@ -59,8 +59,7 @@ def run_checkov(template: Path) -> Report:
     try:
         results = json.loads(done.stdout).get("results", {})
     except ValueError:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"checkov did not report on {template}: {last}") from None
+        raise UserError(f"checkov did not report on {template}: {last_line(done.stderr)}") from None
 
     def findings(kind: str, text_of) -> list[Finding]:
         return [

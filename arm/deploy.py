@@ -28,10 +28,19 @@ from azure.mgmt.resource.resources.models import (
 from pydantic import SecretStr
 
 from arm.settings import AzureTarget, InfraSettings
-from prefect_aci.core.errors import UserError
-from prefect_aci.core.records import AzureRecord, ImageRecord, azure_record_from_outputs
+from prefect_aci.core.azure import LOGIN_HINT
+from prefect_aci.core.errors import UserError, first_line
+from prefect_aci.core.paths import PROJECT_ROOT
+from prefect_aci.core.records import (
+    AzureRecord,
+    ImageRecord,
+    PublishedImage,
+    azure_record_from_outputs,
+    published,
+)
 from prefect_aci.core.settings import GUID
 
+TEMPLATE = PROJECT_ROOT / "arm" / "azuredeploy.json"
 DEPLOYMENT_NAME = "prefect-aci-infra"
 MANAGEMENT_SCOPE = "https://management.azure.com/.default"
 # What the template names (its variables workerGroupName and workerRoleName, the worker container,
@@ -42,19 +51,19 @@ WORKER_ROLE_PREFIX = "Prefect ACI worker ("
 # ARM's guid(a, b, ...) is the name-based (version 5) UUID of "a-b-..." in this namespace.
 ARM_GUID_NAMESPACE = uuid.UUID("11fb06fb-712d-4ddd-98c7-e71bbd588830")
 ROLE_DEFINITIONS_API = "2022-04-01"
-LOGIN_HINT = (
-    "log in with `az login`, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET for "
-    "a service principal, or run where a managed identity is assigned"
-)
 
 
-def check_worker_image(settings: InfraSettings, image: ImageRecord | None) -> None:
-    if settings.deploy_worker and (image is None or not image.reference):
+def worker_image(settings: InfraSettings, image: ImageRecord | None) -> PublishedImage | None:
+    """The pushed image the worker runs; None when no worker is deployed."""
+    if not settings.deploy_worker:
+        return None
+    if image is None or image.published is None:
         raise UserError(
             "the worker needs a pushed image: run `make push REGISTRY=...` first "
             "(it records the pinned reference in build/image.json), or set "
-            "DEPLOY_WORKER=false"
+            "PREFECT_ACI_DEPLOY_WORKER=false"
         )
+    return published(image)
 
 
 def worker_group_name(prefix: str) -> str:
@@ -102,7 +111,7 @@ def parameters(
     settings: InfraSettings, image: ImageRecord | None, deployer: Principal | None = None
 ) -> dict:
     """ARM deployment parameters. Secrets go only into this request, never into a file."""
-    check_worker_image(settings, image)
+    worker = worker_image(settings, image)
     demo = settings.demo_secret_value or SecretStr(secrets.token_urlsafe(24))
     values = {
         "prefix": settings.prefix,
@@ -114,7 +123,7 @@ def parameters(
         "registrySku": settings.registry_sku,
         "deployWorker": settings.deploy_worker,
         "enablePurgeProtection": settings.enable_purge_protection,
-        "workerImage": image.reference if settings.deploy_worker and image else "",
+        "workerImage": worker.reference if worker else "",
         "workerCpu": settings.worker_cpu,
         "workerMemoryInGB": settings.worker_memory_gb,
     }
@@ -145,8 +154,7 @@ class Infra:
         try:
             token = credential.get_token(MANAGEMENT_SCOPE).token
         except ClientAuthenticationError as exc:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-            raise UserError(f"no Azure credential ({reason}); {LOGIN_HINT}") from None
+            raise UserError(f"no Azure credential ({first_line(exc)}); {LOGIN_HINT}") from None
         kwargs = {"transport": transport} if transport else {}
         subscription = settings.azure_subscription_id
         return cls(
@@ -177,9 +185,7 @@ class Infra:
     def what_if(self, template: dict, params: dict) -> list[tuple[str, str]]:
         """(change type, resource id) for each resource ARM would touch."""
         request = DeploymentWhatIf(
-            properties=DeploymentWhatIfProperties(
-                mode=DeploymentMode.INCREMENTAL, template=template, parameters=params
-            )
+            properties=_incremental(DeploymentWhatIfProperties, template, params)
         )
         result = arm_call(
             lambda: self.client.deployments.begin_what_if(
@@ -233,16 +239,12 @@ class Infra:
         if stale and not replace_worker:
             raise UserError(
                 f"{stale}; run `prefect-aci azure deploy --replace-worker` (make deploy-infra "
-                "DEPLOY_FLAGS=--replace-worker) to delete and recreate it, or set WORKER_CPU "
-                "and WORKER_MEMORY_GB back"
+                "DEPLOY_FLAGS=--replace-worker) to delete and recreate it, or set "
+                "PREFECT_ACI_WORKER_CPU and PREFECT_ACI_WORKER_MEMORY_GB back"
             )
         if stale:
             self.delete_container_group(worker_group_name(params["prefix"]["value"]))
-        request = Deployment(
-            properties=DeploymentProperties(
-                mode=DeploymentMode.INCREMENTAL, template=template, parameters=params
-            )
-        )
+        request = Deployment(properties=_incremental(DeploymentProperties, template, params))
         result = arm_call(
             lambda: self.client.deployments.begin_create_or_update(
                 self.settings.azure_resource_group, DEPLOYMENT_NAME, request
@@ -298,6 +300,12 @@ class Infra:
             ) from None
 
 
+def _incremental(kind, template: dict, params: dict):
+    """The properties of a deployment (or of its what-if): incremental, so that what the
+    template does not name in the group is left alone."""
+    return kind(mode=DeploymentMode.INCREMENTAL, template=template, parameters=params)
+
+
 class NotFound(UserError):
     """ARM answered 404: the caller decides whether that is a problem."""
 
@@ -307,21 +315,20 @@ def arm_call(call):
     try:
         return call()
     except ResourceNotFoundError as exc:
-        raise NotFound(f"Azure Resource Manager found no such resource: {_first(exc)}") from None
+        raise NotFound(
+            f"Azure Resource Manager found no such resource: {first_line(exc, 300)}"
+        ) from None
     except ClientAuthenticationError as exc:
-        raise UserError(f"Azure refused the credential ({_first(exc)}); {LOGIN_HINT}") from None
+        raise UserError(
+            f"Azure refused the credential ({first_line(exc, 300)}); {LOGIN_HINT}"
+        ) from None
     except HttpResponseError as exc:
         code = getattr(getattr(exc, "error", None), "code", None) or exc.status_code
-        raise UserError(f"Azure Resource Manager said {code}: {_first(exc)}") from None
+        raise UserError(f"Azure Resource Manager said {code}: {first_line(exc, 300)}") from None
     except ServiceRequestError as exc:
         raise UserError(
-            f"cannot reach Azure Resource Manager ({_first(exc)}); check the network"
+            f"cannot reach Azure Resource Manager ({first_line(exc, 300)}); check the network"
         ) from None
-
-
-def _first(exc: Exception) -> str:
-    message = getattr(getattr(exc, "error", None), "message", None) or str(exc)
-    return (message.strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def load_template(path: Path) -> dict:

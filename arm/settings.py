@@ -1,4 +1,5 @@
-"""Settings of the Azure side, from the environment or .env (variable names in upper case).
+"""Settings of the Azure side, from the environment or .env: PREFECT_ACI_<FIELD>, but for the
+Azure target and the Prefect API, which keep the names other tools read (AZURE_*, PREFECT_API_*).
 
 `AzureTarget` is where things go (enough for `azure destroy`); `InfraSettings` adds what the
 template takes. Both load through prefect_aci.core.settings.load, which names every missing or
@@ -42,16 +43,18 @@ def _key_vault(value: str | None) -> str | None:
 class AzureTarget(ProjectSettings):
     """The subscription and resource group to work in."""
 
-    azure_subscription_id: Annotated[str, AfterValidator(_subscription)]
+    azure_subscription_id: Annotated[str, AfterValidator(_subscription)] = Field(
+        validation_alias="AZURE_SUBSCRIPTION_ID"
+    )
     azure_resource_group: Annotated[
         str,
         matches(
             r"^[-\w._()]{0,89}[-\w_()]$", "1-90 letters, digits, - _ . ( ), not ending with a dot"
         ),
-    ]
+    ] = Field(validation_alias="AZURE_RESOURCE_GROUP")
     azure_location: Annotated[
         str | None, matches(r"^[a-z0-9]+$", "an Azure region name like westeurope")
-    ] = None
+    ] = Field(None, validation_alias="AZURE_LOCATION")
 
 
 Prefix = Annotated[
@@ -70,8 +73,10 @@ class InfraSettings(AzureTarget):
 
     prefix: Prefix = "prefect"
     key_vault_name: Annotated[str | None, AfterValidator(_key_vault)] = None
-    prefect_api_url: Annotated[str, AfterValidator(_url)]
-    prefect_api_key: SecretStr
+    prefect_api_url: Annotated[str, AfterValidator(_url)] = Field(
+        validation_alias="PREFECT_API_URL"
+    )
+    prefect_api_key: SecretStr = Field(validation_alias="PREFECT_API_KEY")
     demo_secret_value: SecretStr | None = Field(
         None, description="Value of the demo secret; a random one is made when unset."
     )
@@ -92,6 +97,8 @@ class SweepSettings(AzureTarget):
     the Prefect API that knows the flow runs (the workspace the worker serves)."""
 
     prefix: Prefix = "prefect"
-    prefect_api_url: Annotated[str, AfterValidator(_url)]
-    prefect_api_key: SecretStr | None = None
+    prefect_api_url: Annotated[str, AfterValidator(_url)] = Field(
+        validation_alias="PREFECT_API_URL"
+    )
+    prefect_api_key: SecretStr | None = Field(None, validation_alias="PREFECT_API_KEY")
     work_pool_name: PoolName = DEFAULT_WORK_POOL

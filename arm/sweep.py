@@ -23,7 +23,6 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import httpx
 from azure.core.credentials import TokenCredential
 from azure.core.pipeline.transport import HttpTransport
 from prefect import get_client
@@ -35,6 +34,7 @@ from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_setting
 from arm.deploy import Infra, NotFound, arm_call, worker_group_name
 from arm.settings import SweepSettings
 from prefect_aci.core.errors import UserError
+from prefect_aci.core.prefect_api import prefect_api_errors
 from prefect_aci.core.settings import GUID_PATTERN
 
 # What the sweep calls, as Azure RBAC actions: the worker role (template and
@@ -233,7 +233,7 @@ class Sweep:
             updates[PREFECT_API_KEY] = self.settings.prefect_api_key.get_secret_value()
         with (
             temporary_settings(updates=updates),
-            _prefect_errors(api),
+            prefect_api_errors("nothing was deleted"),
             get_client(sync_client=True) as client,
         ):
             yield client
@@ -261,7 +261,7 @@ class Sweep:
                     f"the Prefect API at {self.settings.prefect_api_url} has no work pool "
                     f"{pool}, so every flow run would look unknown to it; point "
                     "PREFECT_API_URL at the workspace the worker serves (and set "
-                    "WORK_POOL_NAME); nothing was deleted"
+                    "PREFECT_ACI_WORK_POOL_NAME); nothing was deleted"
                 ) from None
 
     def carry_out(
@@ -307,24 +307,6 @@ def _same_id(value: str | None, run_id: uuid.UUID) -> bool:
         return value is not None and uuid.UUID(value) == run_id
     except ValueError:
         return False
-
-
-@contextlib.contextmanager
-def _prefect_errors(api: str):
-    """The Prefect client's HTTP failures as one line that says what to set."""
-    try:
-        yield
-    except httpx.HTTPStatusError as exc:
-        status = exc.response.status_code
-        hint = "set PREFECT_API_KEY" if status in (401, 403) else "check PREFECT_API_URL"
-        raise UserError(
-            f"the Prefect API at {api} answered {status}; {hint}; nothing was deleted"
-        ) from None
-    except (httpx.HTTPError, OSError) as exc:
-        raise UserError(
-            f"cannot reach the Prefect API at {api} ({type(exc).__name__}); check "
-            "PREFECT_API_URL; nothing was deleted"
-        ) from None
 
 
 def summary(verdicts: list[Verdict], dry_run: bool) -> str:

@@ -1,33 +1,22 @@
-"""What registration reads besides the two records: settings from the environment, and the checks
-that the image is pushed and pinned."""
+"""What registration reads besides the two records: its settings from the environment."""
 
-from pathlib import Path
+from pydantic import Field, SecretStr
 
-from pydantic import SecretStr
-
-from image_builder.registry import ACR_SUFFIXES
-from prefect_aci.core.errors import UserError
-from prefect_aci.core.records import ImageRecord, read_record
 from prefect_aci.core.settings import ProjectSettings
 
 
 class RegistrationSettings(ProjectSettings):
     # A service principal for the worker's Azure calls; unset means the worker's managed identity.
-    azure_tenant_id: str | None = None
-    azure_client_id: str | None = None
-    azure_client_secret: SecretStr | None = None
+    azure_tenant_id: str | None = Field(None, validation_alias="AZURE_TENANT_ID")
+    azure_client_id: str | None = Field(None, validation_alias="AZURE_CLIENT_ID")
+    azure_client_secret: SecretStr | None = Field(None, validation_alias="AZURE_CLIENT_SECRET")
     # Overrides the pool name the ARM deployment recorded.
     work_pool_name: str | None = None
 
-
-def pushed_image(path: Path) -> ImageRecord:
-    record = read_record(path)
-    if not record.pinned:
-        raise UserError(
-            f"{path} has no pinned reference; push the image first (make push REGISTRY=...)"
+    def with_managed_identity(self) -> "RegistrationSettings":
+        """These settings without a service principal: where the AZURE_* variables sign *you* in
+        (deploy-all, the demo), the worker must use its own managed identity, never your
+        secret."""
+        return self.model_copy(
+            update={"azure_tenant_id": None, "azure_client_id": None, "azure_client_secret": None}
         )
-    return record
-
-
-def image_in_acr(record: ImageRecord) -> bool:
-    return bool(record.registry) and record.registry.endswith(ACR_SUFFIXES)

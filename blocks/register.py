@@ -3,7 +3,6 @@
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import httpx
 from prefect import get_client
 from prefect.blocks.core import Block
 from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
@@ -17,6 +16,7 @@ from prefect_azure import (
 
 from blocks.inputs import RegistrationSettings
 from blocks.work_pool import base_job_template
+from prefect_aci.core.azure import is_acr
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.names import (
     ACI_CREDENTIALS_BLOCK,
@@ -24,11 +24,13 @@ from prefect_aci.core.names import (
     KEY_VAULT_VARIABLE,
     WORK_POOL_TYPE,
 )
-from prefect_aci.core.records import AzureRecord
+from prefect_aci.core.prefect_api import prefect_api_errors
+from prefect_aci.core.records import AzureRecord, PublishedImage
 
 
 @dataclass
 class Report:
+    work_pool_name: str
     dry_run: bool = False
     lines: list[str] = field(default_factory=list)
 
@@ -93,21 +95,28 @@ def check_pool_type(pool_name: str) -> dict | None:
         raise UserError(
             f"work pool {pool_name} exists with type {pool.type}, not "
             f"{WORK_POOL_TYPE}; delete it (prefect work-pool delete {pool_name}) or "
-            "set WORK_POOL_NAME to another name"
+            "set PREFECT_ACI_WORK_POOL_NAME to another name"
         )
     return pool.base_job_template
 
 
 def register(
     azure: AzureRecord,
-    image_reference: str,
-    acr_login_server: str | None,
+    image: PublishedImage,
     settings: RegistrationSettings,
-    dry_run: bool,
-    echo: Callable[[str], None],
+    *,
+    dry_run: bool = False,
+    echo: Callable[[str], None] = print,
 ) -> Report:
-    report = Report(dry_run=dry_run)
-    try:
+    """Create or update the Prefect side for ``azure``'s resources and the pushed ``image``;
+    each step's outcome goes to ``echo``. The pool is the recorded one unless the settings name
+    another; the registry credential is the job identity's when the image is in ACR."""
+    if settings.work_pool_name:
+        azure = azure.model_copy(update={"work_pool_name": settings.work_pool_name})
+    report = Report(azure.work_pool_name, dry_run=dry_run)
+    registry = image.published.registry
+    acr_login_server = registry if is_acr(registry) else None
+    with prefect_api_errors():
         existing_template = check_pool_type(azure.work_pool_name)
         credentials_id = _save_block(
             aci_credentials(settings), ACI_CREDENTIALS_BLOCK, report, dry_run
@@ -119,17 +128,12 @@ def register(
         _save_block(storage, FLOW_CODE_BLOCK, report, dry_run)
         template = base_job_template(
             azure,
-            image_reference,
+            image.reference,
             credentials_id or f"<id of block {ACI_CREDENTIALS_BLOCK}>",
             acr_login_server,
         )
         _save_pool(azure.work_pool_name, template, existing_template, report, dry_run)
         _save_variable(azure.key_vault_uri, report, dry_run)
-    except (httpx.HTTPError, OSError) as exc:
-        raise UserError(
-            f"cannot reach the Prefect API ({type(exc).__name__}); set "
-            "PREFECT_API_URL (and PREFECT_API_KEY for Prefect Cloud)"
-        ) from None
     for line in report.lines:
         echo(line)
     return report

@@ -14,28 +14,14 @@ from azure.core.rest import HttpRequest
 from pydantic import SecretStr
 
 from image_builder.registry import ACR_TOKEN_USER, Login
-from prefect_aci.core.errors import UserError
+from prefect_aci.core.errors import UserError, first_line
 
 ACR_SCOPE = "https://containerregistry.azure.net/.default"
 NO_CREDENTIAL_HINT = (
     "run `az login`, set AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET for a service "
-    "principal, run where a managed identity is assigned, or set ACR_USERNAME/ACR_PASSWORD for "
-    "the registry's admin user"
+    "principal, run where a managed identity is assigned, or set "
+    "PREFECT_ACI_ACR_USERNAME/PREFECT_ACI_ACR_PASSWORD for the registry's admin user"
 )
-
-
-def default_credential() -> TokenCredential:
-    from azure.identity import DefaultAzureCredential
-
-    try:
-        return DefaultAzureCredential()
-    except ValueError as exc:
-        # e.g. AZURE_CLIENT_ID set but empty: azure-identity refuses to build the credential.
-        raise UserError(
-            f"the Azure credential settings are incomplete ({exc}); set "
-            "AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET together, "
-            "or unset them"
-        ) from None
 
 
 def _tenant_of(token: str) -> str | None:
@@ -57,9 +43,8 @@ def exchange_login(
     try:
         aad_token = credential.get_token(ACR_SCOPE).token
     except ClientAuthenticationError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(
-            f"no Azure credential for ACR {login_server} ({first[:160]}); {NO_CREDENTIAL_HINT}"
+            f"no Azure credential for ACR {login_server} ({first_line(exc)}); {NO_CREDENTIAL_HINT}"
         ) from None
     form = {
         "grant_type": "access_token",

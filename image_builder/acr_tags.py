@@ -14,7 +14,7 @@ from azure.core.exceptions import (
 from azure.core.pipeline.transport import HttpTransport
 
 from image_builder.acr import NO_CREDENTIAL_HINT
-from prefect_aci.core.errors import UserError
+from prefect_aci.core.errors import UserError, first_line
 
 ACR_AUDIENCE = "https://containerregistry.azure.net"
 
@@ -50,10 +50,10 @@ def list_tags(client: ContainerRegistryClient, repository: str) -> list[TagInfo]
         ) from None
     except ClientAuthenticationError as exc:
         raise UserError(
-            f"the registry refused the Azure credential ({_first_line(exc)}); {NO_CREDENTIAL_HINT}"
+            f"the registry refused the Azure credential ({first_line(exc)}); {NO_CREDENTIAL_HINT}"
         ) from None
     except (HttpResponseError, ServiceRequestError) as exc:
-        raise UserError(f"listing tags failed ({_first_line(exc)}); check --registry") from None
+        raise UserError(f"listing tags failed ({first_line(exc)}); check --registry") from None
 
 
 def prune_plan(
@@ -74,11 +74,6 @@ def delete_tags(client: ContainerRegistryClient, repository: str, doomed: list[T
             client.delete_tag(repository, tag.name)
         except HttpResponseError as exc:
             raise UserError(
-                f"deleting tag {tag.name} failed ({_first_line(exc)}); the identity "
+                f"deleting tag {tag.name} failed ({first_line(exc)}); the identity "
                 "needs AcrDelete (or AcrPush with delete) on the registry"
             ) from None
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:160] if text else type(exc).__name__

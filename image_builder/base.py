@@ -12,7 +12,7 @@ from docker.errors import APIError, ImageNotFound
 from docker.utils import parse_repository_tag
 from rich.console import Console
 
-from prefect_aci.core.errors import UserError
+from prefect_aci.core.errors import UserError, first_line, last_line
 
 SUITE = "bookworm"
 # The Pythons the image is built for, and the Debian release whose python3 is that version, from
@@ -90,7 +90,7 @@ def try_pull(client: docker.DockerClient, ref: str) -> str | None:
     try:
         client.api.pull(repository, tag=tag or "latest")
     except APIError as exc:
-        return str(exc.explanation or exc).splitlines()[0]
+        return first_line(str(exc.explanation or exc))
     return None
 
 
@@ -208,9 +208,9 @@ def make_offline_base(
         ]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
-            last = (done.stdout + done.stderr).strip().splitlines()[-1:] or ["no output"]
             raise UserError(
-                f"debootstrap failed: {last[0]}; check that {mirror} is reachable or pass --mirror"
+                f"debootstrap failed: {last_line(done.stdout + done.stderr)}; check that "
+                f"{mirror} is reachable or pass --mirror"
             )
         _slim(rootfs)
         archive = Path(tmp) / "rootfs.tar"

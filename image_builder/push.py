@@ -11,7 +11,7 @@ from azure.core.credentials import TokenCredential
 from docker.errors import APIError
 from rich.console import Console
 
-from image_builder.acr import default_credential, exchange_login
+from image_builder.acr import exchange_login
 from image_builder.probe import require_image
 from image_builder.registry import (
     Login,
@@ -23,9 +23,18 @@ from image_builder.registry import (
     validate_repository,
 )
 from image_builder.tagging import image_tags
+from prefect_aci.core.azure import default_credential
 from prefect_aci.core.engine import connect
-from prefect_aci.core.errors import UserError
-from prefect_aci.core.records import ImageRecord, read_record, write_record
+from prefect_aci.core.errors import UserError, first_line
+from prefect_aci.core.records import (
+    ImageRecord,
+    Publication,
+    PublishedImage,
+    published,
+    read_record,
+    write_record,
+)
+from prefect_aci.core.settings import load
 
 _AUTH_ERROR = re.compile(
     r"unauthorized|authentication required|no basic auth credentials|denied|forbidden|"
@@ -93,7 +102,10 @@ class PushPlan:
 
 def _auth_hint(plan: PushPlan) -> str:
     if plan.login is None:
-        return "the registry wants credentials: set REGISTRY_USERNAME and REGISTRY_PASSWORD"
+        return (
+            "the registry wants credentials: set PREFECT_ACI_REGISTRY_USERNAME and "
+            "PREFECT_ACI_REGISTRY_PASSWORD"
+        )
     return f"check {plan.login.source}"
 
 
@@ -144,7 +156,7 @@ def _unreachable_reason(reason: str) -> str:
     for known in ("connection refused", "no such host", "i/o timeout", "connection reset"):
         if known in reason.lower():
             return known
-    return reason.splitlines()[0][:160] if reason else "no answer"
+    return first_line(reason) if reason.strip() else "no answer"
 
 
 def push_tag(
@@ -213,8 +225,9 @@ def registry_digest(client: docker.DockerClient, plan: PushPlan, tag: str) -> st
 
 def push_image(
     client: docker.DockerClient, record: ImageRecord, plan: PushPlan, console: Console
-) -> ImageRecord:
-    """Push all tags; return the record to write (registry, tags, digest, pinned reference)."""
+) -> PublishedImage:
+    """Push all tags; return the record to write: the local build as it was, and where it was
+    published (registry, repository, tags, the digest read back)."""
     image = require_image(client, record.image_id)
     login(client, plan)
     target = f"{plan.registry}/{plan.repository}"
@@ -242,16 +255,10 @@ def push_image(
             f"registry {plan.registry} serves {served} for {plan.tags[0]}, not the "
             f"pushed {digest}; nothing recorded: push again"
         )
-    updated = record.model_copy(
-        update={
-            "registry": plan.registry,
-            "repository": plan.repository,
-            "tags": plan.tags,
-            "digest": digest,
-            "reference": f"{target}@{digest}",
-        }
+    publication = Publication(
+        registry=plan.registry, repository=plan.repository, tags=plan.tags, digest=digest
     )
-    return updated
+    return published(record.model_copy(update={"published": publication}))
 
 
 def _printer(console: Console) -> Callable[[dict], None]:
@@ -276,29 +283,44 @@ def _printer(console: Console) -> Callable[[dict], None]:
     return show
 
 
+def registry_repository(
+    kind: RegistryKind, local: str, repository: str | None, namespace: str | None
+) -> str:
+    """The repository's path in the registry: ``[namespace/]repository``, the repository
+    defaulting to the local name. It never depends on an earlier push, so pushing twice goes to
+    the same place."""
+    name = repository or local
+    if namespace:
+        name = f"{namespace.strip('/')}/{name}"
+    return validate_repository(name, kind)
+
+
 def publish(
     record_path: Path,
     registry: str,
     repository: str | None = None,
     *,
+    namespace: str | None = None,
     latest: bool = False,
     attempts: int = 4,
     credential: TokenCredential | None = None,
     console: Console,
-) -> ImageRecord:
-    """Push the recorded image to ``registry`` and write the pinned reference back to the record.
+) -> PublishedImage:
+    """Push the recorded image to ``registry`` and write where it went back to the record.
 
-    Credentials: REGISTRY_* / DOCKERHUB_* / ACR_* from the environment; for ACR without them, an
-    Azure credential (``credential``, else DefaultAzureCredential) exchanged for a registry token.
+    Credentials and the namespace come from the PREFECT_ACI_* settings (registry credentials,
+    PREFECT_ACI_REGISTRY_NAMESPACE; on Docker Hub the namespace defaults to the Docker Hub user);
+    for ACR without a username, an Azure credential (``credential``, else DefaultAzureCredential)
+    is exchanged for a registry token.
     """
     image = read_record(record_path)
     target = validate_registry(registry)
     kind = registry_kind(target)
-    creds = RegistryCredentials()
-    name = repository or image.repository
-    if kind is RegistryKind.DOCKER_HUB and repository is None and creds.dockerhub_username:
-        name = f"{creds.dockerhub_username}/{image.repository}"
-    name = validate_repository(name, kind)
+    creds = load(RegistryCredentials)
+    namespace = namespace if namespace is not None else creds.registry_namespace
+    if kind is RegistryKind.DOCKER_HUB and namespace is None and repository is None:
+        namespace = creds.dockerhub_username
+    name = registry_repository(kind, image.repository, repository, namespace)
     login = static_login(kind, creds)
     if kind is RegistryKind.ACR and login is None:
         login = exchange_login(

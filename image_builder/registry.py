@@ -4,8 +4,9 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
+from prefect_aci.core.azure import is_acr
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.settings import ProjectSettings
 
@@ -14,7 +15,6 @@ REGISTRY_PATTERN = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*(?::[0-9]{{1,5}})?$")
 # The path grammar of the distribution spec (lower case components joined by . _ __ or dashes).
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 REPOSITORY_PATTERN = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-ACR_SUFFIXES = (".azurecr.io", ".azurecr.cn", ".azurecr.us")
 DOCKER_HUB_NAMES = ("docker.io", "index.docker.io", "registry-1.docker.io")
 ACR_TOKEN_USER = "00000000-0000-0000-0000-000000000000"  # noqa: S105 (a fixed user name)
 
@@ -34,7 +34,9 @@ class RegistryCredentials(ProjectSettings):
     dockerhub_token: SecretStr | None = None
     registry_username: str | None = None
     registry_password: SecretStr | None = None
-    azure_tenant_id: str | None = None
+    # Pushes go to <registry>/<namespace>/<repository>; on Docker Hub, the user by default.
+    registry_namespace: str | None = None
+    azure_tenant_id: str | None = Field(None, validation_alias="AZURE_TENANT_ID")
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,8 @@ def validate_repository(repository: str, kind: RegistryKind) -> str:
         )
     if kind is RegistryKind.DOCKER_HUB and "/" not in repository:
         raise UserError(
-            f"Docker Hub repositories are <namespace>/<name>; pass --repository "
-            f"<your-user>/{repository}"
+            "Docker Hub repositories are <namespace>/<name>; pass --namespace <your-user> "
+            "(or set PREFECT_ACI_DOCKERHUB_USERNAME)"
         )
     return repository
 
@@ -76,7 +78,7 @@ def validate_repository(repository: str, kind: RegistryKind) -> str:
 def registry_kind(registry: str) -> RegistryKind:
     if registry == "docker.io":
         return RegistryKind.DOCKER_HUB
-    if registry.endswith(ACR_SUFFIXES):
+    if is_acr(registry):
         return RegistryKind.ACR
     return RegistryKind.GENERIC
 
@@ -84,16 +86,20 @@ def registry_kind(registry: str) -> RegistryKind:
 def static_login(kind: RegistryKind, creds: RegistryCredentials) -> Login | None:
     """Username/password logins. None means anonymous (generic) or token exchange (ACR)."""
     pairs = {
-        RegistryKind.ACR: (creds.acr_username, creds.acr_password, "ACR_USERNAME/ACR_PASSWORD"),
+        RegistryKind.ACR: (
+            creds.acr_username,
+            creds.acr_password,
+            "PREFECT_ACI_ACR_USERNAME/PREFECT_ACI_ACR_PASSWORD",
+        ),
         RegistryKind.DOCKER_HUB: (
             creds.dockerhub_username,
             creds.dockerhub_token,
-            "DOCKERHUB_USERNAME/DOCKERHUB_TOKEN",
+            "PREFECT_ACI_DOCKERHUB_USERNAME/PREFECT_ACI_DOCKERHUB_TOKEN",
         ),
         RegistryKind.GENERIC: (
             creds.registry_username,
             creds.registry_password,
-            "REGISTRY_USERNAME/REGISTRY_PASSWORD",
+            "PREFECT_ACI_REGISTRY_USERNAME/PREFECT_ACI_REGISTRY_PASSWORD",
         ),
     }
     username, password, source = pairs[kind]
@@ -103,7 +109,8 @@ def static_login(kind: RegistryKind, creds: RegistryCredentials) -> Login | None
         return Login(username=username, password=password, source=source)
     if kind is RegistryKind.DOCKER_HUB:
         raise UserError(
-            "pushing to Docker Hub needs DOCKERHUB_USERNAME and DOCKERHUB_TOKEN "
+            "pushing to Docker Hub needs PREFECT_ACI_DOCKERHUB_USERNAME and "
+            "PREFECT_ACI_DOCKERHUB_TOKEN "
             "(an access token from Docker Hub's security settings)"
         )
     return None

@@ -10,29 +10,24 @@ Blob Data Contributor on the flow-code container, AcrPush on the registry)."""
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
-import typer
 from azure.core.credentials import TokenCredential
 from azure.core.pipeline.transport import HttpTransport
 from azure.storage.blob import ContainerClient
 from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
 from rich.console import Console
 
-from arm.cli import TEMPLATE
-from arm.deploy import Infra, load_template, parameters
+from arm.deploy import Infra, parameters
 from arm.settings import InfraSettings
-from blocks.inputs import RegistrationSettings, image_in_acr
+from blocks.inputs import RegistrationSettings
 from blocks.register import register
 from flows.deployment import deploy_demo, upload_flow_code
-from image_builder.acr import default_credential
-from image_builder.cli import build as build_image
 from image_builder.push import publish
+from prefect_aci.core.azure import default_credential
 from prefect_aci.core.console import Step, console
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.names import FLOW_CODE_BLOCK, FLOW_NAME
-from prefect_aci.core.paths import AZURE_RECORD, IMAGE_RECORD
-from prefect_aci.core.records import AzureRecord, read_record, write_record
+from prefect_aci.core.records import AzureRecord, ImageRecord, published, read_record, write_record
 from prefect_aci.core.settings import load
 
 DEPLOYMENT = "aci"
@@ -40,7 +35,7 @@ DEPLOYMENT = "aci"
 ROLE_PROPAGATION_SECONDS = 600
 NO_AZURE = (
     "no Azure settings: set AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZURE_LOCATION, "
-    "PREFECT_API_URL and PREFECT_API_KEY in .env (README: Azure) to deploy to Azure; to run "
+    "PREFECT_API_URL and PREFECT_API_KEY in .env (docs/azure.md) to deploy to Azure; to run "
     "the whole thing on this machine with no Azure account, run `make demo`"
 )
 
@@ -61,11 +56,11 @@ def deploy_all(
     arm_transport: HttpTransport | None = None,
 ) -> Result:
     step = Step(console)
-    image = read_record(image_record)
-    if not settings.deploy_registry and not image.pinned:
+    image: ImageRecord = read_record(image_record)
+    if not settings.deploy_registry and image.published is None:
         raise UserError(
-            "DEPLOY_REGISTRY=false: push the image to a registry ACI can pull from first "
-            "(make push REGISTRY=...), then run make deploy-all again"
+            "PREFECT_ACI_DEPLOY_REGISTRY=false: push the image to a registry ACI can pull from "
+            "first (make push REGISTRY=...), then run make deploy-all again"
         )
     infra = Infra.connect(settings, credential, arm_transport)
     if infra.deployer is None:
@@ -93,7 +88,7 @@ def deploy_all(
             f"push the image to {registry}",
             lambda: publish(image_record, registry, credential=credential, console=console),
         )
-    reference = image.reference
+    pushed = published(image, image_record)
     if settings.deploy_worker:
         azure = step(
             "ARM: the worker in ACI, running the pushed image",
@@ -102,23 +97,17 @@ def deploy_all(
 
     registration = load(RegistrationSettings)
     if settings.deploy_worker:
-        # The AZURE_* variables here log *you* in; the worker in ACI uses its own managed identity
-        # (a least-privilege role), never your service principal's secret.
-        registration = registration.model_copy(
-            update={"azure_tenant_id": None, "azure_client_id": None, "azure_client_secret": None}
-        )
-    if registration.work_pool_name:
-        azure = azure.model_copy(update={"work_pool_name": registration.work_pool_name})
-    acr = image.registry if image_in_acr(image) else None
+        registration = registration.with_managed_identity()
     api = {
         PREFECT_API_URL: settings.prefect_api_url,
         PREFECT_API_KEY: settings.prefect_api_key.get_secret_value(),
     }
     with temporary_settings(updates=api):
-        step(
+        report = step(
             "Prefect: credentials block, ACI work pool, storage block, Key Vault variable",
-            lambda: register(azure, reference, acr, registration, False, _indented(console)),
+            lambda: register(azure, pushed, registration, echo=_indented(console)),
         )
+        azure = azure.model_copy(update={"work_pool_name": report.work_pool_name})
         container = ContainerClient(
             account_url=azure.blob_endpoint,
             container_name=azure.flow_code_container_name,
@@ -136,7 +125,7 @@ def deploy_all(
             f"deploy {FLOW_NAME}/{DEPLOYMENT} to work pool {azure.work_pool_name}",
             lambda: deploy_demo(FLOW_CODE_BLOCK, azure.work_pool_name, DEPLOYMENT),
         )
-    return Result(azure, reference)
+    return Result(azure, pushed.reference)
 
 
 def next_steps(result: Result, settings: InfraSettings) -> str:
@@ -162,35 +151,6 @@ def next_steps(result: Result, settings: InfraSettings) -> str:
 
 def _indented(console: Console) -> Callable[[str], None]:
     return lambda line: console.print(f"  {line}", highlight=False)
-
-
-def deploy_all_command(
-    build: Annotated[
-        bool, typer.Option(help="Build the image first; --no-build uses build/image.json as it is.")
-    ] = True,
-    image_record: Annotated[Path, typer.Option(help="The image record.")] = IMAGE_RECORD,
-    azure_record: Annotated[Path, typer.Option(help="Where to write the ARM outputs.")] = (
-        AZURE_RECORD
-    ),
-    template: Annotated[Path, typer.Option(help="ARM template to deploy.")] = TEMPLATE,
-) -> None:
-    """From an empty resource group to the demo flow deployed on ACI: ARM (network, identities,
-    Key Vault, registry, storage), image build and push, the worker in ACI, the Prefect side, the
-    flow code in Blob storage, and the demo deployment. Rerunnable.
-
-    Settings (environment or .env), checked before anything is built: AZURE_SUBSCRIPTION_ID,
-    AZURE_RESOURCE_GROUP, AZURE_LOCATION, PREFECT_API_URL, PREFECT_API_KEY, and the optional ones
-    of `prefect-aci azure deploy`. Signs in with DefaultAzureCredential.
-    """
-    settings = load(InfraSettings, when_unconfigured=NO_AZURE)
-    console.print(
-        f"Azure settings: subscription {settings.azure_subscription_id}, resource group "
-        f"{settings.azure_resource_group}, Prefect API {settings.prefect_api_url}"
-    )
-    document = load_template(template)
-    if build:
-        build_image(offline_fallback=True, record=image_record)
-    execute(settings, document, image_record, azure_record)
 
 
 def execute(

@@ -11,8 +11,7 @@ Usage: python -m tests.deploy_all_driver ARM_ADDRESS IMAGE_RECORD AZURE_RECORD
 import sys
 from pathlib import Path
 
-from arm.cli import TEMPLATE
-from arm.deploy import load_template
+from arm.deploy import TEMPLATE, load_template
 from arm.settings import InfraSettings
 from prefect_aci.core.console import command_group, run_cli
 from prefect_aci.core.settings import load

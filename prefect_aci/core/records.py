@@ -1,37 +1,103 @@
-"""The two records one stage hands the next, each with one reader and one writer:
+"""The two records one stage hands the next:
 
-- build/image.json (`ImageRecord`): written by `image build`, completed by `image push`; read by
-  the ARM deployment (the worker's image), registration (the pool's image) and the demo.
-- build/azure.json (`AzureRecord`): the ARM deployment's outputs, written by `azure deploy` (or the
-  local stack); read by registration and deploy-all.
+- build/image.json (`ImageRecord`): written by `image build` (the local build), completed by
+  `image push` (where it was published); read by the ARM deployment (the worker's image),
+  registration (the pool's image), deploy-all and the demo, which ask for a `PublishedImage`.
+- build/azure.json (`AzureRecord`): the ARM deployment's outputs, written by `azure deploy`,
+  `deploy-all` or the local stack; read by registration, deploy-all and `azure destroy`.
 """
 
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.settings import GUID_PATTERN, matches
 
+Digest = Annotated[str, matches(r"^sha256:[0-9a-f]{64}$", "a sha256 digest (sha256:<64 hex>)")]
+
+
+class Publication(BaseModel):
+    """Where the image was published: a registry, a repository there, its tags and the digest
+    the registry serves for them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    registry: str = Field(description="Registry host[:port], e.g. myregistry.azurecr.io.")
+    repository: str = Field(description="Repository in the registry, namespace included.")
+    tags: list[str] = Field(description="Tags pushed, all to the one digest.")
+    digest: Digest = Field(description="Manifest digest read back from the registry.")
+
+    @property
+    def reference(self) -> str:
+        """``<registry>/<repository>@<digest>``: what ACI pulls, exactly the bytes pushed."""
+        return f"{self.registry}/{self.repository}@{self.digest}"
+
 
 class ImageRecord(BaseModel):
+    """The local build, and where it was published (None until `image push`)."""
+
     image_id: str = Field(description="Local image id (sha256:...) of the built image.")
-    repository: str = Field(description="Local repository name.")
+    repository: str = Field(description="Local repository name (never the registry's path).")
     local_tags: list[str] = Field(description="Tags applied locally, repository included.")
     base_image: str = Field(description="Base image the build started from.")
     versions: dict[str, str] = Field(description="python, prefect, prefect_azure, as run.")
     labels: dict[str, str] = Field(default_factory=dict)
-    registry: str | None = Field(None, description="Registry the image was pushed to.")
-    tags: list[str] = Field(default_factory=list, description="Tags pushed to the registry.")
-    digest: str | None = Field(None, description="Manifest digest read back from the registry.")
-    reference: str | None = Field(
-        None, description="Pinned reference <registry>/<repository>@<digest> for later stages."
-    )
+    published: Publication | None = Field(None, description="Set by `image push`.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_older_versions(cls, data: Any) -> Any:
+        """Records before 0.2 kept the push in flat fields (registry, tags, digest, reference)
+        and overwrote ``repository`` with the registry's path; read them as they meant."""
+        if not isinstance(data, dict) or "published" in data or "reference" not in data:
+            return data
+        data = dict(data)
+        reference = data.pop("reference", None)
+        registry, tags, digest = (
+            data.pop("registry", None),
+            data.pop("tags", []),
+            data.pop("digest", None),
+        )
+        if data.get("local_tags"):
+            data["repository"] = data["local_tags"][0].rsplit(":", 1)[0]
+        if reference and registry and digest:
+            pushed_to = reference.removeprefix(f"{registry}/").rsplit("@", 1)[0]
+            data["published"] = {
+                "registry": registry,
+                "repository": pushed_to,
+                "tags": tags,
+                "digest": digest,
+            }
+        return data
+
+
+class PublishedImage(ImageRecord):
+    """An image record whose image was pushed: what the worker, the pool and the demo run."""
+
+    published: Publication
 
     @property
-    def pinned(self) -> bool:
-        return bool(self.reference) and "@sha256:" in str(self.reference)
+    def reference(self) -> str:
+        return self.published.reference
+
+
+def published(record: ImageRecord, where: Path | str = "build/image.json") -> PublishedImage:
+    """``record`` as a pushed image, or the one error every consumer gives."""
+    if record.published is None:
+        raise UserError(
+            f"{where} records an image that is not pushed; push it first "
+            "(make push REGISTRY=...), which pins its digest"
+        )
+    return PublishedImage.model_validate(record.model_dump())
 
 
 def _resource_id(provider_path: str, what: str) -> AfterValidator:
@@ -116,17 +182,18 @@ _REMEDIES = {
 
 
 def read_record(path: Path, model: type[Record] = ImageRecord) -> Record:
+    """The record at ``path`` as ``model``; a UserError that says what to run when it is missing,
+    unusable, or (for a ``PublishedImage``) not pushed."""
+    if model is PublishedImage:
+        return published(read_record(path, ImageRecord), path)
     missing, unusable = _REMEDIES.get(model, ("make it first", "make it again"))
     if not path.is_file():
         raise UserError(f"{path} does not exist; {missing}")
     try:
         return model.model_validate_json(path.read_text())
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top)"
-        message = first["msg"].removeprefix("Value error, ")
         raise UserError(
-            f"{path} is not a valid record: {where} {message} "
+            f"{path} is not a valid record: {_first_problem(exc)} "
             f"({exc.error_count()} problem(s)); {unusable}"
         ) from None
 
@@ -136,9 +203,14 @@ def azure_record_from_outputs(outputs: dict[str, object]) -> AzureRecord:
     try:
         return AzureRecord.model_validate(outputs)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
         raise UserError(
-            f"the deployment's output {where} {first['msg'].removeprefix('Value error, ')}; "
+            f"the deployment's output {_first_problem(exc)}; "
             "check arm/azuredeploy.json's outputs and deploy again"
         ) from None
+
+
+def _first_problem(exc: ValidationError) -> str:
+    """``<field> <what is wrong>`` for the first problem pydantic found."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(top)"
+    return f"{where} {first['msg'].removeprefix('Value error, ')}"

@@ -4,7 +4,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from prefect_aci.core.errors import UserError
+from prefect_aci.core.errors import UserError, last_line
 
 AZURITE_VERSION = "3.37.0"
 # Azurite's documented, public development account: not a secret, the same on every machine.
@@ -40,8 +40,9 @@ def install(prefix: Path) -> Path:
         text=True,
     )
     if done.returncode != 0 or not binary.exists():
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"npm could not install azurite@{AZURITE_VERSION}: {last}")
+        raise UserError(
+            f"npm could not install azurite@{AZURITE_VERSION}: {last_line(done.stderr)}"
+        )
     return binary
 
 

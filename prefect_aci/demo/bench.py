@@ -7,14 +7,20 @@ to the end (the flow itself)."""
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
+import docker
 from prefect import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from rich.console import Console
 
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.names import FLOW_NAME
+from prefect_aci.core.records import ImageRecord
+from prefect_aci.demo import stack
+from prefect_aci.demo.local_azure import load_side
 from prefect_aci.demo.wiring import DEPLOYMENT
 
 TERMINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
@@ -98,3 +104,27 @@ def measure(api: str, runs: int, burst: int, count_groups) -> LocalAciFigures:
         time.sleep(2)
     figures.groups_left = left
     return figures
+
+
+def bench_stack(
+    client: docker.DockerClient,
+    images: tuple[ImageRecord, ImageRecord],
+    root: Path,
+    flows_dir: Path,
+    runs: int,
+    burst: int,
+    console: Console,
+) -> LocalAciFigures:
+    """A stack of its own in ``root``, timed, then removed whatever happened."""
+    try:
+        state, _ = stack.up(client, *images, root, flows_dir, console)
+        side = load_side(root / "local-azure")
+        aci = side.aci(state.local_aci)
+
+        def flow_run_groups() -> int:
+            groups = aci.container_groups.list_by_resource_group(side.record.resource_group)
+            return sum(1 for group in groups if group.name != state.worker_group)
+
+        return measure(state.api, runs, burst, flow_run_groups)
+    finally:
+        stack.down(client, root, console)

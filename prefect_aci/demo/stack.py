@@ -42,7 +42,7 @@ from image_builder.probe import require_image
 from image_builder.push import PushPlan, push_image
 from prefect_aci.core.console import Step
 from prefect_aci.core.engine import make_network
-from prefect_aci.core.errors import UserError
+from prefect_aci.core.errors import UserError, last_line
 from prefect_aci.core.paths import BUILD_DIR, PROJECT_ROOT
 from prefect_aci.core.records import ImageRecord, write_record
 from prefect_aci.demo import azurite, wiring
@@ -497,7 +497,7 @@ def up(
                 str(root / "local-azure"),
                 state.api,
                 state.local_aci,
-                pushed.reference,
+                str(root / "image.json"),
                 str(flows_dir),
             ],
             env=deployer_env(state, side),
@@ -511,8 +511,10 @@ def up(
             if REPORT_LINE.match(line):
                 console.print(line, highlight=False)
         if done.returncode != 0 or not lines:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise UserError(f"registering the Prefect side or starting the worker failed: {last}")
+            raise UserError(
+                "registering the Prefect side or starting the worker failed: "
+                + last_line(done.stderr)
+            )
         return lines[-1]
 
     state.worker_group = step(

@@ -24,14 +24,13 @@ from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from arm.cli import TEMPLATE
-from arm.deploy import load_template
+from arm.deploy import TEMPLATE, load_template
 from blocks.inputs import RegistrationSettings
 from blocks.register import register
 from flows.deployment import deploy_demo, upload_flow_code
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.names import FLOW_CODE_BLOCK, FLOW_NAME
-from prefect_aci.core.records import AzureRecord
+from prefect_aci.core.records import AzureRecord, PublishedImage, read_record
 from prefect_aci.demo.local_azure import LocalSide, load_side
 from prefect_aci.local_aci.expressions import Scope, evaluate
 from prefect_aci.local_aci.resource_manager import without_nulls
@@ -52,21 +51,13 @@ class DemoRun:
     logs: list[str] = field(default_factory=list)
 
 
-def wire(api: str, image_reference: str, record: AzureRecord, flows_dir: Path) -> None:
+def wire(api: str, image: PublishedImage, record: AzureRecord, flows_dir: Path) -> None:
     """Register the Prefect side from the local record, upload the flow code, deploy the flow."""
-    # The worker uses its managed identity, never a service principal of this machine's env.
-    settings = RegistrationSettings(
-        azure_tenant_id=None, azure_client_id=None, azure_client_secret=None, work_pool_name=None
-    )
+    # The pool the local ARM outputs name; the worker uses its managed identity, never a service
+    # principal of this machine's environment.
+    settings = RegistrationSettings(work_pool_name=None).with_managed_identity()
     with temporary_settings(updates={PREFECT_API_URL: api}):
-        register(
-            record,
-            image_reference,
-            None,
-            settings,
-            False,
-            lambda line: print(f"  {line}", flush=True),
-        )
+        register(record, image, settings, echo=lambda line: print(f"  {line}", flush=True))
         container = ContainerClient(
             account_url=record.blob_endpoint,
             container_name=record.flow_code_container_name,
@@ -155,13 +146,15 @@ def run(api: str) -> DemoRun:
 
 
 def main() -> None:
-    """The child process: `python -m prefect_aci.demo.wiring LOCAL_AZURE API LOCAL_ACI IMAGE
-    FLOWS`; prints registration's lines, then the worker group's name last."""
-    folder, api, local_aci, image, flows = sys.argv[1:6]
+    """The child process: `python -m prefect_aci.demo.wiring LOCAL_AZURE API LOCAL_ACI
+    IMAGE_RECORD FLOWS`; prints registration's lines, then the worker group's name last."""
+    folder, api, local_aci, image_record, flows = sys.argv[1:6]
     side = load_side(Path(folder))
     try:
+        image = read_record(Path(image_record), PublishedImage)
         wire(api, image, side.record, Path(flows))
-        print(start_worker(local_aci, side, image, f"http://{SERVER_ALIAS}:4200/api"))
+        worker = start_worker(local_aci, side, image.reference, f"http://{SERVER_ALIAS}:4200/api")
+        print(worker)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

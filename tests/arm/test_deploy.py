@@ -23,7 +23,7 @@ from arm.deploy import (
 from arm.settings import InfraSettings
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.paths import PROJECT_ROOT
-from prefect_aci.core.records import ImageRecord
+from prefect_aci.core.records import ImageRecord, Publication, published
 from prefect_aci.core.settings import load
 from tests.acr_stand_in import PRINCIPAL_ID, TENANT, AzureStandIn, fake_jwt
 from tests.arm.conftest import TEMPLATE
@@ -46,15 +46,24 @@ UNSET_AZURE = dict.fromkeys(
         "AZURE_FEDERATED_TOKEN_FILE",
     )
 )
-IMAGE = ImageRecord(
+UNPUSHED = ImageRecord(
     image_id="sha256:" + "1" * 64,
     repository="prefect-aci",
     local_tags=[],
     base_image="b",
     versions={},
-    registry="reg.azurecr.io",
-    digest="sha256:" + "2" * 64,
-    reference="reg.azurecr.io/prefect-aci@sha256:" + "2" * 64,
+)
+IMAGE = published(
+    UNPUSHED.model_copy(
+        update={
+            "published": Publication(
+                registry="reg.azurecr.io",
+                repository="team/prefect-aci",
+                tags=["t"],
+                digest="sha256:" + "2" * 64,
+            )
+        }
+    )
 )
 
 
@@ -189,9 +198,8 @@ def test_destroy_deletes_the_group(azure, settings):
 def test_worker_without_a_pushed_image_is_refused(settings):
     with pytest.raises(UserError, match="needs a pushed image"):
         parameters(settings, None)
-    unpushed = IMAGE.model_copy(update={"reference": None})
     with pytest.raises(UserError, match="make push"):
-        parameters(settings, unpushed)
+        parameters(settings, UNPUSHED)
 
 
 def test_infrastructure_without_worker_needs_no_image(settings):
@@ -206,15 +214,24 @@ def test_infrastructure_without_worker_needs_no_image(settings):
     [
         ({"AZURE_SUBSCRIPTION_ID": None}, "AZURE_SUBSCRIPTION_ID is not set"),
         ({"AZURE_SUBSCRIPTION_ID": "my-sub"}, "AZURE_SUBSCRIPTION_ID must be a subscription id"),
-        ({"KEY_VAULT_NAME": "kv"}, "KEY_VAULT_NAME must be 3-24 letters"),
-        ({"KEY_VAULT_NAME": "x" * 25}, "KEY_VAULT_NAME must be 3-24 letters"),
+        ({"PREFECT_ACI_KEY_VAULT_NAME": "kv"}, "PREFECT_ACI_KEY_VAULT_NAME must be 3-24 letters"),
+        (
+            {"PREFECT_ACI_KEY_VAULT_NAME": "x" * 25},
+            "PREFECT_ACI_KEY_VAULT_NAME must be 3-24 letters",
+        ),
         ({"PREFECT_API_URL": None}, "PREFECT_API_URL is not set"),
         ({"PREFECT_API_URL": "api.prefect.cloud"}, "PREFECT_API_URL must be an http(s) URL"),
         ({"AZURE_RESOURCE_GROUP": "bad/group"}, "AZURE_RESOURCE_GROUP must be 1-90"),
-        ({"PREFIX": "Prefect-ACI"}, "PREFIX must be 3-9 lower-case"),
-        ({"WORKER_CPU": "lots"}, "WORKER_CPU must be a positive number"),
-        ({"REGISTRY_SKU": "premium"}, "REGISTRY_SKU must be Basic, Standard or Premium"),
-        ({"WORKER_MEMORY_GB": "0"}, "WORKER_MEMORY_GB must be a positive number"),
+        ({"PREFECT_ACI_PREFIX": "Prefect-ACI"}, "PREFECT_ACI_PREFIX must be 3-9 lower-case"),
+        ({"PREFECT_ACI_WORKER_CPU": "lots"}, "PREFECT_ACI_WORKER_CPU must be a positive number"),
+        (
+            {"PREFECT_ACI_REGISTRY_SKU": "premium"},
+            "PREFECT_ACI_REGISTRY_SKU must be Basic, Standard or Premium",
+        ),
+        (
+            {"PREFECT_ACI_WORKER_MEMORY_GB": "0"},
+            "PREFECT_ACI_WORKER_MEMORY_GB must be a positive number",
+        ),
     ],
 )
 def test_bad_settings_are_caught_before_anything_is_sent(tmp_path, env, expected):
@@ -222,7 +239,7 @@ def test_bad_settings_are_caught_before_anything_is_sent(tmp_path, env, expected
         "deploy",
         "--image-record",
         str(tmp_path / "none.json"),
-        env={**SETTINGS, "DEPLOY_WORKER": "false", **env},
+        env={**SETTINGS, "PREFECT_ACI_DEPLOY_WORKER": "false", **env},
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -238,7 +255,12 @@ def test_deploy_without_azure_credentials_says_how_to_log_in(tmp_path):
             "deploy",
             "--image-record",
             str(tmp_path / "none.json"),
-            env={**SETTINGS, **UNSET_AZURE, **identity.identity_env(), "DEPLOY_WORKER": "false"},
+            env={
+                **SETTINGS,
+                **UNSET_AZURE,
+                **identity.identity_env(),
+                "PREFECT_ACI_DEPLOY_WORKER": "false",
+            },
         )
     finally:
         identity.close()

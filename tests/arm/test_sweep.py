@@ -50,7 +50,7 @@ API_KEY = "pnu_sweep_never_print_this"
 TARGET = {
     "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
     "AZURE_RESOURCE_GROUP": "prefect-aci-rg",
-    "PREFIX": "prefect",
+    "PREFECT_ACI_PREFIX": "prefect",
 }
 UNSET_AZURE = dict.fromkeys(
     ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE")
@@ -163,7 +163,7 @@ def scene(management, prefect_server) -> Scene:
     for name, (record, _) in history.items():
         arm.deployments[name] = record
     deployments = {name: verdict for name, (_, verdict) in history.items()}
-    env = {"PREFECT_API_URL": prefect_server, "WORK_POOL_NAME": pool}
+    env = {"PREFECT_API_URL": prefect_server, "PREFECT_ACI_WORK_POOL_NAME": pool}
     return Scene(arm, groups, deployments, env)
 
 
@@ -221,7 +221,7 @@ def test_sweep_deletes_groups_of_runs_that_are_over_and_old_deployments_only(man
 
 def test_a_prefect_api_without_the_workers_pool_deletes_nothing(management, scene):
     """Pointed at another workspace, every run would look unknown."""
-    scene.env["WORK_POOL_NAME"] = "no-such-pool"
+    scene.env["PREFECT_ACI_WORK_POOL_NAME"] = "no-such-pool"
     result = sweep_command(management, scene)
     assert result.returncode == 1
     [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
@@ -343,8 +343,8 @@ def test_deployment_verdicts_follow_age_and_state():
         ({"PREFECT_API_URL": "prefect.example"}, [], "PREFECT_API_URL must be an http(s) URL"),
         ({"AZURE_SUBSCRIPTION_ID": "mine"}, [], "AZURE_SUBSCRIPTION_ID must be a subscription id"),
         ({"AZURE_RESOURCE_GROUP": None}, [], "AZURE_RESOURCE_GROUP is not set"),
-        ({"PREFIX": "Prefect!"}, [], "PREFIX must be 3-9 lower-case"),
-        ({"WORK_POOL_NAME": "a pool"}, [], "WORK_POOL_NAME must be 1-100"),
+        ({"PREFECT_ACI_PREFIX": "Prefect!"}, [], "PREFECT_ACI_PREFIX must be 3-9 lower-case"),
+        ({"PREFECT_ACI_WORK_POOL_NAME": "a pool"}, [], "PREFECT_ACI_WORK_POOL_NAME must be 1-100"),
     ],
 )
 def test_bad_input_is_one_error_line_before_anything_is_sent(identity, env, args, expected):

@@ -14,6 +14,7 @@ from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_setting
 from prefect_azure import AzureBlobStorageContainer
 from prefect_azure.workers.container_instance import AzureContainerJobConfiguration
 
+from prefect_aci.core.records import Publication
 from tests.arm_stand_in import template_outputs
 from tests.conftest import run_cli
 
@@ -39,10 +40,9 @@ def records(tmp_path, built_image):
     image.write_text(
         built_image.model_copy(
             update={
-                "registry": ACR,
-                "repository": "prefect-aci",
-                "digest": "sha256:" + "3" * 64,
-                "reference": REFERENCE,
+                "published": Publication(
+                    registry=ACR, repository="prefect-aci", tags=["t"], digest="sha256:" + "3" * 64
+                )
             }
         ).model_dump_json()
     )
@@ -61,7 +61,7 @@ def register(api, records, pool, *extra, env=None):
     merged = {
         **os.environ,
         "PREFECT_API_URL": api,
-        "WORK_POOL_NAME": pool,
+        "PREFECT_ACI_WORK_POOL_NAME": pool,
         "AZURE_TENANT_ID": "",
         "AZURE_CLIENT_ID": "",
         "AZURE_CLIENT_SECRET": "",
@@ -217,7 +217,7 @@ def test_unpushed_image_is_refused(prefect_server, records, pool_name, built_ima
     records[0].write_text(built_image.model_dump_json())
     result = register(prefect_server, records, pool_name)
     assert result.returncode == 1
-    assert "push the image first" in result.stderr
+    assert "not pushed; push it first (make push REGISTRY=" in result.stderr
 
 
 def test_half_a_service_principal_is_refused(prefect_server, records, pool_name):

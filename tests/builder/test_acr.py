@@ -19,8 +19,8 @@ AZURE_VARIABLES = (
     "AZURE_CLIENT_SECRET",
     "AZURE_USERNAME",
     "AZURE_FEDERATED_TOKEN_FILE",
-    "ACR_USERNAME",
-    "ACR_PASSWORD",
+    "PREFECT_ACI_ACR_USERNAME",
+    "PREFECT_ACI_ACR_PASSWORD",
 )
 AZURE_UNSET = dict.fromkeys(AZURE_VARIABLES)
 
@@ -99,7 +99,10 @@ def test_push_to_acr_without_any_azure_credential_is_one_line(tmp_path, built_im
     assert "Traceback" not in result.stderr
     [error] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert "no Azure credential for ACR prefectacitest.azurecr.io" in error
-    assert "AZURE_CLIENT_SECRET" in error and "ACR_USERNAME/ACR_PASSWORD" in error
+    assert (
+        "AZURE_CLIENT_SECRET" in error
+        and "PREFECT_ACI_ACR_USERNAME/PREFECT_ACI_ACR_PASSWORD" in error
+    )
     assert stand_in.token_requests, "the managed identity endpoint was never asked"
 
 

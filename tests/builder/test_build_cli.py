@@ -27,7 +27,7 @@ def test_failing_dockerfile_step_exits_non_zero_naming_the_step(docker_client, t
         "prefect-aci-broken",
         "--record",
         str(tmp_path / "image.json"),
-        env={"DOCKER_DIR": str(broken)},
+        env={"PREFECT_ACI_DOCKER_DIR": str(broken)},
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -133,7 +133,7 @@ def test_a_trim_that_breaks_an_import_is_one_error_and_no_image(docker_client, t
         repository,
         "--record",
         str(tmp_path / "image.json"),
-        env={"DOCKER_DIR": str(broken)},
+        env={"PREFECT_ACI_DOCKER_DIR": str(broken)},
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr

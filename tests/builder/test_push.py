@@ -1,6 +1,5 @@
 """`prefect-aci image push` against a real registry (Debian's docker-registry, htpasswd)."""
 
-import json
 import os
 import re
 import shutil
@@ -11,13 +10,14 @@ import pytest
 
 from image_builder.local_registry import LocalRegistry
 from prefect_aci.core.engine import make_network
+from prefect_aci.core.records import ImageRecord
 from prefect_aci.local_aci.tls import make_tls
 from tests.conftest import REGISTRY_PASSWORD, REGISTRY_USER, run_builder
 from tests.stand_ins import CuttingProxy
 
 USER, PASSWORD = REGISTRY_USER, REGISTRY_PASSWORD
-CREDS = {"REGISTRY_USERNAME": USER, "REGISTRY_PASSWORD": PASSWORD}
-NO_CREDS = {"REGISTRY_USERNAME": "", "REGISTRY_PASSWORD": ""}
+CREDS = {"PREFECT_ACI_REGISTRY_USERNAME": USER, "PREFECT_ACI_REGISTRY_PASSWORD": PASSWORD}
+NO_CREDS = {"PREFECT_ACI_REGISTRY_USERNAME": "", "PREFECT_ACI_REGISTRY_PASSWORD": ""}
 
 
 @pytest.fixture
@@ -29,6 +29,10 @@ def record(built_image, tmp_path):
 
 def push(record, *args, env=None):
     return run_builder("push", "--record", str(record), *args, env={**NO_CREDS, **(env or {})})
+
+
+def saved(record) -> ImageRecord:
+    return ImageRecord.model_validate_json(record.read_text())
 
 
 def errors(result) -> list[str]:
@@ -44,22 +48,36 @@ def test_push_records_the_digest_the_registry_serves(registry, record, built_ima
         record, "--registry", registry.host, "--repository", "team/prefect-aci", env=CREDS
     )
     assert result.returncode == 0, result.stderr
-    saved = json.loads(record.read_text())
-    served = registry.manifest_digest("team/prefect-aci", saved["tags"][0])
-    assert saved["digest"] == served
-    assert saved["reference"] == f"{registry.host}/team/prefect-aci@{served}"
-    assert result.stdout.strip() == saved["reference"]
-    assert saved["image_id"] == built_image.image_id
+    image = saved(record)
+    served = registry.manifest_digest("team/prefect-aci", image.published.tags[0])
+    assert image.published.digest == served
+    assert image.published.reference == f"{registry.host}/team/prefect-aci@{served}"
+    assert result.stdout.strip() == image.published.reference
+    assert image.image_id == built_image.image_id
+    assert image.repository == built_image.repository, "the local name is the local name"
+
+
+def test_pushing_twice_into_a_namespace_goes_to_the_same_path(registry, record, built_image):
+    env = {**CREDS, "PREFECT_ACI_REGISTRY_NAMESPACE": "team"}
+    paths = []
+    for _ in range(2):
+        result = push(record, "--registry", registry.host, env=env)
+        assert result.returncode == 0, result.stderr
+        paths.append(saved(record).published.repository)
+    expected = f"team/{built_image.repository}"
+    assert paths == [expected, expected]
+    assert saved(record).repository == built_image.repository
+    assert registry.tags(expected)
 
 
 def test_push_sends_every_tag_the_image_earns(registry, record, built_image):
     result = push(record, "--registry", registry.host, "--latest", env=CREDS)
     assert result.returncode == 0, result.stderr
-    saved = json.loads(record.read_text())
-    assert sorted(registry.tags(saved["repository"])) == sorted(saved["tags"])
-    assert "latest" in saved["tags"]
+    pushed = saved(record).published
+    assert sorted(registry.tags(pushed.repository)) == sorted(pushed.tags)
+    assert "latest" in pushed.tags
     minor = ".".join(built_image.versions["python"].split(".")[:2])
-    assert f"{built_image.versions['prefect']}-python{minor}" in saved["tags"]
+    assert f"{built_image.versions['prefect']}-python{minor}" in pushed.tags
 
 
 def test_repush_of_unchanged_image_uploads_no_layer(registry, record):
@@ -77,21 +95,21 @@ def test_wrong_password_is_one_line_and_never_printed(registry, record):
         record,
         "--registry",
         registry.host,
-        env={"REGISTRY_USERNAME": USER, "REGISTRY_PASSWORD": wrong},
+        env={"PREFECT_ACI_REGISTRY_USERNAME": USER, "PREFECT_ACI_REGISTRY_PASSWORD": wrong},
     )
     assert result.returncode == 1
     [error] = errors(result)
     assert f"rejected the credentials for user {USER}" in error
-    assert "REGISTRY_USERNAME/REGISTRY_PASSWORD" in error
+    assert "PREFECT_ACI_REGISTRY_USERNAME/PREFECT_ACI_REGISTRY_PASSWORD" in error
     assert wrong not in result.stdout + result.stderr
-    assert json.loads(record.read_text())["digest"] is None
+    assert saved(record).published is None
 
 
 def test_anonymous_push_to_a_registry_that_wants_auth(registry, record):
     result = push(record, "--registry", registry.host, "--attempts", "1")
     assert result.returncode == 1
     [error] = errors(result)
-    assert "set REGISTRY_USERNAME and REGISTRY_PASSWORD" in error
+    assert "set PREFECT_ACI_REGISTRY_USERNAME and PREFECT_ACI_REGISTRY_PASSWORD" in error
 
 
 def test_unreachable_registry_is_a_clear_error(record):
@@ -121,8 +139,8 @@ def test_registry_cut_mid_push_then_back_finishes_with_a_true_digest(registry, r
         proxy.close()
     assert proxy.cut_at is not None, "the proxy never cut the push: the test proved nothing"
     assert result.returncode == 0, result.stderr
-    saved = json.loads(record.read_text())
-    assert saved["digest"] == registry.manifest_digest(saved["repository"], saved["tags"][0])
+    pushed = saved(record).published
+    assert pushed.digest == registry.manifest_digest(pushed.repository, pushed.tags[0])
 
 
 def test_registry_gone_mid_push_fails_clearly_and_records_nothing(registry, record):
@@ -135,7 +153,7 @@ def test_registry_gone_mid_push_fails_clearly_and_records_nothing(registry, reco
     assert result.returncode == 1
     [error] = errors(result)
     assert "failed after 2 attempt(s)" in error
-    assert json.loads(record.read_text())["digest"] is None
+    assert saved(record).published is None
 
 
 @pytest.mark.parametrize(
@@ -167,11 +185,11 @@ def test_docker_hub_without_token_says_which_variables(record):
         "docker.io",
         "--repository",
         "me/prefect-aci",
-        env={"DOCKERHUB_USERNAME": "", "DOCKERHUB_TOKEN": ""},
+        env={"PREFECT_ACI_DOCKERHUB_USERNAME": "", "PREFECT_ACI_DOCKERHUB_TOKEN": ""},
     )
     assert result.returncode == 1
     [error] = errors(result)
-    assert "DOCKERHUB_USERNAME and DOCKERHUB_TOKEN" in error
+    assert "PREFECT_ACI_DOCKERHUB_USERNAME and PREFECT_ACI_DOCKERHUB_TOKEN" in error
 
 
 @pytest.mark.slow  # runs the command in a subprocess
@@ -251,14 +269,14 @@ def test_untrusted_registry_certificate_says_where_the_engine_wants_the_ca(
     assert "does not trust the TLS certificate" in error
     assert "x509" in error
     assert f"/etc/docker/certs.d/{registry.host}/ca.crt" in error
-    assert json.loads(record.read_text())["reference"] is None
+    assert saved(record).published is None
 
 
 def test_push_over_tls_with_a_trusted_private_ca(tls_registry, engine_trusts_it, record):
     registry, _ = tls_registry
     result = push(record, "--registry", registry.host, env=CREDS)
     assert result.returncode == 0, result.stderr
-    saved = json.loads(record.read_text())
+    pushed = saved(record).published
     # Asked over HTTPS, verifying the same CA.
-    assert registry.manifest_digest(saved["repository"], saved["tags"][0]) == saved["digest"]
-    assert saved["reference"] == f"{registry.host}/{saved['repository']}@{saved['digest']}"
+    assert registry.manifest_digest(pushed.repository, pushed.tags[0]) == pushed.digest
+    assert pushed.reference == f"{registry.host}/{pushed.repository}@{pushed.digest}"

@@ -9,7 +9,7 @@ from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from prefect_aci.core.names import DEMO_SECRET
-from prefect_aci.demo.cli import DEMO_DIR
+from prefect_aci.core.paths import DEMO_DIR
 from prefect_aci.demo.stack import server_container, stack_id
 from prefect_aci.local_aci.groups import LABEL
 from tests.browser import open_flow_run_page

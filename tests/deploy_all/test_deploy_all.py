@@ -21,6 +21,7 @@ from flows.deployment import FLOWS_DIR
 from image_builder.local_registry import free_port, wait_for_port
 from prefect_aci.core.names import FLOW_NAME
 from prefect_aci.core.paths import BUILD_DIR, PROJECT_ROOT
+from prefect_aci.core.records import ImageRecord
 from prefect_aci.demo import azurite
 from prefect_aci.deploy_all import DEPLOYMENT
 from prefect_aci.local_aci.tls import make_tls
@@ -147,11 +148,10 @@ def test_deploy_all_goes_from_nothing_to_a_deployment_on_the_aci_pool(
         assert params["workPoolName"]["value"] == pool
 
     # The push: what the worker runs is what the registry serves.
-    record = json.loads(image_record.read_text())
-    reference = record["reference"]
-    assert second["workerImage"]["value"] == reference
-    assert reference == f"{registry.host}/{record['repository']}@{record['digest']}"
-    assert registry.manifest_digest(record["repository"], record["tags"][0]) == record["digest"]
+    pushed = ImageRecord.model_validate_json(image_record.read_text()).published
+    assert second["workerImage"]["value"] == pushed.reference
+    assert pushed.reference == f"{registry.host}/{pushed.repository}@{pushed.digest}"
+    assert registry.manifest_digest(pushed.repository, pushed.tags[0]) == pushed.digest
     assert json.loads(azure_record.read_text())["workPoolName"] == pool
 
     # Blob storage: the flow code, uploaded with a bearer token for Storage's audience.
@@ -174,7 +174,10 @@ def test_deploy_all_goes_from_nothing_to_a_deployment_on_the_aci_pool(
         "prefect-aci-flow-code"
     )
     assert work_pool.type == "azure-container-instance"
-    assert work_pool.base_job_template["variables"]["properties"]["image"]["default"] == reference
+    assert (
+        work_pool.base_job_template["variables"]["properties"]["image"]["default"]
+        == pushed.reference
+    )
     assert credentials.client_secret is None
 
     assert f"prefect deployment run '{FLOW_NAME}/{DEPLOYMENT}'" in result.stdout

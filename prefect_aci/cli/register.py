@@ -5,10 +5,10 @@ from typing import Annotated
 
 import typer
 
-from blocks.inputs import RegistrationSettings, image_in_acr, pushed_image
+from blocks.inputs import RegistrationSettings
 from blocks.register import register
 from prefect_aci.core.paths import AZURE_RECORD, IMAGE_RECORD
-from prefect_aci.core.records import AzureRecord, read_record
+from prefect_aci.core.records import AzureRecord, PublishedImage, read_record
 from prefect_aci.core.settings import load
 
 
@@ -24,14 +24,12 @@ def register_command(
     """Register the Prefect side: ACI credentials block, ACI work pool with its base job template,
     flow-code storage block, and the key_vault_url Variable. Idempotent.
 
-    Settings: PREFECT_API_URL (and PREFECT_API_KEY for Prefect Cloud); WORK_POOL_NAME overrides
-    the recorded pool name; AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, all three,
-    put a service principal in the credentials block instead of the worker's managed identity.
+    Settings: PREFECT_API_URL (and PREFECT_API_KEY for Prefect Cloud); PREFECT_ACI_WORK_POOL_NAME
+    overrides the recorded pool name; AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET,
+    all three, put a service principal in the credentials block instead of the worker's managed
+    identity.
     """
     settings = load(RegistrationSettings)
-    image = pushed_image(image_record)
+    image = read_record(image_record, PublishedImage)
     azure = read_record(azure_record, AzureRecord)
-    if settings.work_pool_name:
-        azure = azure.model_copy(update={"work_pool_name": settings.work_pool_name})
-    acr = image.registry if image_in_acr(image) else None
-    register(azure, image.reference, acr, settings, dry_run, print)
+    register(azure, image, settings, dry_run=dry_run)

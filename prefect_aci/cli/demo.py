@@ -1,4 +1,4 @@
-"""`prefect-aci demo up|down|status` (make demo, make demo-down, make demo-status)."""
+"""`prefect-aci demo up|down|status|bench` (make demo, make demo-down, make demo-status)."""
 
 import json
 from pathlib import Path
@@ -10,17 +10,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from image_builder.cli import build as build_image
 from prefect_aci.core.console import command_group, console
 from prefect_aci.core.engine import connect, ensure_programs
 from prefect_aci.core.errors import UserError
-from prefect_aci.core.paths import BUILD_DIR, IMAGE_RECORD, PROJECT_ROOT
-from prefect_aci.core.records import ImageRecord, read_record
+from prefect_aci.core.paths import (
+    BUILD_DIR,
+    DEMO_DIR,
+    IMAGE_RECORD,
+    PROJECT_ROOT,
+    SERVER_RECORD,
+)
 from prefect_aci.demo import bench as demo_bench
-from prefect_aci.demo import stack
-from prefect_aci.demo.local_azure import load_side
-
-DEMO_DIR = BUILD_DIR / "demo"
+from prefect_aci.demo import images, stack
 
 app = command_group(
     "The whole thing on this machine, no Azure account: a local registry, Azurite, a Prefect "
@@ -29,18 +30,9 @@ app = command_group(
     "reads no Azure setting."
 )
 
-SERVER_RECORD = BUILD_DIR / "server-image.json"
 ServerRecord = Annotated[
     Path, typer.Option(help="Record of the image's server variant (with the Prefect UI).")
 ]
-
-
-def _images(record: Path, server_record: Path, build: bool) -> tuple[ImageRecord, ImageRecord]:
-    """The image and its server variant: built now (from cache when nothing changed), or read."""
-    if build:
-        build_image(offline_fallback=True, record=record)
-        build_image(offline_fallback=True, server=True, record=server_record)
-    return read_record(record), read_record(server_record)
 
 
 StateDir = Annotated[
@@ -71,9 +63,9 @@ def up(
     client = connect()
     # Debian's registry stands in for ACR, npm installs Azurite.
     ensure_programs("docker-registry", "npm")
-    images = _images(record, server_record, build)
+    built = images(record, server_record, build, console)
     try:
-        state, run = stack.up(client, *images, state_dir, PROJECT_ROOT / "flows", console, port)
+        state, run = stack.up(client, *built, state_dir, PROJECT_ROOT / "flows", console, port)
     except APIError as exc:
         raise UserError(
             f"Docker refused a step of the stack ({exc.explanation}); see the step above, "
@@ -130,20 +122,10 @@ def bench(
     image, median), then a burst at once; a stack of its own (build/bench-demo), removed after."""
     client = connect()
     ensure_programs("docker-registry", "npm")
-    images = _images(record, server_record, build)
-    root = BUILD_DIR / "bench-demo"
-    try:
-        state, _ = stack.up(client, *images, root, PROJECT_ROOT / "flows", console)
-        side = load_side(root / "local-azure")
-        aci = side.aci(state.local_aci)
-
-        def flow_run_groups() -> int:
-            groups = aci.container_groups.list_by_resource_group(side.record.resource_group)
-            return sum(1 for group in groups if group.name != state.worker_group)
-
-        figures = demo_bench.measure(state.api, runs, burst, flow_run_groups)
-    finally:
-        stack.down(client, root, console)
+    built = images(record, server_record, build, console)
+    figures = demo_bench.bench_stack(
+        client, built, BUILD_DIR / "bench-demo", PROJECT_ROOT / "flows", runs, burst, console
+    )
     table = Table("figure", "value")
     for name, value in figures.as_dict()["median"].items():
         table.add_row(f"median {name} (of {runs})", f"{value:.1f} s")

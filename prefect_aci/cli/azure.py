@@ -1,26 +1,28 @@
-"""`prefect-aci azure validate|deploy|destroy`: the template offline; deploy or delete it with
-azure-mgmt-resource and azure-identity (no az CLI)."""
+"""`prefect-aci azure validate|deploy|destroy|sweep` and `azure acr list|prune`: the template
+offline; deploy or delete it with azure-mgmt-resource and azure-identity (no az CLI); clean up
+after flow runs; keep an Azure Container Registry tidy."""
 
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from arm.checkov import run_checkov
-from arm.deploy import Infra, check_worker_image, load_template, parameters
+from arm.deploy import TEMPLATE, Infra, load_template, parameters, worker_image
 from arm.settings import AzureTarget, InfraSettings, SweepSettings
 from arm.sweep import parse_duration, summary
 from arm.sweep import sweep as sweep_group
 from arm.validation import SCHEMAS_DIR, load_schemas, validate_template
-from image_builder.acr import default_credential
+from image_builder import api as image_api
+from prefect_aci.core.azure import default_credential
 from prefect_aci.core.console import command_group, console
 from prefect_aci.core.errors import UserError
-from prefect_aci.core.paths import AZURE_RECORD, IMAGE_RECORD, PROJECT_ROOT
+from prefect_aci.core.paths import AZURE_RECORD, IMAGE_RECORD
 from prefect_aci.core.records import AzureRecord, read_record, write_record
 from prefect_aci.core.settings import load
-
-TEMPLATE = PROJECT_ROOT / "arm" / "azuredeploy.json"
 
 app = command_group(
     "The Azure side: validate arm/azuredeploy.json offline, deploy it to a resource group, "
@@ -87,22 +89,24 @@ def deploy(
     replace_worker: Annotated[
         bool,
         typer.Option(
-            help="Delete the worker's container group first when WORKER_CPU or WORKER_MEMORY_GB "
-            "changed (ACI cannot change them in place; without this the deploy stops and says so)."
+            help="Delete the worker's container group first when PREFECT_ACI_WORKER_CPU or "
+            "PREFECT_ACI_WORKER_MEMORY_GB changed (ACI cannot change them in place; without "
+            "this the deploy stops and says so)."
         ),
     ] = False,
 ) -> None:
     """Deploy the template to AZURE_RESOURCE_GROUP; write its outputs to build/azure.json.
 
     Settings: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZURE_LOCATION (to create the group),
-    PREFECT_API_URL, PREFECT_API_KEY; optional PREFIX, KEY_VAULT_NAME, WORK_POOL_NAME,
-    DEMO_SECRET_VALUE, DEPLOY_REGISTRY, REGISTRY_SKU, DEPLOY_WORKER, ENABLE_PURGE_PROTECTION,
-    WORKER_CPU, WORKER_MEMORY_GB.
+    PREFECT_API_URL, PREFECT_API_KEY; optional PREFECT_ACI_PREFIX, PREFECT_ACI_KEY_VAULT_NAME,
+    PREFECT_ACI_WORK_POOL_NAME, PREFECT_ACI_DEMO_SECRET_VALUE, PREFECT_ACI_DEPLOY_REGISTRY,
+    PREFECT_ACI_REGISTRY_SKU, PREFECT_ACI_DEPLOY_WORKER, PREFECT_ACI_ENABLE_PURGE_PROTECTION,
+    PREFECT_ACI_WORKER_CPU, PREFECT_ACI_WORKER_MEMORY_GB.
     """
     settings = load(InfraSettings)
     image = read_record(image_record) if image_record.is_file() else None
     document = load_template(template)
-    check_worker_image(settings, image)  # before anything is sent
+    worker_image(settings, image)  # refused before anything is sent
     infra = Infra.connect(settings, default_credential())
     params = parameters(settings, image, infra.deployer)
     infra.ensure_resource_group()
@@ -147,7 +151,8 @@ def destroy(
         "soft-deleted, not gone: its name stays taken until the retention period ends (90 days "
         "by default). To deploy again under the same name, recover it (`az keyvault recover "
         f"--name {vault}`) or purge it (`az keyvault purge --name {vault}`); with purge "
-        "protection on it cannot be purged, so set KEY_VAULT_NAME to a new name instead."
+        "protection on it cannot be purged, so set PREFECT_ACI_KEY_VAULT_NAME to a new name "
+        "instead."
     )
     if role is None:
         console.print("No custom worker role of this resource group was found to delete.")
@@ -173,11 +178,12 @@ def sweep(
     """Delete what flow runs left in AZURE_RESOURCE_GROUP: container groups whose flow run is
     finished, crashed, cancelled or unknown to the Prefect API (the worker deletes them itself,
     unless it died or timed out), and flow-run ARM deployments (prefect-<flow>-<run id>) older
-    than --older-than. Never the worker's own group (<PREFIX>-worker) nor anything else. Needs no
-    more than the worker role (README: Azure).
+    than --older-than. Never the worker's own group (<PREFECT_ACI_PREFIX>-worker) nor anything
+    else. Needs no more than the worker role (docs/azure.md).
 
     Settings: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, PREFECT_API_URL (the workspace the
-    worker serves), PREFECT_API_KEY (Prefect Cloud); optional PREFIX, WORK_POOL_NAME.
+    worker serves), PREFECT_API_KEY (Prefect Cloud); optional PREFECT_ACI_PREFIX,
+    PREFECT_ACI_WORK_POOL_NAME.
     """
     age = parse_duration(older_than)
     settings = load(SweepSettings)
@@ -193,3 +199,50 @@ def sweep(
 def _vault_name(outputs: Path) -> str:
     recorded = read_record(outputs, AzureRecord).key_vault_name if outputs.is_file() else ""
     return recorded or "its Key Vault"
+
+
+acr_app = command_group(
+    "Housekeeping in an Azure Container Registry: list and prune tags. Signs in with "
+    "DefaultAzureCredential (az login, AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET, or a "
+    "managed identity)."
+)
+app.add_typer(acr_app, name="acr")
+
+RegistryOption = Annotated[
+    str, typer.Option(help="Registry login server, like myregistry.azurecr.io.")
+]
+RepositoryOption = Annotated[
+    str | None,
+    typer.Option(help="Repository (default: the one build/image.json was pushed to)."),
+]
+
+
+@acr_app.command("list")
+def acr_list(
+    registry: RegistryOption,
+    repository: RepositoryOption = None,
+    record: Annotated[Path, typer.Option(help="Image record.")] = IMAGE_RECORD,
+) -> None:
+    """Tags with their digests and last update, newest first."""
+    _, tags = image_api.acr_tags(registry, repository, record)
+    table = Table("tag", "digest", "updated")
+    for tag in tags:
+        table.add_row(tag.name, tag.digest, tag.updated.isoformat(timespec="seconds"))
+    Console().print(table)
+
+
+@acr_app.command("prune")
+def acr_prune(
+    registry: RegistryOption,
+    keep: Annotated[int, typer.Option(help="How many of the newest tags to keep.")],
+    repository: RepositoryOption = None,
+    dry_run: Annotated[bool, typer.Option(help="Only say what would be deleted.")] = False,
+    record: Annotated[
+        Path, typer.Option(help="Image record whose digest and tags are never deleted.")
+    ] = IMAGE_RECORD,
+) -> None:
+    """Delete all but the newest --keep tags; never one that build/image.json pins."""
+    name, doomed = image_api.acr_prune(registry, repository, keep, dry_run, record)
+    for tag in doomed:
+        print(f"{'would delete' if dry_run else 'deleted'} {name}:{tag.name} ({tag.digest})")
+    console.print(f"{len(doomed)} tag(s) {'to delete' if dry_run else 'deleted'} from {name}")

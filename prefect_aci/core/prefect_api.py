@@ -1,0 +1,40 @@
+"""How a failed call to the Prefect API reads, the same for every command that makes one."""
+
+import contextlib
+from collections.abc import Iterator
+
+import httpx
+
+from prefect_aci.core.errors import UserError, first_line
+
+
+def _api_url() -> str:
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or "(PREFECT_API_URL unset)"
+
+
+@contextlib.contextmanager
+def prefect_api_errors(consequence: str = "") -> Iterator[None]:
+    """Turn the Prefect client's HTTP failures into one line that says what to set; other errors
+    (a bug, a full disk) pass through as they are. ``consequence`` ends the line (e.g. "nothing
+    was deleted")."""
+    tail = f"; {consequence}" if consequence else ""
+    try:
+        yield
+    except httpx.HTTPStatusError as exc:
+        status = exc.response.status_code
+        hint = (
+            "set PREFECT_API_KEY (Prefect Cloud) or PREFECT_API_AUTH_STRING"
+            if status in (401, 403)
+            else "check PREFECT_API_URL"
+        )
+        raise UserError(
+            f"the Prefect API at {_api_url()} answered {status}; {hint}{tail}"
+        ) from None
+    except (httpx.TransportError, ConnectionError) as exc:
+        raise UserError(
+            f"cannot reach the Prefect API at {_api_url()} ({type(exc).__name__}: "
+            f"{first_line(exc)}); set PREFECT_API_URL (and PREFECT_API_KEY for Prefect Cloud)"
+            f"{tail}"
+        ) from None

@@ -1,0 +1,75 @@
+"""Settings: product names share the PREFECT_ACI_ prefix, standard names keep their own, and a
+.env that still has an old name is told the new one."""
+
+import pytest
+
+from arm.settings import InfraSettings
+from image_builder.settings import ImageSettings
+from prefect_aci.core import settings as core_settings
+from prefect_aci.core.errors import UserError
+from prefect_aci.core.settings import load
+
+AZURE = {
+    "AZURE_SUBSCRIPTION_ID": "0b1f6471-1bf0-4dda-aec3-cb9272f09590",
+    "AZURE_RESOURCE_GROUP": "rg",
+    "PREFECT_API_URL": "http://127.0.0.1:4200/api",
+    "PREFECT_API_KEY": "k",
+}
+
+
+@pytest.fixture
+def clean(monkeypatch, tmp_path):
+    """No settings from this machine, and a .env of the test's own."""
+    for name in [*AZURE, *core_settings.RENAMED, *core_settings.RENAMED.values()]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(core_settings, "_warned", set())
+    return tmp_path
+
+
+def test_product_settings_are_read_under_the_prefix_and_standard_names_as_they_are(
+    clean, monkeypatch
+):
+    for name, value in AZURE.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PREFECT_ACI_PREFIX", "team")
+    settings = load(InfraSettings)
+    assert settings.prefix == "team"
+    assert settings.azure_resource_group == "rg"
+
+
+def test_an_unprefixed_name_in_the_environment_is_another_tools(clean, monkeypatch):
+    for name, value in AZURE.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PREFIX", "/usr/local")  # what autotools and Termux mean by it
+    assert load(InfraSettings).prefix == "prefect"
+
+
+def test_an_old_name_in_dotenv_gets_one_line_naming_the_new_one(clean, monkeypatch, capsys):
+    for name, value in AZURE.items():
+        monkeypatch.setenv(name, value)
+    (clean / ".env").write_text("WORKER_CPU=2\nBASE_IMAGE=python:3.13-slim-bookworm\n")
+    assert load(InfraSettings).worker_cpu == "2"
+    assert load(ImageSettings).base_image == "python:3.13-slim-bookworm"
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert any("WORKER_CPU, which is now PREFECT_ACI_WORKER_CPU" in w for w in warnings)
+    assert any("BASE_IMAGE, which is now PREFECT_ACI_BASE_IMAGE" in w for w in warnings)
+    assert len(warnings) == 2
+
+
+def test_the_new_name_wins_over_an_old_one(clean, monkeypatch):
+    for name, value in AZURE.items():
+        monkeypatch.setenv(name, value)
+    (clean / ".env").write_text("WORKER_CPU=2\nPREFECT_ACI_WORKER_CPU=4\n")
+    assert load(InfraSettings).worker_cpu == "4"
+
+
+def test_a_bad_value_is_named_by_the_variable_the_user_sets(clean, monkeypatch):
+    for name, value in AZURE.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PREFECT_ACI_WORKER_MEMORY_GB", "0")
+    monkeypatch.delenv("AZURE_RESOURCE_GROUP")
+    with pytest.raises(UserError) as caught:
+        load(InfraSettings)
+    assert "AZURE_RESOURCE_GROUP is not set" in str(caught.value)
+    assert "PREFECT_ACI_WORKER_MEMORY_GB must be a positive number" in str(caught.value)

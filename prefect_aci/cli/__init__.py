@@ -8,9 +8,10 @@ from typing import Annotated
 import typer
 
 from prefect_aci.cli import azure, demo, dev, image
+from prefect_aci.cli.common import run_cli
 from prefect_aci.cli.deploy_all import deploy_all_command
 from prefect_aci.cli.register import register_command
-from prefect_aci.core.console import console, run_cli
+from prefect_aci.core.console import console
 
 app = typer.Typer(
     name="prefect-aci",

@@ -17,8 +17,9 @@ from arm.sweep import parse_duration, summary
 from arm.sweep import sweep as sweep_group
 from arm.validation import SCHEMAS_DIR, load_schemas, validate_template
 from image_builder import api as image_api
+from prefect_aci.cli.common import command_group
 from prefect_aci.core.azure import default_credential
-from prefect_aci.core.console import command_group, console
+from prefect_aci.core.console import console
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.paths import AZURE_RECORD, IMAGE_RECORD
 from prefect_aci.core.records import AzureRecord, read_record, write_record

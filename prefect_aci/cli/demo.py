@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from prefect_aci.core.console import command_group, console
+from prefect_aci.cli.common import command_group
+from prefect_aci.core.console import console
 from prefect_aci.core.engine import connect, ensure_programs
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.paths import (

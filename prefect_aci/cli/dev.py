@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from prefect_aci.core.console import command_group, console
+from prefect_aci.cli.common import command_group
+from prefect_aci.core.console import console
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.paths import PROJECT_ROOT, SCRIPTS_DIR
 
@@ -64,12 +65,13 @@ def test(
 
 @app.command()
 def lint() -> None:
-    """ruff (check and format), hadolint, shellcheck and actionlint; all run, then the failures
-    are named."""
+    """ruff (check and format), the import contracts (lint-imports: the floors in pyproject.toml),
+    hadolint, shellcheck and actionlint; all run, then the failures are named."""
     scripts = sorted(str(p.relative_to(PROJECT_ROOT)) for p in SCRIPTS_DIR.glob("*.sh"))
     checks = {
         "ruff check": [_tool("ruff"), "check", "."],
         "ruff format": [_tool("ruff"), "format", "--check", "."],
+        "import contracts": [_tool("lint-imports")],
         "hadolint": [
             _tool("hadolint"),
             "docker/Dockerfile",

@@ -10,7 +10,8 @@ from image_builder import api
 from image_builder.bench import print_report
 from image_builder.build import TRIMS
 from image_builder.push import publish
-from prefect_aci.core.console import command_group, console
+from prefect_aci.cli.common import command_group
+from prefect_aci.core.console import console
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.paths import BUILD_DIR, IMAGE_RECORD
 

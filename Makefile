@@ -15,7 +15,7 @@ help:
 	@echo "make demo-status  what of the demo runs, and where (UI, API, last flow run)"
 	@echo "make demo-down    remove what make demo started"
 	@echo "make image        build the image (offline Debian base when nothing can be pulled)"
-	@echo "make push REGISTRY=host[:port] [REPOSITORY=name]   push all tags, record the digest"
+	@echo "make push REGISTRY=host[:port] [NAMESPACE=ns] [REPOSITORY=name]   push all tags, record the digest"
 	@echo "make bench        our image vs the usual recipe (build/bench.json), flow runs on local ACI (build/local-aci-bench.json)"
 	@echo "make validate-arm the ARM template offline: Azure's schemas and checkov"
 	@echo "make deploy-infra [WHAT_IF=1]   deploy the ARM template (settings from .env), outputs to build/azure.json"
@@ -24,7 +24,7 @@ help:
 	@echo "make deploy-all   all of the Azure side in order: infra, image, push, worker, register, demo deployment"
 	@echo "make test         the whole test suite (starts a Docker engine if needed)"
 	@echo "make test-fast    the checks that need no engine, image or server (seconds)"
-	@echo "make lint         ruff, hadolint, shellcheck, actionlint"
+	@echo "make lint         ruff, the import contracts (lint-imports), hadolint, shellcheck, actionlint"
 	@echo "make lock         re-resolve the lock files"
 
 $(VENV)/.installed: pyproject.toml requirements-dev.lock
@@ -42,7 +42,7 @@ image: setup
 	$(CLI) image build --offline-fallback $(BUILD_FLAGS)
 
 push: setup
-	$(CLI) image push --registry "$(REGISTRY)" $(if $(REPOSITORY),--repository "$(REPOSITORY)") $(PUSH_FLAGS)
+	$(CLI) image push --registry "$(REGISTRY)" $(if $(NAMESPACE),--namespace "$(NAMESPACE)") $(if $(REPOSITORY),--repository "$(REPOSITORY)") $(PUSH_FLAGS)
 
 bench: setup
 	$(CLI) bench $(BENCH_FLAGS)

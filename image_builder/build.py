@@ -159,15 +159,30 @@ def stream_build(
         raise UserError(f"the engine refused the build: {exc.explanation or exc}") from None
 
 
-def tag_locally(
-    image: docker.models.images.Image, refs: list[str], started: float, console: Console
-) -> None:
+def tag_and_record(
+    image: docker.models.images.Image,
+    repository: str,
+    tags: list[str],
+    base_image: str,
+    versions: ImageVersions,
+    started: float,
+    console: Console,
+) -> ImageRecord:
+    """Tag the built image ``repository:<tag>`` for each tag; the record of the local build."""
+    refs = [f"{repository}:{tag}" for tag in tags]
     for ref in refs:
-        repository, tag = ref.rsplit(":", 1)
-        image.tag(repository, tag)
+        image.tag(repository, ref.rsplit(":", 1)[1])
     console.print(
         f"[bold green]Built[/] {image.id[:19]} in {time.monotonic() - started:.0f}s, "
         f"tagged {', '.join(refs)}"
+    )
+    return ImageRecord(
+        image_id=image.id,
+        repository=repository,
+        local_tags=refs,
+        base_image=base_image,
+        versions=versions.as_dict(),
+        labels=dict(image.labels or {}),
     )
 
 
@@ -218,23 +233,16 @@ def build_image(
         )
     if request.server and not has_ui(client, image_id):
         raise UserError("the server image holds no Prefect UI; rebuild with --no-cache")
-    image = client.images.get(image_id)
-    local_tags = [
-        f"{request.repository}:{tag}"
-        for tag in version_tags(actual.prefect, actual.python_minor, request.target)
+    tags = [
+        *version_tags(actual.prefect, actual.python_minor, request.target),
+        f"latest{suffix(request.target)}",
     ]
-    local_tags.append(f"{request.repository}:latest{suffix(request.target)}")
-    tag_locally(image, local_tags, started, console)
-    labels = dict(image.labels or {})
-    if labels.get(REVISION_LABEL, "").endswith("-dirty"):
+    image = client.images.get(image_id)
+    record = tag_and_record(
+        image, request.repository, tags, request.base_image, actual, started, console
+    )
+    if record.labels.get(REVISION_LABEL, "").endswith("-dirty"):
         console.print(
             "[yellow]The working tree has uncommitted changes: no sha- tag will be pushed.[/]"
         )
-    return ImageRecord(
-        image_id=image_id,
-        repository=request.repository,
-        local_tags=local_tags,
-        base_image=request.base_image,
-        versions=actual.as_dict(),
-        labels=labels,
-    )
+    return record

@@ -14,7 +14,7 @@ import docker
 from docker.errors import ContainerError
 from rich.console import Console
 
-from image_builder.build import stream_build, tag_locally
+from image_builder.build import stream_build, tag_and_record
 from image_builder.context import build_context
 from image_builder.probe import image_versions, installed_distributions, require_image
 from image_builder.tagging import BASE_DIGEST_LABEL, child_tag
@@ -147,13 +147,6 @@ def build_child(
     tag = child_tag(
         versions.prefect, versions.python_minor, digest, installed_distributions(client, image_id)
     )
-    local_tags = [f"{request.name}:{tag}", f"{request.name}:latest"]
-    tag_locally(image, local_tags, started, console)
-    return ImageRecord(
-        image_id=image_id,
-        repository=request.name,
-        local_tags=local_tags,
-        base_image=request.parent_reference,
-        versions=versions.as_dict(),
-        labels=dict(image.labels or {}),
+    return tag_and_record(
+        image, request.name, [tag, "latest"], request.parent_reference, versions, started, console
     )

@@ -82,7 +82,7 @@ class InfraSettings(AzureTarget):
     )
     work_pool_name: PoolName = DEFAULT_WORK_POOL
     deploy_registry: bool = True
-    # Premium: the documented way to pull with a managed identity into a VNet (README: Azure).
+    # Premium: the documented way to pull with a managed identity into a VNet (docs/azure.md).
     registry_sku: Annotated[
         str, matches(r"^(Basic|Standard|Premium)$", "Basic, Standard or Premium")
     ] = "Premium"

@@ -335,6 +335,6 @@ def sweep(
     if failed:
         raise UserError(
             f"{len(failed)} deletion(s) failed (lines above); the identity running the sweep "
-            "needs the worker role on the resource group (README: Azure)"
+            "needs the worker role on the resource group (docs/azure.md)"
         )
     return verdicts

@@ -1,7 +1,7 @@
 """The image's trims, each one step of docker/Dockerfile's build stage: `python trim.py NAME`.
 
 Each removes what neither a worker start nor a flow run (blob pull step, Key Vault) loads, as
-measured by tracing both in the image (README, Performance). `prefect-aci image build --keep NAME`
+measured by tracing both in the image (docs/performance.md). `prefect-aci image build --keep NAME`
 (the KEEP build argument, `all` for every one) leaves a trim out. What the server variant needs
 back (the UI, bytecode) is set aside in ASIDE, which the Dockerfile's `server` stage restores.
 Runs with the venv's own Python; standard library only.

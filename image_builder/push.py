@@ -318,7 +318,7 @@ def publish(
     kind = registry_kind(target)
     creds = load(RegistryCredentials)
     namespace = namespace if namespace is not None else creds.registry_namespace
-    if kind is RegistryKind.DOCKER_HUB and namespace is None and repository is None:
+    if kind is RegistryKind.DOCKER_HUB and namespace is None and "/" not in (repository or ""):
         namespace = creds.dockerhub_username
     name = registry_repository(kind, image.repository, repository, namespace)
     login = static_login(kind, creds)

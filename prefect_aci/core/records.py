@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    computed_field,
     model_validator,
 )
 
@@ -36,9 +37,11 @@ class Publication(BaseModel):
     tags: list[str] = Field(description="Tags pushed, all to the one digest.")
     digest: Digest = Field(description="Manifest digest read back from the registry.")
 
+    @computed_field
     @property
     def reference(self) -> str:
-        """``<registry>/<repository>@<digest>``: what ACI pulls, exactly the bytes pushed."""
+        """``<registry>/<repository>@<digest>``: what ACI pulls, exactly the bytes pushed.
+        Written to the file too, for scripts (``jq -r .published.reference``)."""
         return f"{self.registry}/{self.repository}@{self.digest}"
 
 

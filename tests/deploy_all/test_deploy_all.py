@@ -68,7 +68,7 @@ def blob_storage(tmp_path_factory):
     try:
         wait_for_port(port, timeout=60)
         account = f"https://127.0.0.1:{port}/{azurite.ACCOUNT}"
-        # The test's own view (ARM creates the container in Azure): the emulator's account key.
+        # The test's own view (ARM creates the container in Azure): Azurite's account key.
         admin = BlobServiceClient(
             account,
             credential={"account_name": azurite.ACCOUNT, "account_key": azurite.ACCOUNT_KEY},

@@ -21,6 +21,7 @@ from jsonschema import ValidationError, validators
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
+from prefect_aci.core.arm_template import is_expression, schema_error_leaves
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.paths import PROJECT_ROOT
 
@@ -81,23 +82,8 @@ def load_schemas(folder: Path) -> SchemaSet:
 STRING_CONSTRAINTS = ("maxLength", "minLength", "pattern", "enum", "format")
 
 
-def is_expression(value: object) -> bool:
-    return (
-        isinstance(value, str)
-        and value.startswith("[")
-        and value.endswith("]")
-        and not value.startswith("[[")
-    )
-
-
 def _judgeable(error: jsonschema.ValidationError) -> bool:
     return not (error.validator in STRING_CONSTRAINTS and is_expression(error.instance))
-
-
-def _leaves(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
-    if not error.context:
-        return [error]
-    return [leaf for child in error.context for leaf in _leaves(child)]
 
 
 UNDECLARED = "undeclaredProperty"
@@ -135,7 +121,7 @@ def _errors(
     for error in validator.iter_errors(instance):
         # oneOf/anyOf errors hide the useful part in their context tree: report the deepest leaf,
         # or every undeclared property in it (one object can hold several).
-        leaves = [e for e in _leaves(error) if _judgeable(e)]
+        leaves = [e for e in schema_error_leaves(error) if _judgeable(e)]
         undeclared = [e for e in leaves if e.validator == UNDECLARED]
         if not leaves:
             continue

@@ -48,7 +48,7 @@ from prefect_aci.core.records import ImageRecord, write_record
 from prefect_aci.demo import azurite, wiring
 from prefect_aci.demo.local_azure import LocalSide, make_local_side
 from prefect_aci.local_aci import imds_router
-from prefect_aci.local_aci.groups import LABEL
+from prefect_aci.local_aci.config import LABEL
 
 # Prefect's usual port: the UI's address in Prefect's own docs, taken when it is free.
 PREFERRED_PORT = 4200

@@ -1,14 +1,17 @@
 """The local ACI's endpoints, each speaking its Azure REST protocol, on FastAPI:
 
-- https://management.azure.com: Resource Manager deployments, Container Instances groups.
+- https://management.azure.com: Resource Manager deployments, Container Instances groups (stop,
+  start, logs).
 - https://<vault>.vault.azure.net: Key Vault secrets behind the 401 bearer challenge.
-- http://169.254.169.254: the instance metadata service's managed identity tokens (IMDS).
-- /_local/...: the stack's own door (published on 127.0.0.1 only): an App Service-style identity
-  endpoint for the deployer, fault injection for tests, health.
+- http://169.254.169.254: the instance metadata service's managed identity tokens (IMDS), served
+  on port 80 and reached through the IMDS router (prefect_aci.local_aci.imds_router).
+- /_local/... on the HTTPS port (which the stack publishes on 127.0.0.1 only): the stack's own
+  door: an App Service-style identity endpoint for the deployer and fault injection for tests,
+  both behind the deployer's secret, and health.
 
-Paths are matched without regard to case, as Azure does (azure-mgmt-resource sends
-`resourcegroups`, azure-mgmt-containerinstance `resourceGroups`). Malformed requests get Azure's
-error shapes and status codes, never a traceback page.
+Resource Manager paths are matched without regard to case, as Azure does (azure-mgmt-resource
+sends `resourcegroups`, azure-mgmt-containerinstance `resourceGroups`). Malformed requests get
+Azure's error shapes and status codes, never a traceback page.
 """
 
 import json
@@ -539,5 +542,5 @@ def imds_app(aci: LocalAci) -> FastAPI:
 
 
 async def _threaded(function, *args):
-    """Docker calls block: run them off the event loop."""
+    """The handlers block (Docker calls, locks): run them off the event loop."""
     return await run_in_threadpool(function, *args)

@@ -1,13 +1,17 @@
 """The local Azure: what the stand-ins know (subscription, identities, role assignments, the vault's
 secrets) and how the containers they start are wired (networks, host entries, the local CA).
 
-The stack writes it to <state dir>/local-aci/config.json (mode 0600: it holds the vault's secret
-values, as Key Vault does) and mounts it into the stand-in's container read-only."""
+The stack writes it to <state dir>/local-azure/stand-in/config.json (mode 0600: it holds the
+vault's secret values, as Key Vault does) and mounts that folder into the stand-in's container
+read-only."""
 
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+# Prefix of the Docker labels on what a local ACI stack makes: `<LABEL>.stack`, the stack's id
+# (Wiring.stack_id), is how a stack, its stand-in and the IMDS router find that stack's parts only.
+LABEL = "io.prefect-aci.local-aci"
 # Role names as Azure spells them; the stand-ins check these.
 KEY_VAULT_SECRETS_USER = "Key Vault Secrets User"
 WORKER_ROLE = "Prefect ACI worker"
@@ -36,7 +40,7 @@ class Wiring(BaseModel):
     network: str = Field(description="Docker network that stands in for the delegated subnet.")
     imds_network: str = Field(description="Link-local Docker network where IMDS answers.")
     extra_hosts: dict[str, str] = Field(description="Azure host names -> the stand-in's address.")
-    ca_bundle_host_path: str = Field(description="CA bundle (system roots + the local CA), host.")
+    ca_bundle_host_path: str = Field(description="CA bundle (certifi's roots + local CA), host.")
     ca_bundle_container_path: str = "/etc/prefect-aci/local-ca.pem"
 
 

@@ -1,9 +1,10 @@
 """ARM template expressions, evaluated the way Resource Manager does for the functions a flow-run
-template uses. No maintained Python library evaluates them (Azure's own evaluator is .NET), so this
-is a small recursive-descent parser over ARM's expression grammar: string literals in single
-quotes ('' escapes a quote), integers, function calls, `.property` and `[index]` access.
+template uses (and the ARM template's worker resource). The expressions are read by
+prefect_aci.core.arm_template; this module gives them their values.
 
-A function outside `FUNCTIONS` fails the deployment with ARM's InvalidTemplate code, naming it.
+A function outside `FUNCTIONS` (and `if`) raises TemplateError naming it, which the local
+Resource Manager answers with ARM's InvalidTemplate code; so does an expression that does not
+parse.
 """
 
 import hashlib
@@ -13,6 +14,18 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from prefect_aci.core.arm_template import (
+    Call,
+    ExpressionError,
+    Index,
+    Literal,
+    Node,
+    Property,
+    is_expression,
+    literal_string,
+    parse,
+)
 
 
 class TemplateError(Exception):
@@ -89,7 +102,7 @@ def _reference(scope: Scope, resource_id: str, *_: Any) -> dict[str, Any]:
     found = scope.references.get(str(resource_id).lower())
     if found is None:
         raise TemplateError(
-            f"reference('{resource_id}') names a resource the local ACI emulator does not hold."
+            f"reference('{resource_id}') names a resource the local ACI stand-in does not hold."
         )
     return found
 
@@ -143,126 +156,36 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 }
 
 
-# The parsed expression: ("literal", value), ("call", name, [args]), ("property", node, name),
-# ("index", node, index node).
-Node = tuple
-
-
-class _Parser:
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.at = 0
-
-    def fail(self, what: str) -> TemplateError:
-        return TemplateError(
-            f"The template language expression '{self.text}' is not valid: {what} "
-            f"at position {self.at}."
-        )
-
-    def peek(self) -> str:
-        while self.at < len(self.text) and self.text[self.at].isspace():
-            self.at += 1
-        return self.text[self.at] if self.at < len(self.text) else ""
-
-    def expect(self, char: str) -> None:
-        if self.peek() != char:
-            raise self.fail(f"expected '{char}'")
-        self.at += 1
-
-    def whole(self) -> Node:
-        node = self.value()
-        if self.peek():
-            raise self.fail("unexpected text")
-        return node
-
-    def value(self) -> Node:
-        char = self.peek()
-        if char == "'":
-            node: Node = ("literal", self.string())
-        elif char.isdigit() or char == "-":
-            node = ("literal", self.number())
-        elif char.isalpha():
-            node = self.call()
-        else:
-            raise self.fail("expected a value")
-        while self.peek() in (".", "["):
-            if self.peek() == ".":
-                self.at += 1
-                match = re.compile(r"[A-Za-z_][A-Za-z0-9_]*").match(self.text, self.at)
-                if not match:
-                    raise self.fail("expected a property name")
-                self.at = match.end()
-                node = ("property", node, match.group())
-            else:
-                self.at += 1
-                index = self.value()
-                self.expect("]")
-                node = ("index", node, index)
-        return node
-
-    def string(self) -> str:
-        self.at += 1
-        out = []
-        while self.at < len(self.text):
-            char = self.text[self.at]
-            if char == "'":
-                if self.text[self.at + 1 : self.at + 2] == "'":
-                    out.append("'")
-                    self.at += 2
-                    continue
-                self.at += 1
-                return "".join(out)
-            out.append(char)
-            self.at += 1
-        raise self.fail("unterminated string")
-
-    def number(self) -> int:
-        match = re.compile(r"-?\d+").match(self.text, self.at)
-        if not match:
-            raise self.fail("expected a number")
-        self.at = match.end()
-        return int(match.group())
-
-    def call(self) -> Node:
-        match = re.compile(r"[A-Za-z][A-Za-z0-9]*").match(self.text, self.at)
-        assert match  # value() checked the first character
-        self.at = match.end()
-        self.expect("(")
-        args = []
-        if self.peek() != ")":
-            args.append(self.value())
-            while self.peek() == ",":
-                self.at += 1
-                args.append(self.value())
-        self.expect(")")
-        return ("call", match.group(), args)
-
-
 def _run(node: Node, scope: Scope) -> Any:
-    kind = node[0]
-    if kind == "literal":
-        return node[1]
-    if kind == "property":
-        target = _run(node[1], scope)
-        if not isinstance(target, dict) or node[2] not in target:
-            raise TemplateError(f"The language expression property '{node[2]}' doesn't exist.")
-        return target[node[2]]
-    if kind == "index":
-        target, index = _run(node[1], scope), _run(node[2], scope)
-        try:
-            return target[index]
-        except (KeyError, IndexError, TypeError):
-            raise TemplateError(f"The index '{index}' is not valid.") from None
-    name, args = node[1], node[2]
-    if name == "if":
-        # ARM evaluates only the branch it takes.
-        if len(args) != 3:
-            raise TemplateError("The template function 'if' takes 3 arguments.")
-        return _run(args[1] if _run(args[0], scope) else args[2], scope)
+    match node:
+        case Literal(value):
+            return value
+        case Property(target, name):
+            found = _run(target, scope)
+            if not isinstance(found, dict) or name not in found:
+                raise TemplateError(f"The language expression property '{name}' doesn't exist.")
+            return found[name]
+        case Index(target, index):
+            found, key = _run(target, scope), _run(index, scope)
+            try:
+                return found[key]
+            except (KeyError, IndexError, TypeError):
+                raise TemplateError(f"The index '{key}' is not valid.") from None
+        case Call("if", args):
+            # ARM evaluates only the branch it takes.
+            if len(args) != 3:
+                raise TemplateError("The template function 'if' takes 3 arguments.")
+            return _run(args[1] if _run(args[0], scope) else args[2], scope)
+        case Call(name, args):
+            return _call(name, args, scope)
+    raise AssertionError(f"not a node: {node!r}")
+
+
+def _call(name: str, args: tuple[Node, ...], scope: Scope) -> Any:
     function = FUNCTIONS.get(name)
     if function is None:
         raise TemplateError(
-            f"The template function '{name}' is not supported by the local ACI emulator "
+            f"The template function '{name}' is not supported by the local ACI stand-in "
             f"(it evaluates: {', '.join(sorted([*FUNCTIONS, 'if']))})."
         )
     values = [_run(arg, scope) for arg in args]
@@ -274,17 +197,15 @@ def _run(node: Node, scope: Scope) -> Any:
         raise TemplateError(f"The template function '{name}' failed: {exc}") from None
 
 
-def is_expression(value: object) -> bool:
-    return isinstance(value, str) and value.startswith("[") and value.endswith("]")
-
-
 def evaluate_string(value: str, scope: Scope) -> Any:
-    """A template string: an expression when in brackets ('[[' escapes a literal bracket)."""
-    if value.startswith("[["):
-        return value[1:]
+    """A template string: the value of its expression, or the literal it stands for."""
     if not is_expression(value):
-        return value
-    return _run(_Parser(value[1:-1]).whole(), scope)
+        return literal_string(value)
+    try:
+        tree = parse(value)
+    except ExpressionError as exc:
+        raise TemplateError(str(exc)) from None
+    return _run(tree, scope)
 
 
 def evaluate(node: Any, scope: Scope) -> Any:

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 import docker
 from docker.errors import APIError, ImageNotFound, NotFound
 
-from prefect_aci.local_aci.config import LocalAzure
+from prefect_aci.local_aci.config import LABEL, LocalAzure
 
-LABEL = "io.prefect-aci.local-aci"
 RESTART_POLICIES = {
     "Never": None,
     "OnFailure": {"Name": "on-failure"},

@@ -16,7 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-LABEL = "io.prefect-aci.local-aci"
+from prefect_aci.local_aci.config import LABEL
+
 NETWORK = "prefect-aci-imds"
 SUBNET = "169.254.169.0/24"
 ADDRESS = "169.254.169.254"

@@ -79,7 +79,7 @@ class ResourceManager:
                 400,
                 "InvalidRequestContent",
                 "The request content was invalid: properties.template is required (templateLink "
-                "is not supported by the local ACI emulator).",
+                "is not supported by the local ACI stand-in).",
             )
         given = properties.get("parameters") or {}
         try:
@@ -144,7 +144,7 @@ class ResourceManager:
             if evaluated.get("type") != CONTAINER_GROUPS_TYPE:
                 raise TemplateError(
                     f"The resource type '{evaluated.get('type')}' is not supported by the local "
-                    f"ACI emulator, which deploys {CONTAINER_GROUPS_TYPE} only."
+                    f"ACI stand-in, which deploys {CONTAINER_GROUPS_TYPE} only."
                 )
             resources.append(evaluated)
         shown = {}

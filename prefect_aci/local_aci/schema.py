@@ -16,6 +16,8 @@ import jsonschema
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
+from prefect_aci.core.arm_template import schema_error_leaves
+
 CONTAINER_GROUPS = "Microsoft.ContainerInstance/containerGroups"
 NUMBER = {"type": "number"}
 # (definition, property) -> the schema that replaces the published one, and why.
@@ -80,7 +82,7 @@ class GroupSchemas:
                 Problem(
                     "apiVersion",
                     f"apiVersion '{version}' of {CONTAINER_GROUPS} is not one the local ACI "
-                    f"emulator holds a schema for ({', '.join(self.api_versions)})",
+                    f"stand-in holds a schema for ({', '.join(self.api_versions)})",
                 )
             ]
         uri, document = self.definitions[version]
@@ -94,7 +96,7 @@ class GroupSchemas:
         for error in validator.iter_errors(body):
             # Every property may also be a template expression: the errors against that
             # alternative say nothing about the value that was meant.
-            for leaf in _leaves(error):
+            for leaf in schema_error_leaves(error):
                 if _is_expression_schema(leaf.schema):
                     continue
                 problem = Problem(_path(leaf.absolute_path), leaf.message[:300])
@@ -112,12 +114,6 @@ class GroupSchemas:
 
 def _is_expression_schema(schema: object) -> bool:
     return isinstance(schema, dict) and str(schema.get("pattern", "")).startswith("^\\[")
-
-
-def _leaves(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
-    if not error.context:
-        return [error]
-    return [leaf for child in error.context for leaf in _leaves(child)]
 
 
 def _resolve(schema: dict, document: dict, registry: Registry) -> tuple[dict, str]:

@@ -8,6 +8,19 @@ from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
 from arm.deploy import WORKER_CONTAINER, WORKER_ROLE_PREFIX, WORKER_ROLE_SEED, worker_group_name
 from arm.sweep import SWEEP_ACTIONS
+from prefect_aci.core.arm_template import (
+    Call,
+    ExpressionError,
+    Literal,
+    Node,
+    Property,
+    calls,
+    is_expression,
+    literal_string,
+    parse,
+    template_calls,
+    walk,
+)
 from tests.arm.conftest import ROLE, resources_of, worker_group
 
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
@@ -33,58 +46,35 @@ WORKER_CALLS = {
 }
 
 
-def strings(node):
-    if isinstance(node, str):
-        yield node
-    elif isinstance(node, dict):
-        for key, value in node.items():
-            yield key
-            yield from strings(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from strings(value)
-
-
 def referenced(template: dict, function: str) -> set[str]:
-    pattern = re.compile(rf"{function}\('([^']+)'\)")
-    return {name for text in strings(template) for name in pattern.findall(text)}
+    """The names the template's expressions pass to ``function``, as in parameters('name')."""
+    return {
+        name
+        for call in template_calls(template, function)
+        if len(call.args) == 1 and isinstance(name := call.literal(0), str)
+    }
 
 
-def split_args(text: str) -> list[str]:
-    """Top-level comma-separated arguments of an ARM function call's argument list."""
-    args, depth, current, quoted = [], 0, "", False
-    for char in text:
-        if char == "'":
-            quoted = not quoted
-        if not quoted and char in "([":
-            depth += 1
-        elif not quoted and char in ")]":
-            depth -= 1
-        if char == "," and depth == 0 and not quoted:
-            args.append(current.strip())
-            current = ""
-        else:
-            current += char
-    args.append(current.strip())
-    return args
+def test_calls_are_read_from_every_expression_and_from_nothing_else():
+    """What the checks below read: the calls of each expression, object keys included, in
+    document order; not the text of literals ('[[' escapes, descriptions)."""
+    fragment = {
+        "[resourceId('T', parameters('a'))]": ["[[parameters('b')]", "see parameters('c')"],
+        "x": "[concat(parameters('d'), variables('e').f[0])]",
+    }
+    assert [str(call) for call in template_calls(fragment)] == [
+        "resourceId('T', parameters('a'))",
+        "parameters('a')",
+        "concat(parameters('d'), variables('e').f[0])",
+        "parameters('d')",
+        "variables('e')",
+    ]
+    assert referenced(fragment, "parameters") == {"a", "d"}
 
 
-def call_args(expression: str, function: str) -> list[list[str]]:
-    """Arguments of each top-level-or-nested call of ``function`` in ``expression``."""
-    found = []
-    start = 0
-    while (index := expression.find(f"{function}(", start)) != -1:
-        if index > 0 and (expression[index - 1].isalnum() or expression[index - 1] == "_"):
-            start = index + 1  # part of a longer name, e.g. subscriptionResourceId(
-            continue
-        depth, end = 0, index + len(function)
-        for end in range(index + len(function), len(expression)):
-            depth += {"(": 1, ")": -1}.get(expression[end], 0)
-            if depth == 0:
-                break
-        found.append(split_args(expression[index + len(function) + 1 : end]))
-        start = index + 1
-    return found
+def test_an_expression_that_does_not_parse_is_a_defect_too():
+    with pytest.raises(ExpressionError, match="is not valid"):
+        list(template_calls({"name": "[concat('a', parameters('b')]"}))
 
 
 def test_every_parameter_reference_is_declared(template):
@@ -101,34 +91,66 @@ def test_every_declared_parameter_is_used(template):
     assert set(template["parameters"]) <= used
 
 
-def declared(template: dict, resource_type: str) -> list[dict]:
-    """Resources of a type, counting subnets declared inline in a virtual network."""
-    found = resources_of(template, resource_type)
+def declared_names(template: dict, resource_type: str) -> list[tuple[str, ...]]:
+    """The name of each resource of a type, as template strings: a subnet declared inline in a
+    virtual network is named by the network's name and its own."""
+    found = [(r["name"],) for r in resources_of(template, resource_type)]
     if resource_type == "Microsoft.Network/virtualNetworks/subnets":
         for vnet in resources_of(template, "Microsoft.Network/virtualNetworks"):
             found += [
-                {"name": f"{vnet['name']}/{subnet['name']}"}
-                for subnet in vnet["properties"].get("subnets", [])
+                (vnet["name"], subnet["name"]) for subnet in vnet["properties"].get("subnets", [])
             ]
     return found
 
 
-def _target_exists(template: dict, reference: str) -> bool:
-    if reference.startswith("[extensionResourceId("):
-        [args] = call_args(reference[1:-1], "extensionResourceId")[:1]
-        resource_type, name = args[1].strip("'"), args[2]
-    else:
-        args = call_args(reference[1:-1], "resourceId")[0]
-        resource_type, names = args[0].strip("'"), args[1:]
-        name = None if resource_type != "Microsoft.Authorization/roleAssignments" else names[0]
-        if name is None:
-            for candidate in declared(template, resource_type):
-                if all(part.strip("'") in candidate["name"] for part in names):
-                    return True
-            return False
+def _occurs(part: Node, names: tuple[str, ...]) -> bool:
+    """A name argument of resourceId() is part of a resource's name: an expression as one of its
+    sub-expressions, a literal within its text (format('{0}/default', ...) holds 'default')."""
+    for name in names:
+        if not is_expression(name):
+            found = isinstance(part, Literal) and str(part.value) in literal_string(name)
+        elif isinstance(part, Literal):
+            texts = [str(n.value) for n in walk(parse(name)) if isinstance(n, Literal)]
+            found = any(str(part.value) in text for text in texts)
+        else:
+            found = part in walk(parse(name))
+        if found:
+            return True
+    return False
+
+
+def _named(template: dict, resource_type: str | int | None, name: Node) -> bool:
+    """A resource of that type is named by exactly this expression."""
     return any(
-        candidate["name"] == f"[{name}]" for candidate in resources_of(template, resource_type)
+        is_expression(r["name"]) and parse(r["name"]) == name
+        for r in resources_of(template, str(resource_type))
     )
+
+
+def _target_exists(template: dict, target: Call | None) -> bool:
+    """The resource a resourceId() or extensionResourceId() call names is in the template."""
+    if target is None:
+        return False
+    if target.name == "extensionResourceId":
+        return _named(template, target.literal(1), target.args[2])
+    resource_type, names = target.literal(0), target.args[1:]
+    if resource_type == "Microsoft.Authorization/roleAssignments":
+        return _named(template, resource_type, names[0])
+    return any(
+        all(_occurs(part, declared) for part in names)
+        for declared in declared_names(template, str(resource_type))
+    )
+
+
+def _depends_on_target(reference: str) -> Call | None:
+    """The call a dependsOn entry names its resource with: extensionResourceId() when it is the
+    entry, else the entry's first resourceId()."""
+    if not is_expression(reference):
+        return None
+    tree = parse(reference)
+    if isinstance(tree, Call) and tree.name == "extensionResourceId":
+        return tree
+    return next(calls(tree, "resourceId"), None)
 
 
 def test_every_depends_on_target_exists(template):
@@ -136,7 +158,7 @@ def test_every_depends_on_target_exists(template):
         (r["type"], ref)
         for r in template["resources"]
         for ref in r.get("dependsOn", [])
-        if not _target_exists(template, ref)
+        if not _target_exists(template, _depends_on_target(ref))
     ]
     assert missing == []
 
@@ -144,11 +166,9 @@ def test_every_depends_on_target_exists(template):
 def test_every_resource_id_names_a_resource_of_the_template(template):
     local_types = {r["type"] for r in template["resources"]}
     local_types.add("Microsoft.Network/virtualNetworks/subnets")
-    for text in strings(template):
-        for args in call_args(text, "resourceId"):
-            resource_type = args[0].strip("'")
-            assert resource_type in local_types, text
-            assert _target_exists(template, f"[resourceId({', '.join(args)})]"), text
+    for call in template_calls(template, "resourceId"):
+        assert call.literal(0) in local_types, str(call)
+        assert _target_exists(template, call), str(call)
 
 
 def test_secure_parameters_have_no_default(template):
@@ -173,7 +193,8 @@ def test_no_output_carries_a_secret(template):
         text = json.dumps(output)
         assert output["type"].lower() not in ("securestring", "secureobject"), name
         assert not (referenced(output, "parameters") & secure), name
-        assert not re.search(r"list[A-Z]\w*\(", text), name  # listKeys, listCredentials, ...
+        listed = [c for c in template_calls(output) if re.fullmatch(r"list[A-Z]\w*", c.name)]
+        assert listed == [], name  # listKeys, listCredentials, ...
         assert "secret" not in text.lower() or name == "keyVaultUri", name
 
 
@@ -195,7 +216,8 @@ def test_outputs_give_what_the_next_stages_need(template):
 
 def test_tini_comes_first_in_the_worker_command(template):
     command_ref = worker_group(template)["properties"]["containers"][0]["properties"]["command"]
-    command = template["variables"][re.search(r"variables\('(\w+)'\)", command_ref).group(1)]
+    variable = next(template_calls(command_ref, "variables")).literal(0)
+    command = template["variables"][variable]
     assert command[:4] == ["/usr/bin/tini", "-g", "--", "/opt/prefect/entrypoint.sh"]
     assert command[4:8] == ["prefect", "worker", "start", "--pool"]
     assert command[command.index("--type") + 1] == "azure-container-instance"
@@ -375,37 +397,37 @@ AZURE_NAME_LIMITS = {
 UNIQUE_STRING_LENGTH = 13  # uniqueString() always returns 13 characters
 
 
-def longest(expression: str, template: dict) -> int:
-    """The longest string an ARM expression can make, reading the template's own expressions:
+def longest(value: str, template: dict) -> int:
+    """The longest string a template string can make, reading the template's own expressions:
     parameters count at their maxLength (else their default), uniqueString() at 13."""
-    text = expression.strip()
-    if text.startswith("[") and text.endswith("]"):
-        text = text[1:-1].strip()
-    if text.startswith("'") and text.endswith("'"):
-        return len(text[1:-1])
-    name, _, rest = text.partition("(")
-    args = split_args(rest[:-1]) if rest else []
-    if name == "toLower":
-        return longest(args[0], template)
-    if name == "format":
-        literal = re.sub(r"\{\d+\}", "", args[0].strip("'"))
-        return len(literal) + sum(longest(arg, template) for arg in args[1:])
-    if name == "uniqueString":
-        return UNIQUE_STRING_LENGTH
-    if text == "resourceGroup().name":
-        return 90  # Azure's limit for a resource group's name
-    if text == "subscription().subscriptionId":
-        return 36
-    if name == "parameters":
-        parameter = template["parameters"][args[0].strip("'")]
-        if "maxLength" in parameter:
-            return parameter["maxLength"]
-        return longest(str(parameter["defaultValue"]), template)
-    if name == "variables":
-        return longest(template["variables"][args[0].strip("'")], template)
-    if not rest:
-        return len(text)
-    raise AssertionError(f"no rule for {name}() in {expression}")
+    if not is_expression(value):
+        return len(literal_string(value))
+    return _longest(parse(value), template)
+
+
+def _longest(node: Node, template: dict) -> int:
+    match node:
+        case Literal(value):
+            return len(str(value))
+        case Call("toLower", (arg,)):
+            return _longest(arg, template)
+        case Call("format", (Literal(str() as pattern), *args)):
+            literal = re.sub(r"\{\d+\}", "", pattern)
+            return len(literal) + sum(_longest(arg, template) for arg in args)
+        case Call("uniqueString"):
+            return UNIQUE_STRING_LENGTH
+        case Property(Call("resourceGroup", ()), "name"):
+            return 90  # Azure's limit for a resource group's name
+        case Property(Call("subscription", ()), "subscriptionId"):
+            return 36
+        case Call("parameters", (Literal(str() as name),)):
+            parameter = template["parameters"][name]
+            if "maxLength" in parameter:
+                return parameter["maxLength"]
+            return longest(str(parameter["defaultValue"]), template)
+        case Call("variables", (Literal(str() as name),)):
+            return longest(template["variables"][name], template)
+    raise AssertionError(f"no rule for {node}")
 
 
 def test_generated_names_fit_azure_limits_with_the_longest_prefix(template):
@@ -423,7 +445,7 @@ def test_generated_name_defaults_fit_their_own_parameter(template):
     generated = {
         name: parameter
         for name, parameter in template["parameters"].items()
-        if "uniqueString(" in str(parameter.get("defaultValue"))
+        if any(template_calls(parameter.get("defaultValue"), "uniqueString"))
     }
     assert set(generated) == {"keyVaultName", "registryName", "storageAccountName"}
     for name, parameter in generated.items():
@@ -554,10 +576,17 @@ def test_every_resource_uses_the_newest_ga_api_version_held_in_arm_schemas(templ
     assert older == []
 
 
+def _reads(reference: Call) -> tuple[str, str] | None:
+    """(type, apiVersion) of reference(resourceId('<type>', ...), '<apiVersion>')."""
+    match reference.args:
+        case (Call("resourceId", (Literal(str() as resource_type), *_)), Literal(str() as version)):
+            return resource_type, version
+    return None
+
+
 def test_every_reference_reads_the_api_version_its_resource_is_deployed_with(template):
     deployed = {r["type"]: r["apiVersion"] for r in template["resources"]}
-    pattern = re.compile(r"reference\(resourceId\('([^']+)'[^)]*\)\), '([^']+)'\)")
-    found = [m for text in strings(template) for m in pattern.findall(text)]
+    found = [read for call in template_calls(template, "reference") if (read := _reads(call))]
     assert found
     assert [(t, v) for t, v in found if deployed[t] != v] == []
 

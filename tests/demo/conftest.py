@@ -4,7 +4,11 @@ stack on the same machine is neither reused nor taken down.
 
 What the tests reach, they reach as a user would: the Prefect API on 127.0.0.1, the local ACI's
 own door on 127.0.0.1 (the deployer's identity endpoint, fault injection), the Container Instances
-API through azure-mgmt-containerinstance, Blob storage through azure-storage-blob."""
+API through azure-mgmt-containerinstance, Blob storage through azure-storage-blob.
+
+The stack's fixture takes it down with `prefect-aci demo down` once the folder's tests are done,
+and checks there that `down` removed what `up` started and nothing else: whichever tests ran, in
+whatever order, that check runs last."""
 
 import json
 import ssl
@@ -12,18 +16,23 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.mgmt.containerinstance import ContainerInstanceManagementClient
 from azure.storage.blob import ContainerClient
+from docker.errors import NotFound
 
 from image_builder.local_registry import free_port
 from prefect_aci.core.paths import PROJECT_ROOT
-from prefect_aci.core.records import AzureRecord, read_record
+from prefect_aci.core.records import AzureRecord, PublishedImage, read_record
 from prefect_aci.demo.local_azure import DeployerCredential, LocalSide, load_side
+from prefect_aci.demo.stack import State, network_name, server_container, stack_id
+from prefect_aci.local_aci.config import LABEL
 
 TEST_FLOWS = Path(__file__).parent / "flows"
 
@@ -41,21 +50,21 @@ def demo(*args, state_dir: Path, timeout: int = 1200) -> subprocess.CompletedPro
 @dataclass
 class Stack:
     up: subprocess.CompletedProcess
-    state: dict
+    state: State  # as `up` left it in <folder>/state.json
     folder: Path
     side: LocalSide
 
     @property
     def api(self) -> str:
-        return f"http://127.0.0.1:{self.state['ports']['prefect']}/api"
+        return self.state.api
 
     @property
     def ui(self) -> str:
-        return f"http://127.0.0.1:{self.state['ports']['prefect']}"
+        return self.state.ui
 
     @property
     def local_aci(self) -> str:
-        return f"https://127.0.0.1:{self.state['ports']['local-aci']}"
+        return self.state.local_aci
 
     @property
     def record(self) -> AzureRecord:
@@ -111,11 +120,58 @@ class Stack:
             return json.loads(answer.read())["faults"]
 
     def image(self) -> str:
-        return read_record(self.folder / "image.json").reference or ""
+        return read_record(self.folder / "image.json", PublishedImage).reference
+
+
+def gone(pid: int) -> bool:
+    """Ended, or a zombie waiting for init: `up` spawned it and has exited since."""
+    for _ in range(50):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def assert_down_removes_what_up_started_and_nothing_else(
+    stack: Stack, client: docker.DockerClient, image_id: str
+) -> None:
+    """`prefect-aci demo down` on the stack: its processes, containers, network and state file
+    go; a container of another stack, as a user's `make demo` would have, stays running."""
+    other = client.containers.run(
+        image_id,
+        ["sleep", "600"],
+        detach=True,
+        labels={f"{LABEL}.stack": "another-stack"},
+        network_mode="none",
+    )
+    try:
+        down = demo("down", state_dir=stack.folder, timeout=300)
+        assert down.returncode == 0, down.stderr
+        with pytest.raises(NotFound):
+            client.containers.get(server_container(stack.folder))
+        assert not client.containers.list(
+            all=True, filters={"label": f"{LABEL}.stack={stack_id(stack.folder)}"}
+        ), "demo down left containers of its stack"
+        with pytest.raises(NotFound):
+            client.networks.get(network_name(stack.folder))
+        assert not (stack.folder / "state.json").exists()
+        assert [pid for pid in stack.state.pids.values() if not gone(pid)] == []
+        other.reload()
+        assert other.status == "running", "demo down stopped another stack's container"
+        status = demo("status", state_dir=stack.folder, timeout=120)
+        assert status.returncode == 0 and "No demo stack was started" in status.stderr
+    finally:
+        other.remove(force=True)
 
 
 @pytest.fixture(scope="package")
-def stack(built_image, server_image, tmp_path_factory) -> Stack:
+def stack(built_image, server_image, docker_client, tmp_path_factory) -> Iterator[Stack]:
+    """The stack `demo up` started. Its teardown is `demo down`, checked: an error at the
+    teardown of this folder's last test says what `down` left behind or took that was not its."""
     folder = tmp_path_factory.mktemp("demo")
     record, server_record = folder / "image.json", folder / "server-image.json"
     record.write_text(built_image.model_dump_json())
@@ -133,8 +189,17 @@ def stack(built_image, server_image, tmp_path_factory) -> Stack:
         state_dir=state_dir,
     )
     state_file = state_dir / "state.json"
-    assert state_file.is_file(), up.stderr[-3000:]
-    yield Stack(
-        up, json.loads(state_file.read_text()), state_dir, load_side(state_dir / "local-azure")
-    )
-    demo("down", state_dir=state_dir, timeout=300)
+    if not state_file.is_file():
+        # Whatever `up` started before it failed must not outlive the session.
+        demo("down", state_dir=state_dir, timeout=300)
+        pytest.fail(f"demo up wrote no {state_file}: {up.stderr[-3000:]}")
+    stack = Stack(up, State.load(state_file), state_dir, load_side(state_dir / "local-azure"))
+    yield stack
+    try:
+        assert_down_removes_what_up_started_and_nothing_else(
+            stack, docker_client, built_image.image_id
+        )
+    except BaseException:
+        # The check failed part way: leave nothing of the stack on the shared engine.
+        demo("down", state_dir=state_dir, timeout=300)
+        raise

@@ -18,7 +18,7 @@ from tests.demo.conftest import demo
 
 def test_demo_flow_run_completes_through_the_aci_worker(stack):
     assert stack.up.returncode == 0, stack.up.stderr[-3000:]
-    assert f"flow run {stack.state['flow_run_id']}: Completed" in stack.up.stderr
+    assert f"flow run {stack.state.flow_run_id}: Completed" in stack.up.stderr
     assert "submitting flow run" in stack.up.stderr  # the AzureContainerWorker took it
 
 
@@ -45,7 +45,7 @@ def test_no_secret_reaches_any_log(stack, docker_client):
     assert secret not in stack.up.stdout + stack.up.stderr
     with temporary_settings({PREFECT_API_URL: stack.api}), get_client(sync_client=True) as client:
         logs = client.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[stack.state["flow_run_id"]]))
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[stack.state.flow_run_id]))
         )
     assert logs and not [log for log in logs if secret in log.message]
     for container in docker_client.containers.list(
@@ -55,9 +55,9 @@ def test_no_secret_reaches_any_log(stack, docker_client):
 
 
 def test_the_worker_deleted_the_flow_runs_container_group(stack):
-    assert stack.group_gone(f"key-vault-demo-{stack.state['flow_run_id']}")
+    assert stack.group_gone(f"key-vault-demo-{stack.state.flow_run_id}")
     groups = stack.aci().container_groups.list_by_resource_group(stack.record.resource_group)
-    assert [group.name for group in groups] == [stack.state["worker_group"]]
+    assert [group.name for group in groups] == [stack.state.worker_group]
 
 
 def test_demo_image_came_through_the_local_registry(stack, built_image):
@@ -67,9 +67,7 @@ def test_demo_image_came_through_the_local_registry(stack, built_image):
 
 def test_demo_ends_with_the_ui_and_the_flow_run_page(stack):
     assert f"Prefect UI:     {stack.ui}" in stack.up.stderr
-    assert (
-        f"This flow run:  {stack.ui}/runs/flow-run/{stack.state['flow_run_id']}" in stack.up.stderr
-    )
+    assert f"This flow run:  {stack.ui}/runs/flow-run/{stack.state.flow_run_id}" in stack.up.stderr
 
 
 def test_status_says_what_runs_and_where(stack):
@@ -79,13 +77,13 @@ def test_status_says_what_runs_and_where(stack):
     assert any("running" in line and f"UI {stack.ui}, API {stack.api}" in line for line in lines)
     for part in ("registry", "azurite", "local ACI", "ACI worker"):
         assert any("running" in line and part in line for line in lines), (part, lines)
-    assert any(f"{stack.ui}/runs/flow-run/{stack.state['flow_run_id']}" in line for line in lines)
+    assert any(f"{stack.ui}/runs/flow-run/{stack.state.flow_run_id}" in line for line in lines)
 
 
 def test_the_ui_shows_the_completed_run_and_its_logs_in_a_browser(stack, tmp_path):
     page = open_flow_run_page(
         stack.ui,
-        stack.state["flow_run_id"],
+        stack.state.flow_run_id,
         expected_state="Completed",
         expected_logs=[
             "Process 1 of this container is /usr/bin/tini",

@@ -171,7 +171,7 @@ def test_a_worker_that_dies_mid_run_leaves_a_group_that_azure_sweep_removes(stac
     in as the deployer and sent to management.azure.com (local ACI, through a proxy that knows
     only that host), deletes it and spares the worker's group."""
     aci, group = stack.aci(), stack.record.resource_group
-    worker = stack.state["worker_group"]
+    worker = stack.state.worker_group
     deployment = deploy(stack, test_flows, "test_flows/sleeps.py:sleeps")
     flow_run = run(stack, deployment, parameters={"seconds": 20})
     wait(stack, flow_run, {StateType.RUNNING})
@@ -181,7 +181,7 @@ def test_a_worker_that_dies_mid_run_leaves_a_group_that_azure_sweep_removes(stac
         assert final.state.type == StateType.COMPLETED, final.state
         left = group_of(flow_run, "sleeps")
         assert aci.container_groups.get(group, left).name == left  # nobody deleted it
-        door = ("127.0.0.1", stack.state["ports"]["local-aci"])
+        door = ("127.0.0.1", stack.state.ports["local-aci"])
         proxy = AzureHostsProxy({"management.azure.com:443": door})
         try:
             swept = run_cli(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from arm.deploy import TEMPLATE, load_template
 from arm.settings import InfraSettings
-from prefect_aci.core.console import command_group, run_cli
+from prefect_aci.cli.common import command_group, run_cli
 from prefect_aci.core.settings import load
 from prefect_aci.deploy_all import NO_AZURE, execute
 from tests.arm_stand_in import MANAGEMENT

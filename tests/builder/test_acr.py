@@ -186,6 +186,6 @@ def test_list_of_a_missing_repository_is_a_clear_error(azure):
 
 @pytest.mark.slow
 def test_acr_commands_refuse_a_registry_that_is_not_acr(tmp_path):
-    result = run_cli("acr", "list", "--registry", "127.0.0.1:5000", "--repository", "x")
+    result = run_cli("azure", "acr", "list", "--registry", "127.0.0.1:5000", "--repository", "x")
     assert result.returncode == 1
     assert "is not an Azure Container Registry" in result.stderr

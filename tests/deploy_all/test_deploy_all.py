@@ -111,10 +111,10 @@ def test_deploy_all_goes_from_nothing_to_a_deployment_on_the_aci_pool(
         AZURE_RESOURCE_GROUP="prefect-aci-rg",
         PREFECT_API_URL=prefect_server,
         PREFECT_API_KEY=API_KEY,
-        DEMO_SECRET_VALUE=DEMO_SECRET,
-        WORK_POOL_NAME=pool,
-        REGISTRY_USERNAME=REGISTRY_USER,
-        REGISTRY_PASSWORD=REGISTRY_PASSWORD,
+        PREFECT_ACI_DEMO_SECRET_VALUE=DEMO_SECRET,
+        PREFECT_ACI_WORK_POOL_NAME=pool,
+        PREFECT_ACI_REGISTRY_USERNAME=REGISTRY_USER,
+        PREFECT_ACI_REGISTRY_PASSWORD=REGISTRY_PASSWORD,
     )
     try:
         result = subprocess.run(

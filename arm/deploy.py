@@ -1,8 +1,11 @@
 """Deploy arm/azuredeploy.json with azure-mgmt-resource and azure-identity (no az CLI)."""
 
 import json
+import re
 import secrets
+import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,7 @@ from pydantic import SecretStr
 
 from arm.settings import AzureTarget, InfraSettings
 from prefect_aci.core.azure import LOGIN_HINT
+from prefect_aci.core.console import console
 from prefect_aci.core.errors import UserError, first_line
 from prefect_aci.core.paths import PROJECT_ROOT
 from prefect_aci.core.records import (
@@ -51,6 +55,15 @@ WORKER_ROLE_PREFIX = "Prefect ACI worker ("
 # ARM's guid(a, b, ...) is the name-based (version 5) UUID of "a-b-..." in this namespace.
 ARM_GUID_NAMESPACE = uuid.UUID("11fb06fb-712d-4ddd-98c7-e71bbd588830")
 ROLE_DEFINITIONS_API = "2022-04-01"
+# The template's Key Vault apiVersion (tests/arm checks they agree): the existing vault is read
+# with it before a deployment.
+KEY_VAULT_API = "2026-02-01"
+# The Network provider's refusal to delete a subnet something still uses. Deleting the group
+# meets it while ACI still holds the delegated subnet: its service association link outlives the
+# container groups by some minutes, and ACI releases it by itself.
+SUBNET_IN_USE = "InUseSubnetCannotBeDeleted"
+DESTROY_ATTEMPTS = 4
+DESTROY_RETRY_SECONDS = 120.0
 
 
 def worker_image(settings: InfraSettings, image: ImageRecord | None) -> PublishedImage | None:
@@ -126,6 +139,7 @@ def parameters(
         "workerImage": worker.reference if worker else "",
         "workerCpu": settings.worker_cpu,
         "workerMemoryInGB": settings.worker_memory_gb,
+        "softDeleteRetentionInDays": settings.key_vault_retention_days,
     }
     if deployer:
         values["deployerPrincipalId"] = deployer.object_id
@@ -222,6 +236,47 @@ class Infra:
             f"change CPU or memory in place (asked for {wanted[0]:g} CPU, {wanted[1]:g} GB)"
         )
 
+    def vault_retention(self, params: dict) -> tuple[str, int] | None:
+        """The existing Key Vault's name and soft-delete retention in days when ``params`` ask
+        for another: Azure sets it only when a vault is created ("Once set, the retention policy
+        interval cannot be changed": Microsoft Learn, "Azure Key Vault soft-delete"). None when
+        there is no such vault, or it keeps what is asked.
+
+        The vault is the one PREFECT_ACI_KEY_VAULT_NAME names, else the one the last deployment
+        of the template made when its name is the default for this prefix (the default's
+        uniqueString() is ARM's own hash, which cannot be computed here)."""
+        values = {name: param["value"] for name, param in params.items()}
+        name = values.get("keyVaultName") or self._default_vault(values["prefix"])
+        if not name:
+            return None
+        vault_id = (
+            f"/subscriptions/{self.settings.azure_subscription_id}/resourceGroups/"
+            f"{self.settings.azure_resource_group}/providers/Microsoft.KeyVault/vaults/{name}"
+        )
+        try:
+            vault = arm_call(lambda: self.client.resources.get_by_id(vault_id, KEY_VAULT_API))
+        except NotFound:
+            return None
+        kept = (vault.properties or {}).get("softDeleteRetentionInDays")
+        if not isinstance(kept, int) or kept == values["softDeleteRetentionInDays"]:
+            return None
+        return name, kept
+
+    def _default_vault(self, prefix: str) -> str | None:
+        """The vault name the last deployment of the template reported, when it has the
+        template's default form for ``prefix`` (<prefix>kv + 13 characters of uniqueString)."""
+        try:
+            last = arm_call(
+                lambda: self.client.deployments.get(
+                    self.settings.azure_resource_group, DEPLOYMENT_NAME
+                )
+            )
+        except NotFound:
+            return None
+        output = ((last.properties.outputs or {}).get("keyVaultName") or {}).get("value")
+        default = re.compile(rf"^{re.escape(prefix.lower())}kv[a-z0-9]{{13}}$")
+        return output if isinstance(output, str) and default.match(output) else None
+
     def delete_container_group(self, name: str) -> None:
         arm_call(
             lambda: self.containers.container_groups.begin_delete(
@@ -234,7 +289,18 @@ class Infra:
 
         A worker group of another size is deleted first with ``replace_worker``, else refused
         before anything is sent: its flow runs go on in their own groups, and the worker is away
-        until the deployment has made the new one."""
+        until the deployment has made the new one. Another Key Vault retention than the
+        existing vault's is refused before anything is sent too."""
+        vault = self.vault_retention(params)
+        if vault:
+            name, kept = vault
+            raise UserError(
+                f"Key Vault {name} keeps deleted secrets {kept} days and Azure cannot change that "
+                f"on an existing vault (PREFECT_ACI_KEY_VAULT_RETENTION_DAYS asks for "
+                f"{params['softDeleteRetentionInDays']['value']}); set "
+                f"PREFECT_ACI_KEY_VAULT_RETENTION_DAYS={kept}, or PREFECT_ACI_KEY_VAULT_NAME to "
+                "a new vault's name"
+            )
         stale = self.worker_to_replace(params)
         if stale and not replace_worker:
             raise UserError(
@@ -259,14 +325,39 @@ class Infra:
         outputs = result.properties.outputs or {}
         return azure_record_from_outputs({name: out["value"] for name, out in outputs.items()})
 
-    def destroy(self) -> WorkerRole | None:
-        """Delete the resource group; return the worker's custom role, which survives it."""
+    def destroy(
+        self,
+        attempts: int = DESTROY_ATTEMPTS,
+        wait: float = DESTROY_RETRY_SECONDS,
+        notify: Callable[[str], None] | None = None,
+    ) -> WorkerRole | None:
+        """Delete the resource group; return the worker's custom role, which survives it.
+
+        A deletion refused because ACI still holds the delegated subnet is tried again, up to
+        ``attempts`` times in all, ``wait`` seconds apart (``notify`` hears of each wait)."""
         group = self.settings.azure_resource_group
         if not arm_call(lambda: self.client.resource_groups.check_existence(group)):
             raise UserError(f"resource group {group} does not exist; nothing to destroy")
         role = self.worker_role()
-        arm_call(lambda: self.client.resource_groups.begin_delete(group).result())
-        return role
+        notify = notify or _warn
+        for attempt in range(1, attempts + 1):
+            try:
+                arm_call(lambda: self.client.resource_groups.begin_delete(group).result())
+                return role
+            except ArmRefused as exc:
+                if SUBNET_IN_USE not in exc.codes:
+                    raise
+            if attempt < attempts:
+                notify(
+                    f"resource group {group} not deleted yet: ACI still holds its subnet "
+                    f"({SUBNET_IN_USE}); trying again in {wait:g} s ({attempt}/{attempts})"
+                )
+                time.sleep(wait)
+        raise UserError(
+            f"resource group {group} is not deleted: ACI still holds its subnet "
+            f"({SUBNET_IN_USE}, {attempts} attempts) and releases it by itself once its "
+            "container groups are gone; wait a few minutes and run make destroy CONFIRM=yes again"
+        )
 
     def worker_role(self) -> WorkerRole | None:
         """The template's custom role for this group, found by the id the template gives it
@@ -310,6 +401,46 @@ class NotFound(UserError):
     """ARM answered 404: the caller decides whether that is a problem."""
 
 
+class ArmRefused(UserError):
+    """ARM answered with an error; ``codes`` holds its code and those of its details, nested
+    ones included (a resource group deletion reports its resources' errors there)."""
+
+    def __init__(self, message: str, codes: frozenset[str]):
+        super().__init__(message)
+        self.codes = codes
+
+
+def error_codes(error) -> Iterator[str]:
+    """The codes of an ARM error (azure-core's ODataV4Format, or its JSON as a dict) and of its
+    details, also when a detail's message is itself an ARM error as JSON."""
+    if isinstance(error, dict):
+        inner = error.get("error")
+        error = inner if isinstance(inner, dict) else error
+        code, message, details = error.get("code"), error.get("message"), error.get("details")
+    elif error is not None:
+        code, message, details = error.code, error.message, error.details
+    else:
+        return
+    if isinstance(code, str):
+        yield code
+    if isinstance(message, str) and message.startswith("{"):
+        yield from error_codes(_json_object(message))
+    for detail in details if isinstance(details, list) else []:
+        yield from error_codes(detail)
+
+
+def _json_object(text: str) -> dict | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _warn(message: str) -> None:
+    console.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+
 def arm_call(call):
     """Run an ARM call; turn its failures into one line that says what went wrong."""
     try:
@@ -324,7 +455,10 @@ def arm_call(call):
         ) from None
     except HttpResponseError as exc:
         code = getattr(getattr(exc, "error", None), "code", None) or exc.status_code
-        raise UserError(f"Azure Resource Manager said {code}: {first_line(exc, 300)}") from None
+        raise ArmRefused(
+            f"Azure Resource Manager said {code}: {first_line(exc, 300)}",
+            frozenset(error_codes(getattr(exc, "error", None))),
+        ) from None
     except ServiceRequestError as exc:
         raise UserError(
             f"cannot reach Azure Resource Manager ({first_line(exc, 300)}); check the network"

@@ -7,9 +7,10 @@ malformed variable on one line.
 """
 
 import re
+from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, SecretStr
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 
 from prefect_aci.core.names import DEFAULT_WORK_POOL
 from prefect_aci.core.settings import GUID, ProjectSettings, matches
@@ -63,9 +64,46 @@ Prefix = Annotated[
 ]
 PoolName = Annotated[str, matches(r"^[\w.-]{1,100}$", "1-100 letters, digits, - _ .")]
 # ACI takes fractions of a core and of a GB (0.5); ARM gets them as strings the template parses.
-Size = Annotated[
-    str, matches(r"^(?=.*[1-9])\d{1,2}(\.\d{1,2})?$", "a positive number like 1 or 0.5")
-]
+SIZE = matches(r"^(?=.*[1-9])\d{1,2}(\.\d{1,2})?$", "a positive number like 1 or 0.5")
+# The most one Linux container group gets, in a virtual network too (Microsoft Learn, "Resource
+# availability & quota limits for ACI", Standard container resources: 4 CPU, 16 GB); the worker
+# group has one container, so its requests are the group's. A region under load can offer less,
+# which ARM reports when it deploys.
+MAX_CPU = Decimal(4)
+MAX_MEMORY_GB = Decimal(16)
+# ACI refuses other memory sizes: "The memory requirement should be in increments of 0.1 GB"
+# (ACI's error, quoted in Azure/azure-cli#7355 and CompositionalIT/farmer#1004).
+MEMORY_STEP_GB = Decimal("0.1")
+
+
+def _at_most(limit: Decimal, unit: str):
+    def validate(value: str) -> str:
+        if Decimal(value) > limit:
+            raise ValueError(
+                f"must be at most {limit} ({unit}: ACI's maximum for a Linux container group); "
+                f"got {value!r}"
+            )
+        return value
+
+    return AfterValidator(validate)
+
+
+def _memory_step(value: str) -> str:
+    if Decimal(value) % MEMORY_STEP_GB:
+        raise ValueError(f"must be a multiple of 0.1 (GB: ACI's memory granularity); got {value!r}")
+    return value
+
+
+Cpu = Annotated[str, SIZE, _at_most(MAX_CPU, "cores")]
+MemoryGb = Annotated[str, SIZE, AfterValidator(_memory_step), _at_most(MAX_MEMORY_GB, "GB")]
+
+
+def _retention_days(value: object) -> int:
+    """Key Vault's soft-delete retention: Azure takes 7 to 90 days."""
+    text = str(value).strip()
+    if not re.match(r"^\d{1,2}$", text) or not 7 <= int(text) <= 90:
+        raise ValueError(f"must be a whole number of days from 7 to 90; got {value!r}")
+    return int(text)
 
 
 class InfraSettings(AzureTarget):
@@ -88,8 +126,11 @@ class InfraSettings(AzureTarget):
     ] = "Premium"
     deploy_worker: bool = True
     enable_purge_protection: bool = False
-    worker_cpu: Size = "1"
-    worker_memory_gb: Size = "2"
+    # Azure sets it only when the vault is created; deploy refuses another value for an existing
+    # vault (arm/deploy.py).
+    key_vault_retention_days: Annotated[int, BeforeValidator(_retention_days)] = 90
+    worker_cpu: Cpu = "1"
+    worker_memory_gb: MemoryGb = "2"
 
 
 class SweepSettings(AzureTarget):

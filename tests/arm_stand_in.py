@@ -1,13 +1,22 @@
 """A local endpoint speaking the parts of Azure Resource Manager's REST API that prefect-aci uses:
-resource groups, deployments (create, what-if, list, delete), container groups (get, list, delete)
-and role definitions (get, delete). It records each request for the tests to read.
+resource groups, deployments (create, get, what-if, list, delete), container groups (get, list,
+delete), role definitions (get, delete) and Key Vaults (get). It records each request for the tests
+to read.
 
 The shapes follow Azure/azure-rest-api-specs: ContainerGroups_ListByResourceGroup and
 Deployments_ListByResourceGroup answer `{"value": [...], "nextLink": ...}` pages (nextLink an
 absolute https://management.azure.com URL); ContainerGroups_Delete answers 200 with the group, or
-204 when there is none; Deployments_Delete answers 202 with a Location to poll, or 204."""
+204 when there is none; Deployments_Delete answers 202 with a Location to poll, or 204.
+
+A resource group deletion can be made to fail as Azure's does while ACI still holds the delegated
+subnet (its service association link outlives the container groups): HTTP 400 with the Network
+provider's InUseSubnetCannotBeDeleted and its message, as Azure/azure-sdk-for-go#5082 and
+Azure/azure-rest-api-specs#17443 quote it; or, as the resource group operation reports it,
+ResourceGroupDeletionBlocked with that error in its details (MicrosoftDocs/azure-docs#52282 shows
+the shape), from the operation's Location after a 202."""
 
 import datetime
+import json
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
@@ -104,23 +113,26 @@ class DeploymentRecord:
     state: str = "Succeeded"
     parameters: dict = field(default_factory=dict)
     correlation: str = field(default_factory=lambda: str(uuid.uuid4()))
+    outputs: dict | None = None  # as ARM reports them: name -> {"type": ..., "value": ...}
 
     def body(self, resource_id: str) -> dict:
+        properties = {
+            "provisioningState": self.state,
+            "timestamp": arm_time(self.timestamp),
+            "duration": "PT1M2.5S",
+            "correlationId": self.correlation,
+            "mode": "Incremental",
+            "parameters": {
+                name: {"type": "String", "value": value} for name, value in self.parameters.items()
+            },
+        }
+        if self.outputs is not None:
+            properties["outputs"] = self.outputs
         return {
             "id": resource_id,
             "name": resource_id.rsplit("/", 1)[-1],
             "type": "Microsoft.Resources/deployments",
-            "properties": {
-                "provisioningState": self.state,
-                "timestamp": arm_time(self.timestamp),
-                "duration": "PT1M2.5S",
-                "correlationId": self.correlation,
-                "mode": "Incremental",
-                "parameters": {
-                    name: {"type": "String", "value": value}
-                    for name, value in self.parameters.items()
-                },
-            },
+            "properties": properties,
         }
 
 
@@ -145,6 +157,12 @@ class ArmStandIn(StandIn):
         self.deployments: dict[str, DeploymentRecord] = {}
         self.role_definitions: dict[str, dict] = {}  # role definition GUID -> its properties
         self.refuse_deletes = False  # as for an identity without the delete actions
+        self.vaults: dict[str, dict] = {}  # Key Vault name -> its properties
+        # How many resource group deletions fail as while ACI still holds the subnet, and how:
+        # "subnet" (the Network provider's error, at once) or "blocked" (the group operation's).
+        self.subnet_in_use_deletes = 0
+        self.subnet_in_use_shape = "subnet"
+        self.failed_operations: dict[str, str] = {}  # operation id -> resource group
         # With tls, the stand-in can be reached at management.azure.com through AzureHostsProxy.
         super().__init__(tls)
 
@@ -181,8 +199,13 @@ class ArmStandIn(StandIn):
         if lowered[2:4] == ["providers", "microsoft.authorization"]:
             return self._role_definition(request.method, parts[-1])
         if lowered[2] == "operationresults":
+            if parts[-1] in self.failed_operations:
+                group = self.failed_operations[parts[-1]]
+                return Answer(400, _deletion_blocked(parts[1], group))
             return Answer(204)
         provider = "/".join(lowered[4:7])
+        if provider == "providers/microsoft.keyvault/vaults" and request.method == "GET":
+            return self._vault(request.path, parts[7])
         if provider == "providers/microsoft.containerinstance/containergroups":
             return self._container_groups(request, parts)
         if provider == "providers/microsoft.resources/deployments":
@@ -216,6 +239,21 @@ class ArmStandIn(StandIn):
                 },
             )
         if method == "DELETE":
+            if self.subnet_in_use_deletes > 0:
+                self.subnet_in_use_deletes -= 1
+                if self.subnet_in_use_shape == "subnet":
+                    return Answer(400, {"error": _subnet_in_use(subscription, name)})
+                operation = str(uuid.uuid4())
+                self.failed_operations[operation] = name
+                location = f"{MANAGEMENT}/subscriptions/{subscription}/operationresults/{operation}"
+                # Azure asks for 15 s or so between polls; the tests need not wait.
+                return Answer(
+                    202,
+                    headers={
+                        "Location": f"{location}?api-version=2022-09-01",
+                        "Retry-After": "0.01",
+                    },
+                )
             self.group_exists = False
             return Answer(200)
         return Answer(405)
@@ -228,6 +266,13 @@ class ArmStandIn(StandIn):
         if method == "DELETE":
             del self.role_definitions[name]
         return Answer(200, {**body, "properties": properties})
+
+    def _vault(self, path: str, name: str) -> Answer:
+        properties = self.vaults.get(name)
+        if properties is None:
+            return _not_found(name)
+        body = {"id": path, "name": name, "type": "Microsoft.KeyVault/vaults"}
+        return Answer(200, {**body, "location": "westeurope", "properties": properties})
 
     def _container_groups(self, request: Request, parts: list[str]) -> Answer:
         scope = "/" + "/".join(parts[:7])
@@ -283,6 +328,7 @@ class ArmStandIn(StandIn):
             workPoolName=parameters["workPoolName"]["value"],
         )
         outputs = {name: {"type": "String", "value": value} for name, value in values.items()}
+        self.deployments[name].outputs = outputs
         return Answer(
             200,
             {
@@ -313,6 +359,43 @@ class ArmStandIn(StandIn):
 
     def of(self, method: str, contains: str) -> list[dict]:
         return [r for r in self.requests if r["method"] == method and contains in r["path"]]
+
+
+def _subnet_in_use(subscription: str, group: str) -> dict:
+    subnet = (
+        f"/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Network/"
+        "virtualNetworks/prefect-vnet/subnets/aci"
+    )
+    return {
+        "code": "InUseSubnetCannotBeDeleted",
+        "message": f"Subnet aci is in use by {subnet}/serviceAssociationLinks/acisal and cannot "
+        "be deleted. In order to delete the subnet, delete all the resources within the subnet. "
+        "See aka.ms/deletesubnet.",
+        "details": [],
+    }
+
+
+def _deletion_blocked(subscription: str, group: str) -> dict:
+    vnet = (
+        f"/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Network/"
+        "virtualNetworks/prefect-vnet"
+    )
+    return {
+        "error": {
+            "code": "ResourceGroupDeletionBlocked",
+            "message": f"Deletion of resource group '{group}' failed as resources with "
+            "identifiers 'Microsoft.Network/virtualNetworks/prefect-vnet' could not be deleted. "
+            "The provisioning state of the resource group will be rolled back. The tracking Id "
+            f"is '{uuid.uuid4()}'. Please check audit logs for more details.",
+            "details": [
+                {
+                    "code": None,
+                    "target": vnet,
+                    "message": json.dumps({"error": _subnet_in_use(subscription, group)}),
+                }
+            ],
+        }
+    }
 
 
 def _not_found(what: str) -> Answer:

@@ -102,7 +102,8 @@ def deploy(
     PREFECT_API_URL, PREFECT_API_KEY; optional PREFECT_ACI_PREFIX, PREFECT_ACI_KEY_VAULT_NAME,
     PREFECT_ACI_WORK_POOL_NAME, PREFECT_ACI_DEMO_SECRET_VALUE, PREFECT_ACI_DEPLOY_REGISTRY,
     PREFECT_ACI_REGISTRY_SKU, PREFECT_ACI_DEPLOY_WORKER, PREFECT_ACI_ENABLE_PURGE_PROTECTION,
-    PREFECT_ACI_WORKER_CPU, PREFECT_ACI_WORKER_MEMORY_GB.
+    PREFECT_ACI_WORKER_CPU, PREFECT_ACI_WORKER_MEMORY_GB, PREFECT_ACI_KEY_VAULT_RETENTION_DAYS
+    (fixed when the vault is created: a change is refused).
     """
     settings = load(InfraSettings)
     image = read_record(image_record) if image_record.is_file() else None
@@ -117,6 +118,13 @@ def deploy(
         stale = infra.worker_to_replace(params)
         if stale:
             console.print(f"[yellow]warning:[/] {escape(stale)}: deploy with --replace-worker")
+        vault = infra.vault_retention(params)
+        if vault:
+            console.print(
+                f"[yellow]warning:[/] Key Vault {vault[0]} keeps deleted secrets {vault[1]} days "
+                "and Azure cannot change that: the deploy will be refused; set "
+                f"PREFECT_ACI_KEY_VAULT_RETENTION_DAYS={vault[1]}"
+            )
         return
     console.print(
         f"Deploying {template.name} to resource group {settings.azure_resource_group} "
@@ -149,8 +157,9 @@ def destroy(
     outputs.unlink(missing_ok=True)
     console.print(
         f"Deleted resource group {target.azure_resource_group}. Key Vault {vault} is now "
-        "soft-deleted, not gone: its name stays taken until the retention period ends (90 days "
-        "by default). To deploy again under the same name, recover it (`az keyvault recover "
+        "soft-deleted, not gone: its name stays taken until the retention period ends "
+        "(PREFECT_ACI_KEY_VAULT_RETENTION_DAYS when it was created, 90 by default). To deploy "
+        "again under the same name, recover it (`az keyvault recover "
         f"--name {vault}`) or purge it (`az keyvault purge --name {vault}`); with purge "
         "protection on it cannot be purged, so set PREFECT_ACI_KEY_VAULT_NAME to a new name "
         "instead."

@@ -2,6 +2,7 @@
 azure-mgmt-resource sends, through azure-core's transport to a local ARM stand-in; one-line
 errors. Azure itself is never reached."""
 
+import datetime
 import json
 import os
 import subprocess
@@ -12,6 +13,8 @@ from azure.identity import ManagedIdentityCredential
 
 from arm.deploy import (
     DEPLOYMENT_NAME,
+    KEY_VAULT_API,
+    SUBNET_IN_USE,
     WORKER_CONTAINER,
     WORKER_ROLE_SEED,
     Infra,
@@ -27,7 +30,7 @@ from prefect_aci.core.records import ImageRecord, Publication, published
 from prefect_aci.core.settings import load
 from tests.acr_stand_in import PRINCIPAL_ID, TENANT, AzureStandIn, fake_jwt
 from tests.arm.conftest import TEMPLATE
-from tests.arm_stand_in import ArmStandIn, ContainerGroup
+from tests.arm_stand_in import ArmStandIn, ContainerGroup, DeploymentRecord
 
 SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
 API_KEY = "pnu_never_print_this_key"
@@ -232,6 +235,15 @@ def test_infrastructure_without_worker_needs_no_image(settings):
             {"PREFECT_ACI_WORKER_MEMORY_GB": "0"},
             "PREFECT_ACI_WORKER_MEMORY_GB must be a positive number",
         ),
+        (
+            {"PREFECT_ACI_WORKER_MEMORY_GB": "1.25"},
+            "PREFECT_ACI_WORKER_MEMORY_GB must be a multiple of 0.1",
+        ),
+        ({"PREFECT_ACI_WORKER_CPU": "8"}, "PREFECT_ACI_WORKER_CPU must be at most 4"),
+        (
+            {"PREFECT_ACI_KEY_VAULT_RETENTION_DAYS": "120"},
+            "PREFECT_ACI_KEY_VAULT_RETENTION_DAYS must be a whole number of days from 7 to 90",
+        ),
     ],
 )
 def test_bad_settings_are_caught_before_anything_is_sent(tmp_path, env, expected):
@@ -290,6 +302,9 @@ def test_settings_defaults_match_the_template(settings, template):
     assert settings.worker_cpu == template["parameters"]["workerCpu"]["defaultValue"]
     assert settings.registry_sku == template["parameters"]["registrySku"]["defaultValue"]
     assert settings.worker_memory_gb == template["parameters"]["workerMemoryInGB"]["defaultValue"]
+    retention = template["parameters"]["softDeleteRetentionInDays"]
+    assert settings.key_vault_retention_days == retention["defaultValue"]
+    assert (retention["minValue"], retention["maxValue"]) == (7, 90)
 
 
 @pytest.mark.parametrize(
@@ -386,3 +401,160 @@ def test_destroy_leaves_a_role_of_another_name_alone(azure, settings):
     infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
     assert infra.destroy() is None
     assert arm.of("DELETE", "/roleDefinitions/") == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "rule"),
+    [
+        ("worker_memory_gb", "1.25", "PREFECT_ACI_WORKER_MEMORY_GB must be a multiple of 0.1 (GB"),
+        ("worker_memory_gb", "0.05", "PREFECT_ACI_WORKER_MEMORY_GB must be a multiple of 0.1 (GB"),
+        ("worker_memory_gb", "16.5", "PREFECT_ACI_WORKER_MEMORY_GB must be at most 16 (GB"),
+        ("worker_memory_gb", "32", "PREFECT_ACI_WORKER_MEMORY_GB must be at most 16 (GB"),
+        ("worker_cpu", "4.5", "PREFECT_ACI_WORKER_CPU must be at most 4 (cores"),
+        ("worker_cpu", "8", "PREFECT_ACI_WORKER_CPU must be at most 4 (cores"),
+        ("key_vault_retention_days", "6", "PREFECT_ACI_KEY_VAULT_RETENTION_DAYS must be a whole"),
+        ("key_vault_retention_days", "91", "PREFECT_ACI_KEY_VAULT_RETENTION_DAYS must be a whole"),
+        ("key_vault_retention_days", "7.5", "PREFECT_ACI_KEY_VAULT_RETENTION_DAYS must be a whole"),
+    ],
+)
+def test_sizes_and_retention_are_held_to_azures_rules_on_one_line(settings, field, value, rule):
+    """ACI's per-group maxima for a Linux container group (4 CPU, 16 GB), its 0.1 GB memory
+    steps, Key Vault's 7-90 days: one line naming the variable and the rule, before any call."""
+    with pytest.raises(UserError) as caught:
+        load(InfraSettings, **{field: value})
+    message = str(caught.value)
+    assert rule in message and "\n" not in message
+    assert f"got {value!r}" in message
+
+
+@pytest.mark.parametrize(
+    ("cpu", "memory"), [("4", "16"), ("0.5", "1.5"), ("1", "0.1"), ("2.25", "3.70")]
+)
+def test_sizes_within_aci_rules_are_taken(settings, cpu, memory):
+    values = parameters(load(InfraSettings, worker_cpu=cpu, worker_memory_gb=memory), IMAGE)
+    assert (values["workerCpu"]["value"], values["workerMemoryInGB"]["value"]) == (cpu, memory)
+
+
+def test_retention_reaches_the_template(settings):
+    values = parameters(load(InfraSettings, key_vault_retention_days="7"), IMAGE)
+    assert values["softDeleteRetentionInDays"] == {"value": 7}
+    assert parameters(settings, IMAGE)["softDeleteRetentionInDays"] == {"value": 90}
+
+
+DEFAULT_VAULT = "prefectkv" + "abcdefghij234"  # <prefix>kv + uniqueString(resourceGroup().id)
+
+
+def _last_infra_deployment(arm: ArmStandIn, vault: str) -> None:
+    arm.deployments[DEPLOYMENT_NAME] = DeploymentRecord(
+        timestamp=datetime.datetime.now(datetime.UTC),
+        outputs={"keyVaultName": {"type": "String", "value": vault}},
+    )
+
+
+def test_another_retention_for_the_named_vault_is_refused_before_anything_is_sent(azure, settings):
+    """Azure sets softDeleteRetentionInDays only when a vault is created."""
+    _, arm = azure
+    arm.vaults["team-kv"] = {"enableSoftDelete": True, "softDeleteRetentionInDays": 90}
+    shorter = load(InfraSettings, key_vault_name="team-kv", key_vault_retention_days="7")
+    infra = Infra.connect(shorter, ManagedIdentityCredential(), transport=arm.transport())
+    with pytest.raises(UserError) as caught:
+        infra.deploy(json.loads(TEMPLATE.read_text()), parameters(shorter, IMAGE))
+    message = str(caught.value)
+    assert "Key Vault team-kv keeps deleted secrets 90 days" in message
+    assert "set PREFECT_ACI_KEY_VAULT_RETENTION_DAYS=90" in message
+    assert "PREFECT_ACI_KEY_VAULT_NAME" in message and "\n" not in message
+    [read] = arm.of("GET", "/providers/Microsoft.KeyVault/vaults/team-kv")
+    assert read["path"].endswith(
+        f"/subscriptions/{SUBSCRIPTION}/resourceGroups/prefect-aci-rg"
+        "/providers/Microsoft.KeyVault/vaults/team-kv"
+    )
+    [vault] = [
+        r for r in json.loads(TEMPLATE.read_text())["resources"] if r["type"].endswith("/vaults")
+    ]
+    assert read["query"]["api-version"] == KEY_VAULT_API == vault["apiVersion"]
+    assert arm.of("PUT", "/deployments/") == []
+
+
+def test_the_default_vault_is_found_through_the_last_deployment(azure, settings):
+    _, arm = azure
+    _last_infra_deployment(arm, DEFAULT_VAULT)
+    arm.vaults[DEFAULT_VAULT] = {"softDeleteRetentionInDays": 30}
+    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
+    with pytest.raises(UserError, match=f"Key Vault {DEFAULT_VAULT} keeps deleted secrets 30"):
+        infra.deploy(json.loads(TEMPLATE.read_text()), parameters(settings, IMAGE))
+    assert arm.of("PUT", "/deployments/") == []
+
+
+def test_the_same_retention_deploys(azure, settings):
+    _, arm = azure
+    _last_infra_deployment(arm, DEFAULT_VAULT)
+    arm.vaults[DEFAULT_VAULT] = {"softDeleteRetentionInDays": 90}
+    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
+    infra.deploy(json.loads(TEMPLATE.read_text()), parameters(settings, IMAGE))
+    assert arm.of("GET", f"/vaults/{DEFAULT_VAULT}")
+    assert arm.of("PUT", "/deployments/")
+
+
+def test_a_vault_that_does_not_exist_yet_takes_any_retention(azure, settings):
+    _, arm = azure
+    short = load(InfraSettings, key_vault_name="new-kv", key_vault_retention_days="7")
+    infra = Infra.connect(short, ManagedIdentityCredential(), transport=arm.transport())
+    infra.deploy(json.loads(TEMPLATE.read_text()), parameters(short, IMAGE))
+    assert arm.of("GET", "/vaults/new-kv")
+    assert arm.of("PUT", "/deployments/")
+
+
+def test_a_vault_the_next_deployment_will_not_touch_is_not_read(azure, settings):
+    """The last deployment's vault had a name of its own; unset, the name is the default, a
+    vault of another name."""
+    _, arm = azure
+    _last_infra_deployment(arm, "team-kv")
+    arm.vaults["team-kv"] = {"softDeleteRetentionInDays": 30}
+    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
+    infra.deploy(json.loads(TEMPLATE.read_text()), parameters(settings, IMAGE))
+    assert arm.of("GET", "/vaults/") == []
+    assert arm.of("PUT", "/deployments/")
+
+
+@pytest.mark.parametrize("shape", ["subnet", "blocked"])
+def test_destroy_tries_again_while_aci_holds_the_subnet(azure, settings, shape):
+    """Azure's refusal comes at once (400 InUseSubnetCannotBeDeleted) or from the group
+    operation (ResourceGroupDeletionBlocked, with the subnet's error in its details)."""
+    _, arm = azure
+    arm.subnet_in_use_deletes = 2
+    arm.subnet_in_use_shape = shape
+    waits: list[str] = []
+    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
+    infra.destroy(attempts=3, wait=0.01, notify=waits.append)
+    assert len(arm.of("DELETE", "/resourcegroups/prefect-aci-rg")) == 3
+    assert not arm.group_exists
+    assert len(waits) == 2
+    assert all(SUBNET_IN_USE in line and "trying again" in line for line in waits)
+
+
+@pytest.mark.parametrize("shape", ["subnet", "blocked"])
+def test_destroy_gives_up_after_its_attempts_with_what_to_do(azure, settings, shape):
+    _, arm = azure
+    group_id = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/prefect-aci-rg"
+    arm.role_definitions[arm_guid(group_id, WORKER_ROLE_SEED)] = {"roleName": "Prefect ACI worker"}
+    arm.subnet_in_use_deletes = 10
+    arm.subnet_in_use_shape = shape
+    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
+    with pytest.raises(UserError) as caught:
+        infra.destroy(attempts=3, wait=0.01, notify=lambda _: None)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert SUBNET_IN_USE in message and "3 attempts" in message
+    assert "wait a few minutes and run make destroy CONFIRM=yes again" in message
+    assert len(arm.of("DELETE", "/resourcegroups/prefect-aci-rg")) == 3
+    assert arm.group_exists
+    assert arm.of("DELETE", "/roleDefinitions/") == []
+
+
+def test_destroy_does_not_retry_other_refusals(azure, settings):
+    _, arm = azure
+    arm.refuse_deletes = True
+    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
+    with pytest.raises(UserError, match="AuthorizationFailed"):
+        infra.destroy(attempts=3, wait=0.01, notify=lambda _: pytest.fail("waited"))
+    assert len(arm.of("DELETE", "/resourcegroups/prefect-aci-rg")) == 1

@@ -6,7 +6,13 @@ import re
 import pytest
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
-from arm.deploy import WORKER_CONTAINER, WORKER_ROLE_PREFIX, WORKER_ROLE_SEED, worker_group_name
+from arm.deploy import (
+    KEY_VAULT_API,
+    WORKER_CONTAINER,
+    WORKER_ROLE_PREFIX,
+    WORKER_ROLE_SEED,
+    worker_group_name,
+)
 from arm.sweep import SWEEP_ACTIONS
 from prefect_aci.core.arm_template import (
     Call,
@@ -343,6 +349,29 @@ def test_subnet_is_delegated_to_aci_and_leaves_through_the_nat_gateway(template)
     assert ip["properties"]["publicIPAllocationMethod"] == "Static"
 
 
+def test_subnet_reaches_key_vault_and_storage_through_service_endpoints(template):
+    """Microsoft Learn, "Virtual network scenarios and resources" (ACI): a container group in a
+    virtual network that connects to a storage account needs a service endpoint for it. The
+    vault's firewall admits the subnet by its Microsoft.KeyVault endpoint."""
+    [vnet] = resources_of(template, "Microsoft.Network/virtualNetworks")
+    [subnet] = vnet["properties"]["subnets"]
+    services = [e["service"] for e in subnet["properties"]["serviceEndpoints"]]
+    assert sorted(services) == ["Microsoft.KeyVault", "Microsoft.Storage"]
+    [vault] = resources_of(template, "Microsoft.KeyVault/vaults")
+    [rule] = vault["properties"]["networkAcls"]["virtualNetworkRules"]
+    assert rule["ignoreMissingVnetServiceEndpoint"] is False
+
+
+def test_key_vault_retention_is_a_parameter_within_azures_range(template):
+    [vault] = resources_of(template, "Microsoft.KeyVault/vaults")
+    assert vault["properties"]["softDeleteRetentionInDays"] == (
+        "[parameters('softDeleteRetentionInDays')]"
+    )
+    parameter = template["parameters"]["softDeleteRetentionInDays"]
+    assert (parameter["minValue"], parameter["maxValue"]) == (7, 90)
+    assert "only when the vault is created" in parameter["metadata"]["description"]
+
+
 def test_storage_has_shared_key_access_off_by_default(template):
     assert template["parameters"]["allowSharedKeyAccess"]["defaultValue"] is False
 
@@ -597,8 +626,14 @@ def test_worker_size_says_aci_cannot_change_it_in_place(template, parameter):
 
 
 def test_names_the_commands_compute_agree_with_the_template(template):
-    """deploy (worker size check), destroy (the custom role) and sweep (the worker to spare)
-    compute names the template makes."""
+    """deploy (worker size check, the vault's retention), destroy (the custom role) and sweep
+    (the worker to spare) compute names the template makes, and read with its apiVersions."""
+    [vault] = resources_of(template, "Microsoft.KeyVault/vaults")
+    assert vault["apiVersion"] == KEY_VAULT_API
+    # deploy recognises the default vault name by this form: <prefix>kv + 13 characters.
+    assert template["parameters"]["keyVaultName"]["defaultValue"] == (
+        "[toLower(format('{0}kv{1}', parameters('prefix'), uniqueString(resourceGroup().id)))]"
+    )
     assert template["variables"]["workerGroupName"] == (
         f"[format('{worker_group_name('{0}')}', parameters('prefix'))]"
     )

@@ -2,16 +2,20 @@
 from the local Azure record, the flow code uploaded to Blob storage as the deployer, the demo
 deployment, and the worker started from the ARM template's own worker resource.
 
-`wire` and `start_worker` run in a child process (`python -m prefect_aci.demo.wiring`) whose
-environment signs it in to the local Azure as the deployer and trusts the local CA: aiohttp, which
-Prefect's blob storage and azure-identity's async credentials use, reads the CA bundle setting
-once, when it is imported.
+`wire` and `start_worker` run in a child process (`python -m prefect_aci.demo.wiring STATE_DIR`)
+whose environment signs it in to the local Azure as the deployer and trusts the local CA: aiohttp,
+which Prefect's blob storage and azure-identity's async credentials use, reads the CA bundle
+setting once, when it is imported. Parent and child hand over through files in the state folder:
+the stack's parts wrote the local Azure and the image record; the parent writes the request
+(wiring.json), the child the worker group it started (worker.json).
 """
 
 import contextlib
+import json
+import re
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from azure.core.exceptions import ResourceExistsError
@@ -40,6 +44,28 @@ DEPLOYMENT = "local"
 SERVER_ALIAS = "prefect-server"
 # The local server takes no API key; the template's worker wants one as a secure value.
 LOCAL_API_KEY = "local-server-takes-no-key"
+# Registration's report lines among what the child prints (not Prefect's deployment table).
+REPORT_LINE = re.compile(r"^  (created|updated|unchanged|would-\w+) ")
+REQUEST = "wiring.json"
+ANSWER = "worker.json"
+
+
+@dataclass
+class Request:
+    api: str  # the Prefect API, from this machine
+    local_aci: str  # local ACI's door on 127.0.0.1
+    flows_dir: str  # the demo flow's code, uploaded to Blob storage
+
+
+def write_request(root: Path, request: Request) -> None:
+    (root / ANSWER).unlink(missing_ok=True)
+    (root / REQUEST).write_text(json.dumps(asdict(request), indent=2) + "\n")
+
+
+def read_answer(root: Path) -> str | None:
+    """The worker group the child started, or None when it did not get that far."""
+    answer = root / ANSWER
+    return json.loads(answer.read_text())["worker_group"] if answer.is_file() else None
 
 
 @dataclass
@@ -146,15 +172,18 @@ def run(api: str) -> DemoRun:
 
 
 def main() -> None:
-    """The child process: `python -m prefect_aci.demo.wiring LOCAL_AZURE API LOCAL_ACI
-    IMAGE_RECORD FLOWS`; prints registration's lines, then the worker group's name last."""
-    folder, api, local_aci, image_record, flows = sys.argv[1:6]
-    side = load_side(Path(folder))
+    """The child process: `python -m prefect_aci.demo.wiring STATE_DIR`; prints registration's
+    lines, writes the worker group's name to STATE_DIR/worker.json."""
+    root = Path(sys.argv[1])
+    request = Request(**json.loads((root / REQUEST).read_text()))
+    side = load_side(root / "local-azure")
     try:
-        image = read_record(Path(image_record), PublishedImage)
-        wire(api, image, side.record, Path(flows))
-        worker = start_worker(local_aci, side, image.reference, f"http://{SERVER_ALIAS}:4200/api")
-        print(worker)
+        image = read_record(root / "image.json", PublishedImage)
+        wire(request.api, image, side.record, Path(request.flows_dir))
+        worker = start_worker(
+            request.local_aci, side, image.reference, f"http://{SERVER_ALIAS}:4200/api"
+        )
+        (root / ANSWER).write_text(json.dumps({"worker_group": worker}) + "\n")
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

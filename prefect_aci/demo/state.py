@@ -1,0 +1,138 @@
+"""What a local stack knows of itself: its id and names (from its state folder), the state file
+that lists what it started, and the context its parts share while it starts.
+
+Everything a stack makes is labelled with its id and listed in <state dir>/state.json, so that
+`down` (and the next `up`) removes exactly that and `status` can say what runs where. Parts hand
+each other files in the state folder (the image record, the local Azure, the wiring request and
+its answer), never positional arguments or a child's last line of output.
+"""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import docker
+from rich.console import Console
+
+from prefect_aci.core.console import Step
+from prefect_aci.core.records import ImageRecord
+from prefect_aci.local_aci.config import LABEL
+
+
+def stack_id(root: Path) -> str:
+    """One id per state folder: two stacks on one machine must not remove each other's parts."""
+    return hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:10]
+
+
+def server_container(root: Path) -> str:
+    return f"prefect-aci-demo-{stack_id(root)}"
+
+
+def stand_in_container(root: Path) -> str:
+    return f"prefect-aci-local-aci-{stack_id(root)}"
+
+
+def network_name(root: Path) -> str:
+    return f"prefect-aci-{stack_id(root)}"
+
+
+@dataclass
+class State:
+    pids: dict[str, int] = field(default_factory=dict)
+    containers: list[str] = field(default_factory=list)
+    ports: dict[str, int] = field(default_factory=dict)
+    addresses: dict[str, str] = field(default_factory=dict)  # where a part listens, by name
+    network: str | None = None
+    prefix: str | None = None  # the network's /24 as its first three numbers: "172.29.8"
+    worker_group: str | None = None
+    flow_run_id: str | None = None
+
+    @classmethod
+    def load(cls, path: Path) -> "State":
+        return cls(**json.loads(path.read_text())) if path.is_file() else cls()
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @property
+    def gateway(self) -> str:
+        """This machine on the stack's network: where Azurite listens."""
+        return f"{self.prefix}.1"
+
+    @property
+    def stand_in_address(self) -> str:
+        return f"{self.prefix}.2"
+
+    @property
+    def ui(self) -> str:
+        return f"http://127.0.0.1:{self.ports['prefect']}"
+
+    @property
+    def api(self) -> str:
+        return f"{self.ui}/api"
+
+    @property
+    def local_aci(self) -> str:
+        return f"https://127.0.0.1:{self.ports['local-aci']}"
+
+    def flow_run_page(self) -> str | None:
+        return f"{self.ui}/runs/flow-run/{self.flow_run_id}" if self.flow_run_id else None
+
+
+@dataclass
+class Stack:
+    """One stack's state folder, its engine and its state, as its parts start, stop and report."""
+
+    client: docker.DockerClient
+    root: Path
+    console: Console
+    state: State = field(default_factory=State)
+
+    @classmethod
+    def load(cls, client: docker.DockerClient, root: Path, console: Console) -> "Stack":
+        return cls(client, root, console, State.load(root / "state.json"))
+
+    @property
+    def id(self) -> str:
+        return stack_id(self.root)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {f"{LABEL}.stack": self.id}
+
+    @property
+    def image_record(self) -> Path:
+        """The image as pushed to the stack's registry: what groups and the worker run."""
+        return self.root / "image.json"
+
+    @property
+    def local_azure(self) -> Path:
+        return self.root / "local-azure"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def save(self) -> None:
+        self.state.save(self.root / "state.json")
+
+    def forget(self) -> None:
+        (self.root / "state.json").unlink(missing_ok=True)
+
+    def containers(self) -> list:
+        """Every container labelled with this stack's id: its parts and its container groups."""
+        labelled = {"label": [f"{LABEL}.stack={self.id}"]}
+        return self.client.containers.list(all=True, filters=labelled)
+
+
+@dataclass
+class Start:
+    """What `up` was asked for: the images, the demo's flow code, the Prefect port."""
+
+    record: ImageRecord  # the image flow runs and the worker run
+    server: ImageRecord  # its server variant, with the UI: the Prefect server and the stand-ins
+    flows_dir: Path
+    port: int | None
+    step: Step

@@ -4,7 +4,6 @@ import json
 import re
 import secrets
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from azure.mgmt.resource.resources.models import (
 from pydantic import SecretStr
 
 from arm.settings import AzureTarget, InfraSettings
+from prefect_aci.core.arm_template import arm_guid
 from prefect_aci.core.azure import LOGIN_HINT
 from prefect_aci.core.console import console
 from prefect_aci.core.errors import UserError, first_line
@@ -52,8 +52,6 @@ MANAGEMENT_SCOPE = "https://management.azure.com/.default"
 WORKER_CONTAINER = "prefect-worker"
 WORKER_ROLE_SEED = "prefect-aci-worker-role"
 WORKER_ROLE_PREFIX = "Prefect ACI worker ("
-# ARM's guid(a, b, ...) is the name-based (version 5) UUID of "a-b-..." in this namespace.
-ARM_GUID_NAMESPACE = uuid.UUID("11fb06fb-712d-4ddd-98c7-e71bbd588830")
 ROLE_DEFINITIONS_API = "2022-04-01"
 # The template's Key Vault apiVersion (tests/arm checks they agree): the existing vault is read
 # with it before a deployment.
@@ -81,11 +79,6 @@ def worker_image(settings: InfraSettings, image: ImageRecord | None) -> Publishe
 
 def worker_group_name(prefix: str) -> str:
     return f"{prefix}-worker"
-
-
-def arm_guid(*parts: str) -> str:
-    """What the template's guid(...) makes of the same strings."""
-    return str(uuid.uuid5(ARM_GUID_NAMESPACE, "-".join(parts)))
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """ARM templates read as data: which template strings are expressions, an expression parsed into a
 tree, the function calls a template makes, and the errors Azure's JSON schemas report about it.
-Reading only: what a function returns is for whoever evaluates (prefect_aci.local_aci.expressions);
-`arm` validates templates with it and the tests check the template's expressions with it.
+Reading only, with one exception: `arm_guid`, ARM's guid(), which `arm` (to find the role the
+template made) and local Resource Manager (to evaluate it) must compute alike. What the other
+functions return is for whoever evaluates (prefect_aci.local_aci.expressions); `arm` validates
+templates with this module and the tests check the template's expressions with it.
 
 A template string is an expression when it is in brackets ("[...]"), unless it starts with "[["
 (the escape for a literal leading bracket). Inside: string literals in single quotes ('' escapes
@@ -11,6 +13,7 @@ expression grammar.
 """
 
 import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -19,6 +22,16 @@ import jsonschema
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 _PROPERTY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NUMBER = re.compile(r"-?\d+")
+
+
+# ARM's guid(a, b, ...): the name-based (version 5, SHA-1) UUID of the UTF-8 text "a-b-..." in this
+# namespace, as Azure Resource Manager and Bicep compute it (Bicep's GuidUtility, RFC 4122).
+ARM_GUID_NAMESPACE = uuid.UUID("11fb06fb-712d-4ddd-98c7-e71bbd588830")
+
+
+def arm_guid(*parts: str) -> str:
+    """What a template's guid(...) makes of the same strings."""
+    return str(uuid.uuid5(ARM_GUID_NAMESPACE, "-".join(parts)))
 
 
 class ExpressionError(ValueError):

@@ -2,15 +2,15 @@
 template uses (and the ARM template's worker resource). The expressions are read by
 prefect_aci.core.arm_template; this module gives them their values.
 
-A function outside `FUNCTIONS` (and `if`) raises TemplateError naming it, which the local
-Resource Manager answers with ARM's InvalidTemplate code; so does an expression that does not
-parse.
+Function names are matched without regard to case, as ARM does. A function outside `FUNCTIONS`
+(and `if`) raises TemplateError naming it, which the local Resource Manager answers with ARM's
+InvalidTemplate code; so does an expression that does not parse. `check_parameters` and
+`check_variables` are ARM's checks of a template when it is read, before any resource.
 """
 
 import hashlib
 import json
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,9 +22,11 @@ from prefect_aci.core.arm_template import (
     Literal,
     Node,
     Property,
+    arm_guid,
     is_expression,
     literal_string,
     parse,
+    template_calls,
 )
 
 
@@ -63,17 +65,60 @@ def unique_string(*values: str) -> str:
     return "".join(alphabet[(number >> (5 * i)) & 31] for i in range(13))
 
 
-def _guid(*values: str) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, "-".join(values)))
-
-
-def _resource_id(scope: Scope, *parts: str) -> str:
-    resource_type, *names = parts
-    namespace, *types = resource_type.split("/")
-    if len(types) != len(names):
-        raise TemplateError(f"resourceId('{resource_type}', ...) needs {len(types)} name(s)")
+def _provider_path(function: str, resource_type: str, names: list[Any]) -> str:
+    """ "providers/<namespace>/<type>/<name>[/<child type>/<child name>...]"."""
+    namespace, *types = str(resource_type).split("/")
+    if not types or len(types) != len(names):
+        raise TemplateError(
+            f"Unable to evaluate template language function '{function}': the type "
+            f"'{resource_type}' requires '{len(types)}' resource name argument(s)."
+        )
     path = "/".join(f"{t}/{n}" for t, n in zip(types, names, strict=True))
-    return f"{scope.resource_group_id}/providers/{namespace}/{path}"
+    return f"providers/{namespace}/{path}"
+
+
+def _resource_id(scope: Scope, *args: Any) -> str:
+    """resourceId([subscriptionId], [resourceGroupName], resourceType, name1, [name2], ...): the
+    type is the first argument with a '/'; one argument before it is a resource group, two are a
+    subscription and a resource group (Microsoft Learn, "Resource functions for ARM templates")."""
+    at = next((i for i, arg in enumerate(args) if "/" in str(arg)), None)
+    if at is None or at > 2:
+        raise TemplateError(
+            "Unable to evaluate template language function 'resourceId': no resource type "
+            "(namespace/type) among its first three arguments."
+        )
+    subscription, group = scope.subscription_id, scope.resource_group
+    if at == 1:
+        group = args[0]
+    elif at == 2:
+        subscription, group = args[0], args[1]
+    path = _provider_path("resourceId", args[at], list(args[at + 1 :]))
+    return f"/subscriptions/{subscription}/resourceGroups/{group}/{path}"
+
+
+def _subscription_resource_id(scope: Scope, *args: Any) -> str:
+    """subscriptionResourceId([subscriptionId], resourceType, name1, ...)."""
+    at = 1 if args and "/" not in str(args[0]) else 0
+    subscription = args[0] if at else scope.subscription_id
+    path = _provider_path("subscriptionResourceId", args[at], list(args[at + 1 :]))
+    return f"/subscriptions/{subscription}/{path}"
+
+
+def _extension_resource_id(scope: Scope, resource_id: str, *args: Any) -> str:
+    """extensionResourceId(resourceId, resourceType, name1, ...): a resource on another."""
+    path = _provider_path("extensionResourceId", args[0], list(args[1:]))
+    return f"{str(resource_id).rstrip('/')}/{path}"
+
+
+def _string(scope: Scope, value: Any) -> str:
+    """string(): objects and arrays as compact JSON, booleans as .NET writes them."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return "" if value is None else str(value)
 
 
 def _format(template: str, *args: Any) -> str:
@@ -129,8 +174,10 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     },
     "deployment": lambda s: {"name": s.deployment_name},
     "uniqueString": lambda s, *values: unique_string(*map(str, values)),
-    "guid": lambda s, *values: _guid(*map(str, values)),
+    "guid": lambda s, *values: arm_guid(*map(str, values)),
     "resourceId": _resource_id,
+    "subscriptionResourceId": _subscription_resource_id,
+    "extensionResourceId": _extension_resource_id,
     "reference": _reference,
     "json": _json,
     "createArray": lambda s, *values: list(values),
@@ -143,17 +190,107 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "format": lambda s, template, *args: _format(template, *args),
     "toLower": lambda s, value: str(value).lower(),
     "toUpper": lambda s, value: str(value).upper(),
-    "string": lambda s, value: value if isinstance(value, str) else str(value),
+    "string": _string,
     "int": lambda s, value: int(value),
     "bool": lambda s, value: value if isinstance(value, bool) else str(value).lower() == "true",
     "equals": lambda s, a, b: a == b,
     "not": lambda s, value: not value,
+    "and": lambda s, *values: all(values),
+    "or": lambda s, *values: any(values),
     "empty": lambda s, value: not value,
     "length": lambda s, value: len(value),
     "true": lambda s: True,
     "false": lambda s: False,
     "null": lambda s: None,
 }
+# ARM matches function names without regard to case: toLower, tolower and TOLOWER are one.
+_BY_NAME = {name.lower(): function for name, function in FUNCTIONS.items()}
+# Functions that read the state of deployed resources: not allowed in variables.
+RUNTIME_FUNCTIONS = ("reference", "list")
+
+
+def check_variables(template: dict[str, Any]) -> None:
+    """ARM reads a template's variables before any resource, and refuses those that read the state
+    of deployed resources: reference() and list*() belong in resources and outputs."""
+    for name, value in (template.get("variables") or {}).items():
+        try:
+            found = [c.name for c in template_calls(value)]
+        except ExpressionError as exc:
+            raise TemplateError(f"The template variable '{name}' is not valid: {exc}") from None
+        for function in found:
+            if function.lower().startswith(RUNTIME_FUNCTIONS):
+                raise TemplateError(
+                    f"The template variable '{name}' is not valid: The template function "
+                    f"'{function}' is not expected at this location. Please see "
+                    "https://aka.ms/arm-functions for usage details."
+                )
+
+
+# A parameter's declared type and the JSON values it takes (secure ones the same as plain ones).
+_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "securestring": (str,),
+    "int": (int,),
+    "bool": (bool,),
+    "object": (dict,),
+    "secureobject": (dict,),
+    "array": (list,),
+}
+_JSON_TYPE = {str: "String", int: "Integer", bool: "Boolean", dict: "Object", list: "Array"}
+
+
+def check_parameters(template: dict[str, Any], given: dict[str, Any]) -> None:
+    """The supplied values against each parameter's declaration: unknown names, its type,
+    allowedValues, minValue/maxValue and minLength/maxLength, with ARM's messages."""
+    declared = template.get("parameters") or {}
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise TemplateError(
+            "The following parameters were supplied, but do not correspond to any parameters "
+            f"defined in the template: '{', '.join(unknown)}'."
+        )
+    for name, value in given.items():
+        definition = declared[name]
+        kind = str(definition.get("type", "string"))
+        wanted = _TYPES.get(kind.lower())
+        # JSON's true is not an int to ARM, though it is one to Python.
+        if wanted and (
+            not isinstance(value, wanted) or (isinstance(value, bool) and bool not in wanted)
+        ):
+            got = _JSON_TYPE.get(type(value), type(value).__name__)
+            raise TemplateError(
+                f"Template parameter '{name}' was provided an invalid value. Expected a value of "
+                f"type '{kind}', but received a value of type '{got}'."
+            )
+        invalid = f"The provided value for the template parameter '{name}' is not valid."
+        allowed = definition.get("allowedValues")
+        if allowed is not None and value not in allowed:
+            shown = ",".join(map(str, allowed))
+            raise TemplateError(
+                f"{invalid} The value '{value}' is not part of the allowed value(s): '{shown}'."
+            )
+        if isinstance(value, int) and not isinstance(value, bool):
+            if "minValue" in definition and value < definition["minValue"]:
+                raise TemplateError(
+                    f"{invalid} Expected value to be greater than or equal to "
+                    f"'{definition['minValue']}', actual value '{value}'."
+                )
+            if "maxValue" in definition and value > definition["maxValue"]:
+                raise TemplateError(
+                    f"{invalid} Expected value to be less than or equal to "
+                    f"'{definition['maxValue']}', actual value '{value}'."
+                )
+        if isinstance(value, str | list):
+            if "minLength" in definition and len(value) < definition["minLength"]:
+                raise TemplateError(
+                    f"{invalid} Expected length to be greater than or equal to "
+                    f"'{definition['minLength']}', actual length '{len(value)}'."
+                )
+            if "maxLength" in definition and len(value) > definition["maxLength"]:
+                raise TemplateError(
+                    f"{invalid} Expected length to be less than or equal to "
+                    f"'{definition['maxLength']}', actual length '{len(value)}'."
+                )
 
 
 def _run(node: Node, scope: Scope) -> Any:
@@ -171,7 +308,7 @@ def _run(node: Node, scope: Scope) -> Any:
                 return found[key]
             except (KeyError, IndexError, TypeError):
                 raise TemplateError(f"The index '{key}' is not valid.") from None
-        case Call("if", args):
+        case Call(name, args) if name.lower() == "if":
             # ARM evaluates only the branch it takes.
             if len(args) != 3:
                 raise TemplateError("The template function 'if' takes 3 arguments.")
@@ -182,7 +319,7 @@ def _run(node: Node, scope: Scope) -> Any:
 
 
 def _call(name: str, args: tuple[Node, ...], scope: Scope) -> Any:
-    function = FUNCTIONS.get(name)
+    function = _BY_NAME.get(name.lower())
     if function is None:
         raise TemplateError(
             f"The template function '{name}' is not supported by the local ACI stand-in "

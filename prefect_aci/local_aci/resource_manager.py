@@ -10,7 +10,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from prefect_aci.local_aci.expressions import Scope, TemplateError, evaluate
+from prefect_aci.local_aci.expressions import (
+    Scope,
+    TemplateError,
+    check_parameters,
+    check_variables,
+    evaluate,
+)
 from prefect_aci.local_aci.groups import GroupError, Groups
 from prefect_aci.local_aci.schema import CONTAINER_GROUPS as CONTAINER_GROUPS_TYPE
 from prefect_aci.local_aci.schema import GroupSchemas
@@ -126,13 +132,9 @@ class ResourceManager:
         self, resource_group: str, name: str, template: dict, given: dict, location: str
     ) -> tuple[list[dict], dict]:
         declared = template.get("parameters") or {}
-        unknown = sorted(set(given) - set(declared))
-        if unknown:
-            raise TemplateError(
-                "The following parameters were supplied, but do not correspond to any parameters "
-                f"defined in the template: '{', '.join(unknown)}'."
-            )
         values = {name: (value or {}).get("value") for name, value in given.items()}
+        check_parameters(template, values)
+        check_variables(template)
         scope = Scope(self.subscription_id, resource_group, location, name, template, values)
         resources = []
         for resource in template.get("resources") or []:

@@ -96,3 +96,153 @@ def test_the_arm_templates_worker_group_evaluates_for_a_local_azure():
     assert env["AZURE_CLIENT_ID"] == "cid"
     assert evaluated["properties"]["imageRegistryCredentials"] is None
     assert list(evaluated["identity"]["userAssignedIdentities"]) == [identity]
+
+
+def _rfc4122_v5(namespace: str, name: str) -> str:
+    """RFC 4122 section 4.3, written out: SHA-1 of the namespace's bytes and the UTF-8 name."""
+    import hashlib
+    import uuid
+
+    digest = bytearray(hashlib.sha1(uuid.UUID(namespace).bytes + name.encode()).digest()[:16])  # noqa: S324 (the RFC's hash)
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return str(uuid.UUID(bytes=bytes(digest)))
+
+
+def test_guid_is_arms_v5_uuid_of_the_arguments_joined_with_hyphens_in_one_implementation():
+    from arm.deploy import arm_guid as deploy_guid
+
+    expected = _rfc4122_v5(
+        "11fb06fb-712d-4ddd-98c7-e71bbd588830",
+        f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-worker",
+    )
+    assert evaluate("[guid(resourceGroup().id, 'worker')]", scope()) == expected
+    assert deploy_guid(f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg", "worker") == expected
+    assert evaluate("[GUID('ä')]", scope()) == _rfc4122_v5(
+        "11fb06fb-712d-4ddd-98c7-e71bbd588830", "ä"
+    )
+
+
+def test_function_names_are_case_insensitive_as_in_arm():
+    assert evaluate("[TOLOWER('AbC')]", scope()) == "abc"
+    assert evaluate("[If(Equals(1, 1), 'yes', 'no')]", scope()) == "yes"
+    assert evaluate("[resourcegroup().name]", scope()) == "rg"
+
+
+def test_string_of_objects_and_arrays_is_compact_json():
+    # Microsoft Learn, "String functions for ARM templates", string(): the example's outputs.
+    template = {
+        "parameters": {
+            "testObject": {"defaultValue": {"valueA": 10, "valueB": "Example Text"}},
+            "testArray": {"defaultValue": ["a", "b", "c"]},
+        }
+    }
+    at = scope(template)
+    assert (
+        evaluate("[string(parameters('testObject'))]", at)
+        == '{"valueA":10,"valueB":"Example Text"}'
+    )
+    assert evaluate("[string(parameters('testArray'))]", at) == '["a","b","c"]'
+    assert evaluate("[string(5)]", at) == "5"
+    assert evaluate("[string(true())]", at) == "True"
+
+
+def test_resource_ids_take_their_optional_scopes():
+    base = f"/subscriptions/{SUBSCRIPTION}"
+    assert (
+        evaluate(
+            "[resourceId('Microsoft.Network/virtualNetworks/subnets', 'vnet', 'aci')]", scope()
+        )
+        == f"{base}/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/vnet/subnets/aci"
+    )
+    assert (
+        evaluate("[resourceId('otherGroup', 'Microsoft.Storage/storageAccounts', 'sa')]", scope())
+        == f"{base}/resourceGroups/otherGroup/providers/Microsoft.Storage/storageAccounts/sa"
+    )
+    assert (
+        evaluate("[resourceId('sub2', 'g2', 'Microsoft.Storage/storageAccounts', 'sa')]", scope())
+        == "/subscriptions/sub2/resourceGroups/g2/providers/Microsoft.Storage/storageAccounts/sa"
+    )
+    assert (
+        evaluate(
+            "[subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'r1')]", scope()
+        )
+        == f"{base}/providers/Microsoft.Authorization/roleDefinitions/r1"
+    )
+    assert (
+        evaluate(
+            "[extensionResourceId(resourceId('Microsoft.KeyVault/vaults', 'kv'), "
+            "'Microsoft.Authorization/roleAssignments', 'a1')]",
+            scope(),
+        )
+        == f"{base}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv/providers/"
+        "Microsoft.Authorization/roleAssignments/a1"
+    )
+    with pytest.raises(TemplateError, match="requires '2' resource name"):
+        evaluate("[resourceId('Microsoft.Network/virtualNetworks/subnets', 'vnet')]", scope())
+
+
+def test_and_or():
+    assert evaluate("[and(true(), not(false()))]", scope()) is True
+    assert evaluate("[or(false(), false())]", scope()) is False
+
+
+def test_variables_that_read_deployed_resources_are_refused_when_the_template_is_read():
+    from prefect_aci.local_aci.expressions import check_variables
+
+    check_variables({"variables": {"name": "[toLower('A')]"}})
+    with pytest.raises(
+        TemplateError, match=r"variable 'id' is not valid.*'reference' is not expected"
+    ):
+        check_variables({"variables": {"id": "[reference('x').principalId]"}})
+    with pytest.raises(TemplateError, match="'listKeys' is not expected"):
+        check_variables({"variables": {"keys": {"k": "[listKeys('x', '2023-01-01')]"}}})
+
+
+def test_parameter_values_are_checked_against_their_declarations():
+    from prefect_aci.local_aci.expressions import check_parameters
+
+    declared = {
+        "parameters": {
+            "size": {"type": "int", "minValue": 1, "maxValue": 4},
+            "sku": {"type": "string", "allowedValues": ["Basic", "Premium"]},
+            "prefix": {"type": "string", "minLength": 3, "maxLength": 5},
+            "flag": {"type": "bool"},
+        }
+    }
+    check_parameters(declared, {"size": 2, "sku": "Basic", "prefix": "abc", "flag": False})
+    cases = [
+        ({"size": "2"}, "Expected a value of type 'int', but received a value of type 'String'"),
+        ({"size": True}, "of type 'Boolean'"),
+        ({"size": 5}, "less than or equal to '4', actual value '5'"),
+        ({"size": 0}, "greater than or equal to '1'"),
+        (
+            {"sku": "Standard"},
+            "'Standard' is not part of the allowed value\\(s\\): 'Basic,Premium'",
+        ),
+        ({"prefix": "ab"}, "length to be greater than or equal to '3'"),
+        ({"prefix": "abcdef"}, "length to be less than or equal to '5'"),
+        ({"other": 1}, "do not correspond to any parameters defined in the template: 'other'"),
+    ]
+    for given, message in cases:
+        with pytest.raises(TemplateError, match=message):
+            check_parameters(declared, given)
+
+
+def test_the_arm_template_passes_arms_read_checks_with_what_deploy_sends():
+    """The template's variables and the parameters `prefect-aci azure deploy` sends."""
+    from arm.deploy import TEMPLATE, load_template, parameters
+    from arm.settings import InfraSettings
+    from prefect_aci.local_aci.expressions import check_parameters, check_variables
+
+    template = load_template(TEMPLATE)
+    settings = InfraSettings(
+        azure_subscription_id=SUBSCRIPTION,
+        azure_resource_group="rg",
+        prefect_api_url="https://api.prefect.cloud/api/accounts/a/workspaces/w",
+        prefect_api_key="pnu_" + "x" * 36,
+        deploy_worker=False,
+    )
+    check_variables(template)
+    sent = parameters(settings, None, None)
+    check_parameters(template, {name: value["value"] for name, value in sent.items()})

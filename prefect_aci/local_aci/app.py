@@ -26,6 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from prefect_aci.local_aci import container_rules
 from prefect_aci.local_aci.config import ARM_ROLES, KEY_VAULT_SECRETS_USER, LocalAzure
 from prefect_aci.local_aci.groups import Group, Groups
 from prefect_aci.local_aci.imds_router import ADDRESS as IMDS_ADDRESS
@@ -67,6 +68,41 @@ def _identity_error(status: int, description: str) -> JSONResponse:
 
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
+
+
+# The query parameters of IMDS's token endpoint (Microsoft Learn, "How to use managed identities
+# for Azure resources on an Azure VM to acquire an access token": api-version, resource, and one of
+# object_id, client_id, msi_res_id; mi_res_id is the newer spelling of msi_res_id that MSAL
+# sends). App Service's principal_id is not IMDS's.
+IMDS_PARAMETERS = frozenset(
+    {"api-version", "resource", "client_id", "object_id", "msi_res_id", "mi_res_id"}
+)
+
+
+def imds_request_error(headers, query) -> JSONResponse | None:
+    """IMDS's refusals of a token request before it looks for an identity: the Metadata header
+    (its documented error bad_request_102), the api-version and the resource it requires, and
+    only its own parameters."""
+    if headers.get("metadata", "").lower() != "true":
+        return JSONResponse(
+            {
+                "error": "bad_request_102",
+                "error_description": "Required metadata header not specified",
+            },
+            400,
+        )
+    if not query.get("api-version"):
+        return _identity_error(400, "Required query variable 'api-version' is missing")
+    if not query.get("resource"):
+        return _identity_error(400, "Required audience parameter not specified")
+    unknown = sorted(set(query) - IMDS_PARAMETERS)
+    if unknown:
+        return _identity_error(
+            400,
+            f"Query parameter(s) {', '.join(unknown)} are not IMDS's (it takes: "
+            f"{', '.join(sorted(IMDS_PARAMETERS))})",
+        )
+    return None
 
 
 @dataclass
@@ -281,6 +317,9 @@ class LocalAci:
                     "The request content was invalid and could not be deserialized: "
                     f"'{first.message}. Path '{first.path}''.",
                 )
+            refused = container_rules.group_problems(name, payload or {})
+            if refused:
+                return _error(400, *refused[0])
             group = self.groups.create(rg, resource)
             # The client polls the group until it is provisioned; say how soon to ask again.
             return JSONResponse(self._group_body(group), 201, headers={"Retry-After": "1"})
@@ -394,11 +433,10 @@ class LocalAci:
     # -- identities -------------------------------------------------------------------------------
 
     def imds_token(self, request: Request) -> Response:
-        if request.headers.get("metadata", "").lower() != "true":
-            return _identity_error(400, "Required metadata header not specified")
-        resource = request.query_params.get("resource")
-        if not resource:
-            return _identity_error(400, "Required audience parameter not specified")
+        refused = imds_request_error(request.headers, request.query_params)
+        if refused is not None:
+            return refused
+        resource = request.query_params["resource"]
         caller = request.client.host if request.client else ""
         if caller == IMDS_ADDRESS:
             # The IMDS router (one for all stacks) says who called it.
@@ -409,9 +447,7 @@ class LocalAci:
         ]
         assigned = [i for i in assigned if i is not None]
         wanted = request.query_params.get("client_id")
-        wanted_object = request.query_params.get("object_id") or request.query_params.get(
-            "principal_id"
-        )
+        wanted_object = request.query_params.get("object_id")
         wanted_resource = request.query_params.get("msi_res_id") or request.query_params.get(
             "mi_res_id"
         )

@@ -1,7 +1,8 @@
 """The local Azure of a stack: a subscription, a resource group, the worker, job and deployer
-identities with the roles the ARM template gives them, a vault with the demo secret, the TLS
-certificate the stand-ins serve, and the record the Prefect side is registered from (the same
-shape as build/azure.json, as `prefect-aci azure deploy` writes it)."""
+identities with the roles the ARM template gives them (its role definitions and assignments,
+evaluated from arm/azuredeploy.json, and the deployer's Owner on the group), a vault with the demo
+secret, the TLS certificate the stand-ins serve, and the record the Prefect side is registered
+from (the same shape as build/azure.json, as `prefect-aci azure deploy` writes it)."""
 
 import json
 import secrets
@@ -15,21 +16,26 @@ from pathlib import Path
 from azure.core.credentials import AccessToken
 from azure.mgmt.containerinstance import ContainerInstanceManagementClient
 
+from arm.deploy import TEMPLATE
 from prefect_aci.core.names import DEFAULT_WORK_POOL, DEMO_SECRET, FLOW_CODE_CONTAINER
 from prefect_aci.core.records import AzureRecord, read_record, write_record
 from prefect_aci.local_aci import server
 from prefect_aci.local_aci.app import MANAGEMENT_HOST
-from prefect_aci.local_aci.config import (
-    KEY_VAULT_SECRETS_USER,
+from prefect_aci.local_aci.authorization import (
     OWNER,
-    WORKER_ROLE,
+    ROLE_ASSIGNMENTS,
+    ROLE_DEFINITIONS,
+    assignment,
+    definition_id,
+)
+from prefect_aci.local_aci.config import (
     Identity,
     LocalAzure,
-    RoleAssignment,
     Wiring,
     read_config,
     write_config,
 )
+from prefect_aci.local_aci.expressions import Scope, evaluate
 from prefect_aci.local_aci.imds_router import NETWORK as IMDS_NETWORK
 from prefect_aci.local_aci.tls import LocalTls, make_tls
 from prefect_aci.local_aci.tokens import make_signing_key
@@ -104,6 +110,69 @@ def _identity(resource_group_id: str, name: str) -> Identity:
     )
 
 
+def _evaluated(resource: dict, scope: Scope) -> dict | None:
+    """A template resource with its expressions evaluated, or None when its condition is false."""
+    if "condition" in resource and not evaluate(resource["condition"], scope):
+        return None
+    return evaluate(
+        {k: v for k, v in resource.items() if k not in ("condition", "dependsOn")}, scope
+    )
+
+
+def template_roles(
+    template: dict,
+    subscription: str,
+    resource_group: str,
+    identities: list[Identity],
+    given: dict,
+    created_on: str | None = None,
+) -> tuple[list[dict], list[dict]]:
+    """The role definitions and role assignments ``template`` deploys, in Resource Manager's GET
+    shapes: its custom roles (at the subscription, by the GUID the template names them with)
+    and its assignments at the scope each names (the resource group when none), referring to
+    the roles by the ids the template gives. ``given`` are parameter values; reference() of an
+    identity answers from ``identities``."""
+    group_id = f"/subscriptions/{subscription}/resourceGroups/{resource_group}"
+    scope = Scope(
+        subscription_id=subscription,
+        resource_group=resource_group,
+        location="local",
+        deployment_name="local-azure",
+        template=template,
+        given=given,
+        references={
+            i.resource_id.lower(): {"principalId": i.principal_id, "clientId": i.client_id}
+            for i in identities
+        },
+    )
+    definitions, assignments = [], []
+    for resource in template.get("resources", []):
+        kind = resource.get("type", "").lower()
+        if kind not in (ROLE_DEFINITIONS.lower(), ROLE_ASSIGNMENTS.lower()):
+            continue
+        found = _evaluated(resource, scope)
+        if found is None:
+            continue
+        if kind == ROLE_DEFINITIONS.lower():
+            definitions.append(
+                {
+                    "id": definition_id(subscription, found["name"]),
+                    "name": found["name"],
+                    "type": ROLE_DEFINITIONS,
+                    "properties": found.get("properties") or {},
+                }
+            )
+            continue
+        properties = found.get("properties") or {}
+        at = found.get("scope") or group_id
+        made = assignment(properties["principalId"], properties["roleDefinitionId"], at, created_on)
+        made["name"] = found["name"]
+        made["id"] = f"{at}/providers/{ROLE_ASSIGNMENTS}/{found['name']}"
+        made["properties"]["principalType"] = properties.get("principalType", "ServicePrincipal")
+        assignments.append(made)
+    return definitions, assignments
+
+
 def make_local_side(
     folder: Path,
     stack_id: str,
@@ -111,6 +180,7 @@ def make_local_side(
     gateway: str,
     stand_in_address: str,
     blob_port: int,
+    role_assignment_delay_seconds: float = 0.0,
 ) -> LocalSide:
     subscription = str(uuid.uuid4())
     group_id = f"/subscriptions/{subscription}/resourceGroups/{RESOURCE_GROUP}"
@@ -118,25 +188,37 @@ def make_local_side(
     job = _identity(group_id, "prefect-job-id")
     deployer = _identity(group_id, "prefect-aci-deployer")
     vault_host = f"{VAULT_NAME}.vault.azure.net"
-    vault_id = f"{group_id}/providers/Microsoft.KeyVault/vaults/{VAULT_NAME}"
     tls = make_tls(
         folder / "tls",
         addresses=("127.0.0.1", gateway, stand_in_address),
         names=(MANAGEMENT_HOST, vault_host),
         days=CERTIFICATE_DAYS,
     )
+    # The roles the template gives (its custom worker role, the job identity's Key Vault Secrets
+    # User on the vault, AcrPull on the registry, the storage roles), as the template would
+    # deploy them for these identities; the deployer holds Owner on the resource group.
+    definitions, assignments = template_roles(
+        json.loads(TEMPLATE.read_text()),
+        subscription,
+        RESOURCE_GROUP,
+        [worker, job, deployer],
+        {
+            "keyVaultName": VAULT_NAME,
+            "deployerPrincipalId": deployer.principal_id,
+            "deployerPrincipalType": "ServicePrincipal",
+        },
+    )
+    assignments.append(
+        assignment(deployer.principal_id, definition_id(subscription, OWNER), group_id)
+    )
     config = LocalAzure(
         tenant_id=str(uuid.uuid4()),
         subscription_id=subscription,
         resource_group=RESOURCE_GROUP,
         identities=[worker, job, deployer],
-        roles=[
-            RoleAssignment(principal_id=worker.principal_id, role=WORKER_ROLE, scope=group_id),
-            RoleAssignment(
-                principal_id=job.principal_id, role=KEY_VAULT_SECRETS_USER, scope=vault_id
-            ),
-            RoleAssignment(principal_id=deployer.principal_id, role=OWNER, scope=group_id),
-        ],
+        role_definitions=definitions,
+        role_assignments=assignments,
+        role_assignment_delay_seconds=role_assignment_delay_seconds,
         vault_name=VAULT_NAME,
         secrets={DEMO_SECRET: secrets.token_urlsafe(18)},
         admin_principal_id=deployer.principal_id,

@@ -26,12 +26,21 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from prefect_aci.local_aci import container_rules
-from prefect_aci.local_aci.config import ARM_ROLES, KEY_VAULT_SECRETS_USER, LocalAzure
-from prefect_aci.local_aci.groups import Group, Groups
+from prefect_aci.local_aci.authorization import (
+    RequestAction,
+    authorization_failed,
+    checked,
+    group_write_refusal,
+    request_action,
+    vault_action,
+    vault_forbidden,
+)
+from prefect_aci.local_aci.config import LocalAzure
+from prefect_aci.local_aci.groups import Group, GroupError, Groups
 from prefect_aci.local_aci.imds_router import ADDRESS as IMDS_ADDRESS
 from prefect_aci.local_aci.imds_router import CALLER_HEADER
 from prefect_aci.local_aci.resource_manager import ArmError, Deployment, ResourceManager
+from prefect_aci.local_aci.resources import resource_request, split_path
 from prefect_aci.local_aci.tokens import TokenIssuer
 
 MANAGEMENT = "https://management.azure.com"
@@ -58,6 +67,30 @@ ROUTES = [
         r"/containers/(?P<container>[^/]+)/logs$",
     ),
     ("groups", rf"^{SUBSCRIPTION}/microsoft\.containerinstance/containergroups/?$"),
+    # A container group DELETE's async operation (Azure-AsyncOperation: .../operations/<id>;
+    # Location: .../operationResults/<id>), as in the REST spec's ContainerGroups_Delete example.
+    (
+        "group_operation",
+        rf"^{SUBSCRIPTION}/microsoft\.containerinstance/locations/(?P<location>[^/]+)"
+        r"/(?P<kind>operations|operationresults)/(?P<op>[^/]+)$",
+    ),
+    # What-if (long-running: 202 + Location, answered at ARM's location operation results).
+    ("what_if", rf"^{SUBSCRIPTION}/microsoft\.resources/deployments/(?P<name>[^/]+)/whatif$"),
+    (
+        "what_if_result",
+        r"^/subscriptions/(?P<sub>[^/]+)/providers/microsoft\.resources/locations/[^/]+"
+        r"/operationresults/(?P<op>[^/]+)$",
+    ),
+    # Role definitions live at the subscription; everything else the template made at its id in
+    # the group (child types and extension resources such as role assignments on a vault
+    # included). GET of one, or the list of a type.
+    (
+        "resource",
+        r"^/subscriptions/(?P<sub>[^/]+)/providers/microsoft\.authorization/roledefinitions"
+        r"(?:/[^/]+)?/?$",
+    ),
+    ("resource", rf"^{SUBSCRIPTION}/[^/]+/.+$"),
+    ("resource_group", r"^/subscriptions/(?P<sub>[^/]+)/resourcegroups/(?P<rg>[^/]+)/?$"),
 ]
 
 
@@ -77,6 +110,8 @@ def _error(status: int, code: str, message: str, headers: dict | None = None) ->
 IMDS_PARAMETERS = frozenset(
     {"api-version", "resource", "client_id", "object_id", "msi_res_id", "mi_res_id"}
 )
+# The newest versions IMDS lists when none is given (the page's example; any version is taken).
+IMDS_NEWEST_VERSIONS = ("2020-10-01", "2020-09-01", "2020-07-15")
 
 
 def imds_request_error(headers, query) -> JSONResponse | None:
@@ -92,7 +127,16 @@ def imds_request_error(headers, query) -> JSONResponse | None:
             400,
         )
     if not query.get("api-version"):
-        return _identity_error(400, "Required query variable 'api-version' is missing")
+        # Microsoft Learn, "Azure Instance Metadata Service", Versioning: "When you don't specify
+        # a version, you get an error with a list of the newest supported versions".
+        return JSONResponse(
+            {
+                "error": "Bad request. api-version was not specified in the request. For more "
+                "information refer to aka.ms/azureimds",
+                "newest-versions": list(IMDS_NEWEST_VERSIONS),
+            },
+            400,
+        )
     if not query.get("resource"):
         return _identity_error(400, "Required audience parameter not specified")
     unknown = sorted(set(query) - IMDS_PARAMETERS)
@@ -103,6 +147,10 @@ def imds_request_error(headers, query) -> JSONResponse | None:
             f"{', '.join(sorted(IMDS_PARAMETERS))})",
         )
     return None
+
+
+# What a test may change at run time through /_local/settings (LocalAzure's fields).
+SETTINGS = ("container_group_delete_seconds", "standard_cores_quota")
 
 
 @dataclass
@@ -150,7 +198,8 @@ class LocalAci:
             return None
         return self.issuer.verify(header[7:], audience)
 
-    def _arm_caller(self, request: Request, scope: str) -> JSONResponse | None:
+    def _arm_caller(self, request: Request, needed: RequestAction) -> JSONResponse | None:
+        """The caller's token, then Azure RBAC: the request's action on its resource's scope."""
         claims = self._caller(request, MANAGEMENT)
         if claims is None:
             challenge = (
@@ -163,15 +212,40 @@ class LocalAci:
                 "The access token is invalid or missing.",
                 {"WWW-Authenticate": challenge},
             )
-        if not self.config.has_role(claims["oid"], ARM_ROLES, scope):
-            return _error(
+        if checked(needed.action) and not self.config.authorization().allowed(
+            claims["oid"], needed.action, needed.scope
+        ):
+            return JSONResponse(
+                authorization_failed(
+                    str(claims.get("appid")), claims["oid"], needed.action, needed.scope
+                ),
                 403,
-                "AuthorizationFailed",
-                f"The client '{claims.get('appid')}' with object id '{claims['oid']}' does not "
-                f"have authorization to perform action '{request.method}' over scope '{scope}' or "
-                "the scope is invalid.",
             )
         return None
+
+    def _group_write_refused(
+        self, request: Request, needed: RequestAction, payload
+    ) -> JSONResponse | None:
+        """What Azure checks beyond the write of a container group: linked authorization (assign
+        each user-assigned identity, join each subnet: 403 LinkedAuthorizationFailed), then the
+        images pulled with an identity, which needs AcrPull on the registry (400
+        InaccessibleImage, as ACI answers)."""
+        claims = self._caller(request, MANAGEMENT) or {}
+
+        def principal_of(resource_id: str) -> str | None:
+            found = self.config.identity_by_resource_id(resource_id)
+            return found.principal_id if found else None
+
+        refused = group_write_refusal(
+            self.config.authorization(),
+            str(claims.get("appid")),
+            claims.get("oid", ""),
+            needed.scope,
+            payload if isinstance(payload, dict) else {},
+            self.config.resource_group_id,
+            principal_of,
+        )
+        return JSONResponse(refused[1], refused[0]) if refused else None
 
     # -- Resource Manager and Container Instances ---------------------------------------------
 
@@ -187,7 +261,8 @@ class LocalAci:
                 "SubscriptionNotFound",
                 f"The subscription '{params['sub']}' could not be found.",
             )
-        if params["rg"].lower() != self.config.resource_group.lower():
+        group = params.get("rg")  # None for what lives at the subscription (role definitions)
+        if group is not None and group.lower() != self.config.resource_group.lower():
             return _error(
                 404, "ResourceGroupNotFound", f"Resource group '{params['rg']}' could not be found."
             )
@@ -197,8 +272,8 @@ class LocalAci:
                 "MissingApiVersionParameter",
                 "The api-version query parameter (?api-version=) is required for all requests.",
             )
-        scope = self.config.resource_group_id
-        denied = self._arm_caller(request, scope)
+        needed = request_action(request.method, path)
+        denied = self._arm_caller(request, needed)
         if denied is not None:
             return denied
         injected = self._fault(request.method, path)
@@ -208,6 +283,10 @@ class LocalAci:
             payload = json.loads(body) if body else None
         except ValueError:
             return _error(400, "InvalidRequestContent", "The request content was not valid JSON.")
+        if route == "group" and request.method == "PUT":
+            refused = self._group_write_refused(request, needed, payload)
+            if refused is not None:
+                return refused
         handler = getattr(self, f"_{route}")
         try:
             return handler(request, params, payload)
@@ -252,6 +331,65 @@ class LocalAci:
         return JSONResponse(
             {"value": [self.arm.body(d) for d in self.arm.all_in(self.config.resource_group)]}
         )
+
+    def _what_if(self, request: Request, params: dict, payload) -> Response:
+        if request.method != "POST":
+            return _error(405, "MethodNotAllowed", "Use POST.")
+        found = self.arm.what_if(
+            self.config.resource_group, params["name"], payload, self.config.location
+        )
+        query = urlencode({"api-version": request.query_params["api-version"]})
+        location = (
+            f"{MANAGEMENT}/subscriptions/{self.config.subscription_id}/providers/"
+            f"Microsoft.Resources/locations/{self.config.location}/operationResults/{found.id}"
+            f"?{query}"
+        )
+        return Response(status_code=202, headers={"Location": location, "Retry-After": "1"})
+
+    def _what_if_result(self, request: Request, params: dict, payload) -> Response:
+        found = self.arm.what_if_result(params["op"])
+        if found is None:
+            return _error(404, "OperationNotFound", "The operation could not be found.")
+        return JSONResponse(found.result)
+
+    def _resource_group(self, request: Request, params: dict, payload) -> Response:
+        """The one resource group local Azure holds (a PUT of it changes nothing)."""
+        if request.method == "HEAD":
+            return Response(status_code=204)
+        if request.method not in ("GET", "PUT"):
+            return _error(
+                405, "MethodNotAllowed", f"{request.method} of the resource group is not supported."
+            )
+        return JSONResponse(
+            {
+                "id": self.config.resource_group_id,
+                "name": self.config.resource_group,
+                "type": "Microsoft.Resources/resourceGroups",
+                "location": self.config.location,
+                "properties": {"provisioningState": "Succeeded"},
+            }
+        )
+
+    def _resource(self, request: Request, params: dict, payload) -> Response:
+        """A resource a deployment recorded (GET), or those of one type under a parent (list)."""
+        if request.method != "GET":
+            return _error(
+                405,
+                "MethodNotAllowed",
+                f"{request.method} of this resource type is not supported by the local ACI "
+                "(deploy it with a template).",
+            )
+        split = split_path(request.url.path)
+        known = split is not None and (
+            self.arm.schemas.versions_of(split[1]) or self.arm.store.by_type(split[1])
+        )
+        found = resource_request(request.url.path, self.arm.store) if known else None
+        if found is None:
+            return _error(
+                404, "InvalidResourceType", f"No route for '{request.url.path}' in the local ACI."
+            )
+        status, body = found
+        return JSONResponse(body, status)
 
     def _group_body(self, group: Group) -> dict:
         spec = json.loads(json.dumps(group.spec))
@@ -317,10 +455,11 @@ class LocalAci:
                     "The request content was invalid and could not be deserialized: "
                     f"'{first.message}. Path '{first.path}''.",
                 )
-            refused = container_rules.group_problems(name, payload or {})
-            if refused:
-                return _error(400, *refused[0])
-            group = self.groups.create(rg, resource)
+            try:
+                # ACI's own rules (container_rules): the group, the update, the core quota.
+                group = self.groups.create(rg, resource)
+            except GroupError as exc:
+                return _error(exc.status, exc.code, str(exc))
             # The client polls the group until it is provisioned; say how soon to ask again.
             return JSONResponse(self._group_body(group), 201, headers={"Retry-After": "1"})
         group = self.groups.get(rg, name)
@@ -331,10 +470,50 @@ class LocalAci:
         if request.method == "GET":
             return JSONResponse(self._group_body(group))
         if request.method == "DELETE":
-            body = self._group_body(group)
-            self.groups.delete(group)
-            return JSONResponse(body)
+            # Accepted, done later (LocalAzure.container_group_delete_seconds): 202 with the
+            # operation to poll, as ACI answers (REST spec, ContainerGroups_Delete: 200, 202
+            # with azure-asyncoperation, 204).
+            operation = self.groups.begin_delete(group, self.config.container_group_delete_seconds)
+            return Response(
+                status_code=202, headers=self._group_operation_headers(request, operation.id)
+            )
         return _error(405, "MethodNotAllowed", f"{request.method} is not supported here.")
+
+    def _group_operation_headers(self, request: Request, operation: str) -> dict[str, str]:
+        query = urlencode({"api-version": request.query_params["api-version"]})
+        # At the host the client asked (management.azure.com from a container; the stack's door
+        # on 127.0.0.1 from the host), as Azure answers at its own.
+        base = (
+            f"{str(request.base_url).rstrip('/')}{self.config.resource_group_id}/providers/"
+            f"Microsoft.ContainerInstance/locations/{self.config.location}"
+        )
+        return {
+            "Azure-AsyncOperation": f"{base}/operations/{operation}?{query}",
+            "Location": f"{base}/operationResults/{operation}?{query}",
+            "Retry-After": "1",
+        }
+
+    def _group_operation(self, request: Request, params: dict, payload) -> Response:
+        """ARM's async operation protocol: the operation's status (InProgress, Succeeded) at
+        Azure-AsyncOperation; at Location, 202 while it runs and 204 once the group is gone."""
+        operation = self.groups.operation(params["op"])
+        if request.method != "GET":
+            return _error(405, "MethodNotAllowed", "Use GET.")
+        if operation is None:
+            return _error(404, "OperationNotFound", "The operation could not be found.")
+        running = operation.status == "InProgress"
+        headers = {"Retry-After": "1"} if running else {}
+        if params["kind"].lower() == "operationresults":
+            if running:
+                headers.update(self._group_operation_headers(request, operation.id))
+                headers.pop("Azure-AsyncOperation")
+                return Response(status_code=202, headers=headers)
+            return Response(status_code=204)
+        resource_id = (
+            f"{self.config.resource_group_id}/providers/Microsoft.ContainerInstance/locations/"
+            f"{self.config.location}/operations/{operation.id}"
+        )
+        return JSONResponse(operation.body(resource_id), headers=headers)
 
     def _group_action(self, request: Request, params: dict, payload) -> Response:
         group = self.groups.get(self.config.resource_group, params["name"])
@@ -386,20 +565,14 @@ class LocalAci:
                 "AKV10000: Request is missing a Bearer or PoP token.",
                 {"WWW-Authenticate": challenge},
             )
-        if not self.config.has_role(claims["oid"], (KEY_VAULT_SECRETS_USER,), self.config.vault_id):
-            return JSONResponse(
-                {
-                    "error": {
-                        "code": "Forbidden",
-                        "message": "Caller is not authorized to perform action on resource. "
-                        f"Caller: appid={claims.get('appid')};oid={claims['oid']}. Action: "
-                        "'Microsoft.KeyVault/vaults/secrets/getSecret/action'. "
-                        f"Vault: {self.config.vault_name}.",
-                        "innererror": {"code": "ForbiddenByRbac"},
-                    }
-                },
-                403,
+        action = vault_action(request.method, path)
+        if not self.config.authorization().allowed(
+            claims["oid"], action, self.config.vault_id, data_action=True
+        ):
+            body = vault_forbidden(
+                str(claims.get("appid")), claims["oid"], action, self.config.vault_name
             )
+            return JSONResponse(body, 403)
         match = re.match(r"^/secrets/(?P<name>[0-9a-zA-Z-]+)(?:/(?P<version>[0-9a-f]*))?/?$", path)
         if request.method != "GET" or match is None:
             return _error(
@@ -505,6 +678,29 @@ class LocalAci:
         with self.lock:
             return JSONResponse({"faults": sum(f.times for f in self.faults)})
 
+    def settings(self, request: Request, payload: dict | None) -> Response:
+        """The LocalAzure settings a test may change at run time (SETTINGS), shown (GET) or set
+        (POST a JSON object of some of them), behind the deployer's secret."""
+        if not self._from_deployer(request):
+            return _error(401, "Unauthorized", "X-IDENTITY-HEADER is missing or wrong.")
+        if payload is not None:
+            unknown = sorted(set(payload) - set(SETTINGS)) if isinstance(payload, dict) else []
+            try:
+                values = {k: float(v) for k, v in payload.items()} if not unknown else {}
+            except (AttributeError, TypeError, ValueError):
+                values = {}
+            if unknown or not values or any(v < 0 for v in values.values()):
+                return _error(
+                    400,
+                    "BadRequest",
+                    f"Settings are non-negative numbers of: {', '.join(SETTINGS)} "
+                    f"(unknown: {', '.join(unknown) or 'none'}).",
+                )
+            with self.lock:
+                for key, value in values.items():
+                    setattr(self.config, key, value)
+        return JSONResponse({key: getattr(self.config, key) for key in SETTINGS})
+
     def add_fault(self, request: Request, payload: dict) -> Response:
         if not self._from_deployer(request):
             return _error(401, "Unauthorized", "X-IDENTITY-HEADER is missing or wrong.")
@@ -538,6 +734,18 @@ def https_app(aci: LocalAci) -> FastAPI:
     @app.api_route("/_local/faults", methods=["GET"])
     def faults_left(request: Request) -> Response:
         return aci.faults_left(request)
+
+    @app.api_route("/_local/settings", methods=["GET"])
+    def settings(request: Request) -> Response:
+        return aci.settings(request, None)
+
+    @app.api_route("/_local/settings", methods=["POST"])
+    async def change_settings(request: Request) -> Response:
+        try:
+            payload = json.loads(await request.body())
+        except ValueError:
+            return _error(400, "BadRequest", "JSON body expected.")
+        return aci.settings(request, payload)
 
     @app.api_route("/_local/faults", methods=["POST"])
     async def faults(request: Request) -> Response:

@@ -1,5 +1,6 @@
-"""The local Azure: what the stand-ins know (subscription, identities, role assignments, the vault's
-secrets) and how the containers they start are wired (networks, host entries, the local CA).
+"""The local Azure: what the stand-ins know (subscription, identities, role definitions and role
+assignments in ARM's shapes, the vault's secrets) and how the containers they start are wired
+(networks, host entries, the local CA).
 
 The stack writes it to <state dir>/local-azure/stand-in/config.json (mode 0600: it holds the
 vault's secret values, as Key Vault does) and mounts that folder into the stand-in's container
@@ -9,15 +10,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from prefect_aci.local_aci.authorization import Authorization
+
 # Prefix of the Docker labels on what a local ACI stack makes: `<LABEL>.stack`, the stack's id
 # (Wiring.stack_id), is how a stack, its stand-in and the IMDS router find that stack's parts only.
 LABEL = "io.prefect-aci.local-aci"
-# Role names as Azure spells them; the stand-ins check these.
-KEY_VAULT_SECRETS_USER = "Key Vault Secrets User"
-WORKER_ROLE = "Prefect ACI worker"
-OWNER = "Owner"
-# What a role lets its holder do against Resource Manager (the worker's custom role: its calls).
-ARM_ROLES = (WORKER_ROLE, OWNER)
 
 
 class Identity(BaseModel):
@@ -25,12 +22,6 @@ class Identity(BaseModel):
     resource_id: str
     client_id: str
     principal_id: str
-
-
-class RoleAssignment(BaseModel):
-    principal_id: str
-    role: str
-    scope: str
 
 
 class Wiring(BaseModel):
@@ -49,8 +40,31 @@ class LocalAzure(BaseModel):
     subscription_id: str
     resource_group: str
     location: str = "local"
+    # Container Instances' behaviour (prefect_aci/local_aci/container_rules.py); a test changes
+    # them at run time through the stack's door (/_local/settings).
+    container_group_delete_seconds: float = Field(
+        1.0,
+        description="How long a container group DELETE (202, async operation) takes; Azure "
+        "takes 30-90 s for a group in a virtual network, longer with an identity.",
+    )
+    standard_cores_quota: float = Field(
+        100,
+        description="The region's 'Standard sku cores (CPUs)' quota (Microsoft Learn: 100 by "
+        "default), counted over the groups that hold cores.",
+    )
     identities: list[Identity]
-    roles: list[RoleAssignment]
+    role_definitions: list[dict] = Field(
+        default_factory=list,
+        description="Custom role definitions, ARM's GET shape (built-in roles are known).",
+    )
+    role_assignments: list[dict] = Field(
+        default_factory=list, description="Role assignments, ARM's GET shape."
+    )
+    role_assignment_delay_seconds: float = Field(
+        0.0,
+        description="How long after its createdOn a role assignment takes effect (Azure's "
+        "propagation is eventually consistent); 0: at once.",
+    )
     vault_name: str
     secrets: dict[str, str] = Field(repr=False)
     admin_principal_id: str = Field(description="The deployer: the stack's own calls.")
@@ -75,14 +89,12 @@ class LocalAzure(BaseModel):
     def identity_by_principal(self, principal_id: str) -> Identity | None:
         return next((i for i in self.identities if i.principal_id == principal_id), None)
 
-    def has_role(self, principal_id: str, roles: tuple[str, ...], scope: str) -> bool:
-        """A role assigned at ``scope`` or above it (the resource group, the subscription)."""
-        wanted = scope.lower()
-        return any(
-            r.principal_id == principal_id
-            and r.role in roles
-            and wanted.startswith(r.scope.lower().rstrip("/"))
-            for r in self.roles
+    def authorization(self) -> Authorization:
+        """Azure RBAC over this local Azure's role definitions and assignments."""
+        return Authorization(
+            definitions=self.role_definitions,
+            assignments=self.role_assignments,
+            delay_seconds=self.role_assignment_delay_seconds,
         )
 
 

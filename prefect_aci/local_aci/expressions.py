@@ -1,11 +1,15 @@
 """ARM template expressions, evaluated the way Resource Manager does for the functions a flow-run
-template uses (and the ARM template's worker resource). The expressions are read by
-prefect_aci.core.arm_template; this module gives them their values.
+template and arm/azuredeploy.json use. The expressions are read by prefect_aci.core.arm_template;
+this module gives them their values.
 
 Function names are matched without regard to case, as ARM does. A function outside `FUNCTIONS`
 (and `if`) raises TemplateError naming it, which the local Resource Manager answers with ARM's
 InvalidTemplate code; so does an expression that does not parse. `check_parameters` and
 `check_variables` are ARM's checks of a template when it is read, before any resource.
+
+reference() answers from the resources a deployment has recorded (`Scope.lookup`). Before they
+exist (ARM's preflight, `Scope.preflight`), an expression that reads one stays the template string
+it is, as ARM leaves it unevaluated until the resource is deployed.
 """
 
 import hashlib
@@ -34,10 +38,21 @@ class TemplateError(Exception):
     """The template cannot be evaluated: ARM answers InvalidTemplate with this message."""
 
 
+class _Deferred:
+    """A value known only once the resources it reads are deployed (preflight's reference())."""
+
+    def __repr__(self) -> str:
+        return "DEFERRED"
+
+
+DEFERRED = _Deferred()
+
+
 @dataclass(frozen=True)
 class Scope:
     """What a deployment's expressions can see. Parameter defaults and variables are evaluated
-    when an expression uses them, as ARM does (a variable nobody reads may use any function)."""
+    when an expression uses them; local Resource Manager also evaluates every variable once when
+    it reads the template, as ARM resolves them then, used or not."""
 
     subscription_id: str
     resource_group: str
@@ -47,6 +62,13 @@ class Scope:
     given: dict[str, Any]  # parameter values supplied with the deployment
     # reference(resourceId) of resources that exist already (identities: clientId, principalId).
     references: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tenant_id: str = ""
+    # The Resource Manager GET body of a recorded resource by its id (None when there is none):
+    # what reference() answers from when a deployment runs.
+    lookup: Callable[[str], dict[str, Any] | None] | None = None
+    # Before a deployment runs (ARM's preflight), reference() of a resource not made yet stays
+    # the expression it is: evaluate() gives back the template string.
+    preflight: bool = False
 
     @property
     def resource_group_id(self) -> str:
@@ -143,13 +165,23 @@ def _variable(scope: Scope, name: str) -> Any:
     return evaluate(variables[name], scope)
 
 
-def _reference(scope: Scope, resource_id: str, *_: Any) -> dict[str, Any]:
+def _reference(
+    scope: Scope, resource_id: str, api_version: Any = None, full: Any = None
+) -> dict[str, Any] | _Deferred:
+    """reference(resourceId, [apiVersion], ['Full']): the resource's properties, or its whole
+    GET body with 'Full' (Microsoft Learn, "Resource functions for ARM templates")."""
+    body = scope.lookup(str(resource_id)) if scope.lookup else None
+    if body is not None:
+        return body if str(full or "").lower() == "full" else body.get("properties", {})
     found = scope.references.get(str(resource_id).lower())
-    if found is None:
-        raise TemplateError(
-            f"reference('{resource_id}') names a resource the local ACI stand-in does not hold."
-        )
-    return found
+    if found is not None:
+        return found
+    if scope.preflight:
+        return DEFERRED
+    raise TemplateError(
+        f"The resource '{resource_id}' is not defined in the template and does not exist: "
+        "reference() cannot read it."
+    )
 
 
 def _json(scope: Scope, text: str) -> Any:
@@ -171,6 +203,8 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "subscription": lambda s: {
         "id": f"/subscriptions/{s.subscription_id}",
         "subscriptionId": s.subscription_id,
+        "tenantId": s.tenant_id,
+        "displayName": "local",
     },
     "deployment": lambda s: {"name": s.deployment_name},
     "uniqueString": lambda s, *values: unique_string(*map(str, values)),
@@ -299,11 +333,15 @@ def _run(node: Node, scope: Scope) -> Any:
             return value
         case Property(target, name):
             found = _run(target, scope)
+            if found is DEFERRED:
+                return DEFERRED
             if not isinstance(found, dict) or name not in found:
                 raise TemplateError(f"The language expression property '{name}' doesn't exist.")
             return found[name]
         case Index(target, index):
             found, key = _run(target, scope), _run(index, scope)
+            if DEFERRED in (found, key):
+                return DEFERRED
             try:
                 return found[key]
             except (KeyError, IndexError, TypeError):
@@ -312,7 +350,10 @@ def _run(node: Node, scope: Scope) -> Any:
             # ARM evaluates only the branch it takes.
             if len(args) != 3:
                 raise TemplateError("The template function 'if' takes 3 arguments.")
-            return _run(args[1] if _run(args[0], scope) else args[2], scope)
+            condition = _run(args[0], scope)
+            if condition is DEFERRED:
+                return DEFERRED
+            return _run(args[1] if condition else args[2], scope)
         case Call(name, args):
             return _call(name, args, scope)
     raise AssertionError(f"not a node: {node!r}")
@@ -326,6 +367,8 @@ def _call(name: str, args: tuple[Node, ...], scope: Scope) -> Any:
             f"(it evaluates: {', '.join(sorted([*FUNCTIONS, 'if']))})."
         )
     values = [_run(arg, scope) for arg in args]
+    if any(value is DEFERRED for value in values):
+        return DEFERRED
     try:
         return function(scope, *values)
     except TemplateError:
@@ -342,7 +385,9 @@ def evaluate_string(value: str, scope: Scope) -> Any:
         tree = parse(value)
     except ExpressionError as exc:
         raise TemplateError(str(exc)) from None
-    return _run(tree, scope)
+    found = _run(tree, scope)
+    # Known once deployed: the template string stands for it until then.
+    return value if found is DEFERRED else found
 
 
 def evaluate(node: Any, scope: Scope) -> Any:

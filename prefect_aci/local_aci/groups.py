@@ -10,11 +10,14 @@ import datetime
 import json
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import docker
 from docker.errors import APIError, ImageNotFound, NotFound
 
+from prefect_aci.local_aci import container_rules
 from prefect_aci.local_aci.config import LABEL, LocalAzure
 
 RESTART_POLICIES = {
@@ -26,11 +29,42 @@ GIB = 1024**3
 
 
 class GroupError(Exception):
-    """ACI refused or could not create the group: ``code`` and message as ACI reports them."""
+    """ACI refused or could not create the group: ``code``, message and HTTP status as ACI
+    reports them."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.code = code
+        self.status = status
+
+
+@dataclass
+class DeleteOperation:
+    """A container group DELETE as ACI runs it: accepted at once (202), done later.
+
+    The REST spec's ContainerGroups_Delete example (azure-rest-api-specs,
+    specification/containerinstance, examples/2023-05-01/ContainerGroups_Delete.json) answers 202
+    with `azure-asyncoperation: .../providers/Microsoft.ContainerInstance/locations/<location>/
+    operations/<id>`; the operation's status follows ARM's async operation protocol
+    (InProgress, then Succeeded)."""
+
+    id: str
+    group_key: str
+    group_name: str
+    seconds: float
+    started: str = field(default_factory=lambda: _now())
+    ended: str | None = None
+
+    @property
+    def status(self) -> str:
+        return "Succeeded" if self.ended else "InProgress"
+
+    def body(self, resource_id: str) -> dict:
+        found = {"id": resource_id, "name": self.id, "status": self.status}
+        found["startTime"] = self.started
+        if self.ended:
+            found["endTime"] = self.ended
+        return found
 
 
 @dataclass
@@ -42,6 +76,7 @@ class Group:
     stopped: bool = False
     created: str = field(default_factory=lambda: _now())
     error: GroupError | None = None
+    deleting: DeleteOperation | None = None
 
     @property
     def key(self) -> str:
@@ -67,6 +102,7 @@ class Groups:
         self.config = config
         self.lock = threading.Lock()
         self.groups: dict[str, Group] = {}
+        self.operations: dict[str, DeleteOperation] = {}
         self._recover()
 
     def _labels(self, group: Group, container: str) -> dict[str, str]:
@@ -103,18 +139,63 @@ class Groups:
         return [g for key, g in sorted(self.groups.items()) if key.startswith(prefix)]
 
     def create(self, resource_group: str, resource: dict) -> Group:
-        """Register the group and start its containers (image pull first); returns at once, the
-        group's provisioning state says when it is done."""
+        """Check the group as ACI does (container_rules: the group itself, the change from the
+        group it replaces, the region's core quota), register it and start its containers (image
+        pull first); returns at once, the group's provisioning state says when it is done.
+
+        A PUT over an existing group is an update: refused for what ACI cannot change in place,
+        else all its containers restart (recreated with the new definition), as Microsoft Learn's
+        "Update containers in Azure Container Instances" says ACI does, even when nothing
+        changed."""
         group = Group(resource_group, resource["name"], _without_secrets(resource))
+        location = self.config.location
         with self.lock:
             existing = self.groups.get(group.key)
+            if existing is not None and existing.deleting is not None:
+                raise GroupError(
+                    "Conflict", f"The container group '{group.name}' is being deleted.", 409
+                )
             if existing is not None and existing.provisioning_state == "Creating":
-                raise GroupError("Conflict", f"container group {group.name} is being created")
+                raise GroupError(
+                    "Conflict", f"The container group '{group.name}' is being created.", 409
+                )
+            problems = container_rules.group_problems(group.name, resource, location)
+            if existing is not None:
+                problems += container_rules.update_problems(group.name, existing.spec, resource)
+            problems += container_rules.quota_problems(
+                resource,
+                self.cores_in_use(exclude=group.key),
+                self.config.standard_cores_quota,
+                location,
+            )
+            if problems:
+                raise GroupError(problems[0].code, problems[0].message, problems[0].status)
             if existing is not None:
                 self._remove_containers(existing)
             self.groups[group.key] = group
         threading.Thread(target=self._start, args=(group, resource), daemon=True).start()
         return group
+
+    def cores_in_use(self, exclude: str = "") -> Decimal:
+        """CPU the region's quota counts: groups that hold their cores (provisioning or running,
+        or being deleted), not stopped, failed or terminated ones."""
+        states: dict[str, list[dict]] = {}
+        for container in self._containers():
+            key = container.labels.get(f"{LABEL}.group", "")
+            states.setdefault(key, []).append(container.attrs.get("State", {}))
+        used = Decimal(0)
+        for key, group in self.groups.items():
+            if key == exclude or group.stopped or group.provisioning_state == "Failed":
+                continue
+            found = states.get(key, [])
+            ended = found and all(
+                not (s.get("Running") or s.get("Restarting")) and s.get("Status") != "created"
+                for s in found
+            )
+            if group.deleting is None and group.provisioning_state == "Succeeded" and ended:
+                continue
+            used += container_rules.requested(group.spec)[0]
+        return used
 
     def wait(self, group: Group, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -128,7 +209,8 @@ class Groups:
             identities = self._identities(resource)
             for container in resource["properties"]["containers"]:
                 self._run(group, container, resource["properties"], identities)
-            group.provisioning_state = "Succeeded"
+            if group.deleting is None:
+                group.provisioning_state = "Succeeded"
         except GroupError as exc:
             group.error = exc
             group.provisioning_state = "Failed"
@@ -253,6 +335,30 @@ class Groups:
         with self.lock:
             self._remove_containers(group)
             self.groups.pop(group.key, None)
+
+    def begin_delete(self, group: Group, seconds: float) -> DeleteOperation:
+        """Accept the group's deletion; it goes when ``seconds`` have passed (the group answers
+        GET meanwhile, provisioning state Deleting). A second DELETE gets the same operation."""
+        with self.lock:
+            if group.deleting is not None:
+                return group.deleting
+            operation = DeleteOperation(uuid.uuid4().hex, group.key, group.name, seconds)
+            group.deleting = operation
+            group.provisioning_state = "Deleting"
+            self.operations[operation.id] = operation
+        timer = threading.Timer(max(seconds, 0), self._end_delete, args=(group, operation))
+        timer.daemon = True
+        timer.start()
+        return operation
+
+    def _end_delete(self, group: Group, operation: DeleteOperation) -> None:
+        try:
+            self.delete(group)
+        finally:
+            operation.ended = _now()
+
+    def operation(self, operation_id: str) -> DeleteOperation | None:
+        return self.operations.get(operation_id.lower())
 
     def _remove_containers(self, group: Group) -> None:
         for container in self._containers(group):

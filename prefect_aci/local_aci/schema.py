@@ -1,7 +1,13 @@
-"""A container group checked against Azure's own JSON schema for its apiVersion (vendored in
-arm/schemas/), as Resource Manager and the Container Instances provider check a deployment: a
-wrong type, a missing property or a property the schema does not define fails it, and the error
-names the property.
+"""A resource checked against Azure's own JSON schema for its type and apiVersion (vendored in
+arm/schemas/), as Resource Manager and the resource providers check a deployment: a wrong type, a
+missing property or a property the schema does not define fails it, and the error names the
+property. Every provider file in the folder is read (network, identities, authorization, Key
+Vault, registry, storage, container instances), so every resource type of arm/azuredeploy.json is
+checked alike.
+
+A value that stays a template expression until the resource is deployed (a reference() to a
+resource the same deployment makes) is judged as an expression: the schemas allow one anywhere,
+and its string constraints cannot be judged before ARM evaluates it.
 
 Azure's published schemas are wrong in a few places; `DEVIATIONS` lists each correction with its
 reason.
@@ -16,11 +22,12 @@ import jsonschema
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-from prefect_aci.core.arm_template import schema_error_leaves
+from prefect_aci.core.arm_template import is_expression, schema_error_leaves
 
 CONTAINER_GROUPS = "Microsoft.ContainerInstance/containerGroups"
 NUMBER = {"type": "number"}
-# (definition, property) -> the schema that replaces the published one, and why.
+# (definition, property) -> the schema that replaces the published one, and why. They apply to the
+# Container Instances provider's files.
 DEVIATIONS: dict[tuple[str, str], tuple[dict, str]] = {
     ("ResourceRequests", "cpu"): (
         NUMBER,
@@ -33,6 +40,11 @@ DEVIATIONS: dict[tuple[str, str], tuple[dict, str]] = {
     ("ResourceLimits", "cpu"): (NUMBER, "as for requests: a double in the REST spec"),
     ("ResourceLimits", "memoryInGB"): (NUMBER, "as for requests: a double in the REST spec"),
 }
+DEVIATING_PROVIDER = "Microsoft.ContainerInstance.json"
+# Keys of a template resource that belong to the deployment engine, not to the provider.
+ENGINE_KEYS = ("dependsOn", "condition", "comments", "scope", "metadata", "copy")
+# Constraints a value that is still an expression cannot be judged by.
+STRING_CONSTRAINTS = ("maxLength", "minLength", "pattern", "enum", "format")
 
 
 @dataclass(frozen=True)
@@ -48,49 +60,59 @@ def _path(parts) -> str:
     return out
 
 
-class GroupSchemas:
-    """The ContainerInstance schema of every vendored apiVersion, with the deviations applied."""
+class ResourceSchemas:
+    """The schema of every resource type and apiVersion the vendored provider files define, with
+    the deviations applied."""
 
     def __init__(self, folder: Path) -> None:
         self.registry: Registry = Registry()
-        self.definitions: dict[str, tuple[str, dict]] = {}  # apiVersion -> (uri, document)
-        common = folder / "common" / "definitions.json"
-        documents = [json.loads(common.read_text())]
-        for path in sorted(folder.glob("*/Microsoft.ContainerInstance.json")):
+        # (type lower-case, apiVersion) -> (document uri, document, resourceDefinitions key)
+        self.definitions: dict[tuple[str, str], tuple[str, dict, str]] = {}
+        for path in sorted(folder.glob("*/*.json")):
             document = json.loads(path.read_text())
-            for (definition, prop), (replacement, _) in DEVIATIONS.items():
-                properties = document["definitions"].get(definition, {}).get("properties", {})
-                if prop in properties:
-                    properties[prop] = copy.deepcopy(replacement)
-            self.definitions[path.parent.name] = (document["id"].rstrip("#"), document)
-            documents.append(document)
-        for document in documents:
-            uri = document["id"].rstrip("#")
+            uri = document.get("id", "").rstrip("#")
+            if not uri:
+                continue
+            if path.name == DEVIATING_PROVIDER:
+                for (definition, prop), (replacement, _) in DEVIATIONS.items():
+                    properties = document["definitions"].get(definition, {}).get("properties", {})
+                    if prop in properties:
+                        properties[prop] = copy.deepcopy(replacement)
             self.registry = self.registry.with_resource(
                 uri, Resource.from_contents(document, DRAFT4)
             )
+            for key, definition in (document.get("resourceDefinitions") or {}).items():
+                properties = definition.get("properties", {})
+                for kind in properties.get("type", {}).get("enum", []):
+                    for version in properties.get("apiVersion", {}).get("enum", []):
+                        self.definitions[(kind.lower(), version)] = (uri, document, key)
+
+    def versions_of(self, resource_type: str) -> list[str]:
+        return sorted(v for (t, v) in self.definitions if t == resource_type.lower())
 
     @property
     def api_versions(self) -> list[str]:
-        return sorted(self.definitions)
+        """The apiVersions of container groups held."""
+        return self.versions_of(CONTAINER_GROUPS)
 
     def check(self, resource: dict) -> list[Problem]:
-        """Problems of one evaluated container group resource; empty when it is valid."""
-        version = resource.get("apiVersion", "")
-        if version not in self.definitions:
+        """Problems of one evaluated resource; empty when it is valid."""
+        kind = str(resource.get("type", ""))
+        version = str(resource.get("apiVersion", ""))
+        found = self.definitions.get((kind.lower(), version))
+        if found is None:
+            known = self.versions_of(kind)
             return [
                 Problem(
                     "apiVersion",
-                    f"apiVersion '{version}' of {CONTAINER_GROUPS} is not one the local ACI "
-                    f"stand-in holds a schema for ({', '.join(self.api_versions)})",
+                    f"apiVersion '{version}' of {kind} is not one the local ACI stand-in holds a "
+                    f"schema for ({', '.join(known) if known else 'no apiVersion of that type'})",
                 )
             ]
-        uri, document = self.definitions[version]
-        body = {
-            k: v for k, v in resource.items() if k not in ("dependsOn", "condition", "comments")
-        }
+        uri, document, key = found
+        body = {k: v for k, v in resource.items() if k not in ENGINE_KEYS}
         validator = jsonschema.Draft4Validator(
-            {"$ref": f"{uri}#/resourceDefinitions/containerGroups"}, registry=self.registry
+            {"$ref": f"{uri}#/resourceDefinitions/{key}"}, registry=self.registry
         )
         problems = []
         for error in validator.iter_errors(body):
@@ -99,17 +121,21 @@ class GroupSchemas:
             for leaf in schema_error_leaves(error):
                 if _is_expression_schema(leaf.schema):
                     continue
+                if leaf.validator in STRING_CONSTRAINTS and is_expression(leaf.instance):
+                    continue
                 problem = Problem(_path(leaf.absolute_path), leaf.message[:300])
                 if problem not in problems:
                     problems.append(problem)
-        root = document["resourceDefinitions"]["containerGroups"]
+        root = document["resourceDefinitions"][key]
         problems += [
-            Problem(path, f"Could not find member '{name}' on object of type '{kind}'")
-            for path, name, kind in _unknown(
-                root, body, document, self.registry, [], "containerGroups"
-            )
+            Problem(path, f"Could not find member '{name}' on object of type '{kind_}'")
+            for path, name, kind_ in _unknown(root, body, document, self.registry, [], key)
         ]
         return problems
+
+
+# The name the container group callers have used.
+GroupSchemas = ResourceSchemas
 
 
 def _is_expression_schema(schema: object) -> bool:

@@ -18,7 +18,7 @@ from prefect_aci.local_aci.app import LocalAci, https_app, imds_app
 from prefect_aci.local_aci.config import read_config
 from prefect_aci.local_aci.groups import Groups
 from prefect_aci.local_aci.resource_manager import ResourceManager
-from prefect_aci.local_aci.schema import GroupSchemas
+from prefect_aci.local_aci.schema import ResourceSchemas
 from prefect_aci.local_aci.tokens import TokenIssuer
 
 CONFIG = "config.json"
@@ -31,7 +31,9 @@ DEPLOYER_SECRET = "deployer-secret"  # noqa: S105 (a file name)
 def build(folder: Path, schemas: Path) -> LocalAci:
     config = read_config(folder / CONFIG)
     groups = Groups(docker.from_env(timeout=300), config)
-    arm = ResourceManager(config.subscription_id, groups, GroupSchemas(schemas))
+    arm = ResourceManager(
+        config.subscription_id, groups, ResourceSchemas(schemas), tenant_id=config.tenant_id
+    )
     issuer = TokenIssuer(folder / SIGNING_KEY, config.tenant_id)
     return LocalAci(config, groups, arm, issuer, (folder / DEPLOYER_SECRET).read_text().strip())
 

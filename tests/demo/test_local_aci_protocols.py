@@ -67,11 +67,7 @@ def test_no_token_is_401_with_a_bearer_challenge(stack):
 @pytest.mark.parametrize(
     ("path", "status", "code"),
     [
-        (
-            "/subscriptions/x/resourceGroups/y/providers/Microsoft.Nope/z?api-version=1",
-            404,
-            "InvalidResourceType",
-        ),
+        ("UNKNOWN_PROVIDER", 404, "InvalidResourceType"),
         ("GROUP_NO_API_VERSION", 400, "MissingApiVersionParameter"),
         ("MISSING_GROUP", 404, "ResourceNotFound"),
         ("OTHER_SUBSCRIPTION", 404, "SubscriptionNotFound"),
@@ -80,6 +76,8 @@ def test_no_token_is_401_with_a_bearer_challenge(stack):
 def test_wrong_requests_get_azures_error_shapes(stack, path, status, code):
     sub = stack.side.config.subscription_id
     path = {
+        "UNKNOWN_PROVIDER": group_path(stack, "x").split("/providers/")[0]
+        + "/providers/Microsoft.Nope/z?api-version=1",
         "GROUP_NO_API_VERSION": group_path(stack, "x").split("?")[0],
         "MISSING_GROUP": group_path(stack, "no-such-group"),
         "OTHER_SUBSCRIPTION": group_path(stack, "x").replace(

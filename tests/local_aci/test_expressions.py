@@ -246,3 +246,44 @@ def test_the_arm_template_passes_arms_read_checks_with_what_deploy_sends():
     check_variables(template)
     sent = parameters(settings, None, None)
     check_parameters(template, {name: value["value"] for name, value in sent.items()})
+
+
+def test_every_function_the_arm_template_calls_is_evaluated():
+    from prefect_aci.core.arm_template import template_calls
+    from prefect_aci.local_aci.expressions import FUNCTIONS
+
+    template = json.loads((PROJECT_ROOT / "arm" / "azuredeploy.json").read_text())
+    known = {name.lower() for name in FUNCTIONS} | {"if"}
+    used = {call.name for call in template_calls(template)}
+    assert {"and", "or", "if", "subscriptionResourceId", "extensionResourceId"} & used
+    assert {name for name in used if name.lower() not in known} == set()
+
+
+def test_reference_gives_properties_or_with_full_the_whole_body():
+    # Microsoft Learn, "Resource functions for ARM templates", reference(): properties by
+    # default; 'Full' adds the resource's id, location, and the rest of its GET body.
+    vault = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv"
+    body = {"id": vault, "location": "westeurope", "properties": {"vaultUri": "https://kv/"}}
+    recorded = {vault.lower(): body}
+    at = Scope(
+        SUBSCRIPTION, "rg", "westeurope", "dep", {}, {}, lookup=lambda i: recorded.get(i.lower())
+    )
+    ref = f"reference('{vault.upper()}'"
+    assert evaluate(f"[{ref}, '2026-02-01').vaultUri]", at) == "https://kv/"
+    assert evaluate(f"[{ref}, '2026-02-01', 'Full').location]", at) == "westeurope"
+
+
+def test_reference_to_what_is_not_deployed_yet_stays_an_expression_in_preflight():
+    """ARM validates a template before its resources exist: what reads them stays unevaluated,
+    the rest is evaluated."""
+    expression = "[concat('x-', reference('/no/such').principalId)]"
+    at = Scope(SUBSCRIPTION, "rg", "westeurope", "dep", {}, {}, preflight=True)
+    assert evaluate({"a": expression, "b": "[toLower('B')]"}, at) == {"a": expression, "b": "b"}
+    with pytest.raises(TemplateError, match="'/no/such' is not defined in the template"):
+        evaluate(expression, scope())
+
+
+def test_subscription_gives_its_tenant():
+    tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+    at = Scope(SUBSCRIPTION, "rg", "westeurope", "dep", {}, {}, tenant_id=tenant)
+    assert evaluate("[subscription().tenantId]", at) == tenant

@@ -29,7 +29,10 @@ def test_the_metadata_header_is_required_with_imds_documented_error(imds):
 def test_api_version_and_resource_are_required(imds):
     headers = {"Metadata": "true"}
     answer = imds.get(TOKEN, params={"resource": "https://vault.azure.net"}, headers=headers)
-    assert answer.status_code == 400 and "api-version" in answer.json()["error_description"]
+    # IMDS's documented answer without a version: its message and the newest versions.
+    assert answer.status_code == 400
+    assert answer.json()["error"].startswith("Bad request. api-version was not specified")
+    assert answer.json()["newest-versions"]
     answer = imds.get(TOKEN, params={"api-version": "2018-02-01"}, headers=headers)
     assert answer.status_code == 400 and "audience" in answer.json()["error_description"]
 

@@ -4,13 +4,6 @@ for their audience, still valid."""
 import jwt
 import pytest
 
-from prefect_aci.local_aci.config import (
-    KEY_VAULT_SECRETS_USER,
-    OWNER,
-    LocalAzure,
-    RoleAssignment,
-    Wiring,
-)
 from prefect_aci.local_aci.tokens import TokenIssuer, make_signing_key
 
 
@@ -35,30 +28,3 @@ def test_a_token_signed_by_another_key_is_refused(issuer, tmp_path):
     assert issuer.verify(forged, "https://vault.azure.net") is None
     unsigned = jwt.encode({"aud": "https://vault.azure.net"}, "k" * 32, algorithm="HS256")
     assert issuer.verify(unsigned, "https://vault.azure.net") is None
-
-
-def test_roles_hold_at_their_scope_and_below_it():
-    group = "/subscriptions/s/resourceGroups/rg"
-    vault = f"{group}/providers/Microsoft.KeyVault/vaults/kv"
-    azure = LocalAzure(
-        tenant_id="t",
-        subscription_id="s",
-        resource_group="rg",
-        identities=[],
-        roles=[
-            RoleAssignment(principal_id="job", role=KEY_VAULT_SECRETS_USER, scope=vault),
-            RoleAssignment(principal_id="deployer", role=OWNER, scope=group),
-        ],
-        vault_name="kv",
-        secrets={},
-        admin_principal_id="deployer",
-        wiring=Wiring(
-            stack_id="x", network="n", imds_network="i", extra_hosts={}, ca_bundle_host_path="/ca"
-        ),
-    )
-    assert azure.has_role("job", (KEY_VAULT_SECRETS_USER,), vault)
-    assert not azure.has_role(
-        "job", (KEY_VAULT_SECRETS_USER,), f"{group}/providers/Microsoft.KeyVault/vaults/other"
-    )
-    assert not azure.has_role("job", (OWNER,), group)
-    assert azure.has_role("deployer", (OWNER,), vault)

@@ -1,0 +1,79 @@
+"""What the local Resource Manager tests share: the real template, the parameters `prefect-aci
+azure deploy` sends (arm/deploy.py's parameters(), from settings), and Groups without Docker."""
+
+import copy
+import json
+
+from arm.deploy import Principal, parameters
+from arm.settings import InfraSettings
+from prefect_aci.core.paths import PROJECT_ROOT
+from prefect_aci.core.records import ImageRecord, Publication, published
+from prefect_aci.core.settings import load
+from prefect_aci.local_aci.groups import Group
+from prefect_aci.local_aci.schema import ResourceSchemas
+
+SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+GROUP = "prefect-aci-rg"
+GROUP_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{GROUP}"
+DEPLOYER = "5d1c7d3e-5a2b-4c39-9f1e-7b7e3c1a2b3c"
+API_KEY = "pnu_never_print_this_key"
+DEMO_SECRET = "demo-secret-never-shown"
+TEMPLATE = json.loads((PROJECT_ROOT / "arm" / "azuredeploy.json").read_text())
+SCHEMAS = ResourceSchemas(PROJECT_ROOT / "arm" / "schemas")
+GROUPS_TYPE = "Microsoft.ContainerInstance/containerGroups"
+IMAGE = published(
+    ImageRecord(
+        image_id="sha256:" + "1" * 64,
+        repository="prefect-aci",
+        local_tags=[],
+        base_image="b",
+        versions={},
+        published=Publication(
+            registry="reg.azurecr.io",
+            repository="team/prefect-aci",
+            tags=["t"],
+            digest="sha256:" + "2" * 64,
+        ),
+    )
+)
+
+
+class FakeGroups:
+    """Groups without Docker: a group is provisioned at once; `events` is shared with the store's
+    listener, so the order of everything deployed can be read back."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+        self.groups: dict[str, Group] = {}
+        self.created: list[dict] = []
+
+    def create(self, resource_group: str, resource: dict) -> Group:
+        group = Group(resource_group, resource["name"], copy.deepcopy(resource), "Succeeded")
+        self.groups[group.key] = group
+        self.created.append(resource)
+        self.events.append(f"{GROUP_ID}/providers/{GROUPS_TYPE}/{resource['name']}".lower())
+        return group
+
+    def wait(self, group: Group, timeout: float) -> None:
+        pass
+
+    def get(self, resource_group: str, name: str) -> Group | None:
+        return self.groups.get(f"{resource_group}/{name}".lower())
+
+
+def deploy_settings(monkeypatch) -> InfraSettings:
+    for name, value in {
+        "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
+        "AZURE_RESOURCE_GROUP": GROUP,
+        "PREFECT_API_URL": "https://api.prefect.cloud/api/accounts/a/workspaces/w",
+        "PREFECT_API_KEY": API_KEY,
+        "PREFECT_ACI_DEMO_SECRET_VALUE": DEMO_SECRET,
+    }.items():
+        monkeypatch.setenv(name, value)
+    return load(InfraSettings)
+
+
+def deploy_parameters(settings: InfraSettings) -> dict:
+    """What `prefect-aci azure deploy` sends, signed in as a user."""
+    return parameters(settings, IMAGE, Principal(DEPLOYER, "User"))

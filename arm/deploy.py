@@ -162,7 +162,9 @@ class Infra:
             token = credential.get_token(MANAGEMENT_SCOPE).token
         except ClientAuthenticationError as exc:
             raise UserError(f"no Azure credential ({first_line(exc)}); {LOGIN_HINT}") from None
-        kwargs = {"transport": transport} if transport else {}
+        kwargs: dict = {"base_url": settings.arm_endpoint}
+        if transport:
+            kwargs["transport"] = transport
         subscription = settings.azure_subscription_id
         return cls(
             settings=settings,

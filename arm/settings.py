@@ -30,6 +30,14 @@ def _url(value: str) -> str:
     return value.rstrip("/")
 
 
+def _endpoint(value: str) -> str:
+    if not re.match(r"^https://[^\s/]+/?$", value):
+        raise ValueError(
+            f"must be an https:// address like https://management.azure.com; got {value!r}"
+        )
+    return value.rstrip("/")
+
+
 def _key_vault(value: str | None) -> str | None:
     if value is None:
         return None
@@ -56,6 +64,11 @@ class AzureTarget(ProjectSettings):
     azure_location: Annotated[
         str | None, matches(r"^[a-z0-9]+$", "an Azure region name like westeurope")
     ] = Field(None, validation_alias="AZURE_LOCATION")
+    arm_endpoint: Annotated[str, AfterValidator(_endpoint)] = Field(
+        "https://management.azure.com",
+        description="Azure Resource Manager's address: Azure's public cloud unless you deploy "
+        "to local Azure (`prefect-aci demo env`) or a cloud with its own.",
+    )
 
 
 Prefix = Annotated[

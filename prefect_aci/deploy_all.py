@@ -26,11 +26,11 @@ from image_builder.push import publish
 from prefect_aci.core.azure import default_credential
 from prefect_aci.core.console import Step, console
 from prefect_aci.core.errors import UserError
-from prefect_aci.core.names import FLOW_CODE_BLOCK, FLOW_NAME
+from prefect_aci.core.names import DEMO_DEPLOYMENT, FLOW_CODE_BLOCK, FLOW_NAME
 from prefect_aci.core.records import AzureRecord, ImageRecord, published, read_record, write_record
 from prefect_aci.core.settings import load
 
-DEPLOYMENT = "aci"
+DEPLOYMENT = DEMO_DEPLOYMENT
 # Storage can take minutes to honour a role assignment ARM has just made.
 ROLE_PROPAGATION_SECONDS = 600
 NO_AZURE = (

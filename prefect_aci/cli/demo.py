@@ -1,6 +1,7 @@
 """`prefect-aci demo up|down|status|bench` (make demo, make demo-down, make demo-status)."""
 
 import json
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +19,6 @@ from prefect_aci.core.paths import (
     BUILD_DIR,
     DEMO_DIR,
     IMAGE_RECORD,
-    PROJECT_ROOT,
     SERVER_RECORD,
 )
 from prefect_aci.demo import bench as demo_bench
@@ -66,7 +66,7 @@ def up(
     ensure_programs("docker-registry", "npm")
     built = images(record, server_record, build, console)
     try:
-        state, run = stack.up(client, *built, state_dir, PROJECT_ROOT / "flows", console, port)
+        state, run = stack.up(client, *built, state_dir, console, port)
     except APIError as exc:
         raise UserError(
             f"Docker refused a step of the stack ({exc.explanation}); see the step above, "
@@ -109,6 +109,21 @@ def status(state_dir: StateDir = DEMO_DIR) -> None:
 
 
 @app.command()
+def env(state_dir: StateDir = DEMO_DIR) -> None:
+    """Print the shell settings that point `prefect-aci deploy-all` at the running stack's local
+    Azure (its subscription, Resource Manager, the deployer's sign-in, the stack's Prefect
+    server), for `eval "$(prefect-aci demo env)"`; secrets are read from their files, never
+    printed. Then deploy as on Azure with the command it names."""
+    settings, command = stack.deploy_all_settings(connect(start=False), state_dir)
+    print("# The local Azure of the demo stack in " + str(state_dir) + "; then run:")
+    flags = command.removeprefix("deploy-all ")
+    print(f"#   make deploy-all DEPLOY_ALL_FLAGS={shlex.quote(flags)}")
+    print("unset AZURE_CLIENT_ID AZURE_CLIENT_SECRET AZURE_TENANT_ID AZURE_USERNAME AZURE_PASSWORD")
+    for name, value in settings.items():
+        print(f"export {name}={value}")
+
+
+@app.command()
 def bench(
     record: Annotated[Path, typer.Option(help="Built image record.")] = IMAGE_RECORD,
     server_record: ServerRecord = SERVER_RECORD,
@@ -124,9 +139,7 @@ def bench(
     client = connect()
     ensure_programs("docker-registry", "npm")
     built = images(record, server_record, build, console)
-    figures = demo_bench.bench_stack(
-        client, built, BUILD_DIR / "bench-demo", PROJECT_ROOT / "flows", runs, burst, console
-    )
+    figures = demo_bench.bench_stack(client, built, BUILD_DIR / "bench-demo", runs, burst, console)
     table = Table("figure", "value")
     for name, value in figures.as_dict()["median"].items():
         table.add_row(f"median {name} (of {runs})", f"{value:.1f} s")

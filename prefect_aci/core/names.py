@@ -15,6 +15,8 @@ KEY_VAULT_VARIABLE = "key_vault_url"
 DEMO_SECRET = "prefect-aci-demo-secret"  # noqa: S105 (a secret's name, not its value)
 # The demo flow and where its code goes.
 FLOW_NAME = "key-vault-demo"
+# The demo deployment `prefect-aci deploy-all` makes, on Azure and on the local Azure alike.
+DEMO_DEPLOYMENT = "aci"
 FLOW_FOLDER = "key_vault_demo"
 FLOW_ENTRYPOINT = f"{FLOW_FOLDER}/flow.py:key_vault_demo"
 FLOW_CODE_CONTAINER = "flow-code"

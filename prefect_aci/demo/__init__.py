@@ -5,8 +5,8 @@ The real `azure-container-instance` worker runs the demo flow in container group
 created through local ACI (`prefect_aci.local_aci`: stand-ins for Resource Manager, Container
 Instances, managed identity and Key Vault over Azure's own protocols); Debian's docker-registry
 stands in for ACR, Azurite for Blob storage, and a Prefect server from our own image for Prefect
-Cloud. `stack` starts and stops it, `wiring` registers the Prefect side with the same code as on
-Azure, `bench` times flow runs through it.
+Cloud. `stack` starts and stops it and runs `prefect-aci deploy-all` on it as on Azure, `flow_run`
+runs the demo deployment once, `bench` times flow runs through it.
 """
 
 from pathlib import Path

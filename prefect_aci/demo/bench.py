@@ -20,8 +20,8 @@ from prefect_aci.core.errors import UserError
 from prefect_aci.core.names import FLOW_NAME
 from prefect_aci.core.records import ImageRecord
 from prefect_aci.demo import stack
+from prefect_aci.demo.flow_run import DEPLOYMENT
 from prefect_aci.demo.local_azure import load_side
-from prefect_aci.demo.wiring import DEPLOYMENT
 
 TERMINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
 
@@ -110,19 +110,18 @@ def bench_stack(
     client: docker.DockerClient,
     images: tuple[ImageRecord, ImageRecord],
     root: Path,
-    flows_dir: Path,
     runs: int,
     burst: int,
     console: Console,
 ) -> LocalAciFigures:
     """A stack of its own in ``root``, timed, then removed whatever happened."""
     try:
-        state, _ = stack.up(client, *images, root, flows_dir, console)
+        state, _ = stack.up(client, *images, root, console)
         side = load_side(root / "local-azure")
         aci = side.aci(state.local_aci)
 
         def flow_run_groups() -> int:
-            groups = aci.container_groups.list_by_resource_group(side.record.resource_group)
+            groups = aci.container_groups.list_by_resource_group(side.config.resource_group)
             return sum(1 for group in groups if group.name != state.worker_group)
 
         return measure(state.api, runs, burst, flow_run_groups)

@@ -2,14 +2,17 @@
 
 - Debian's docker-registry on 127.0.0.1 (ACR): the image is pushed there, groups pull it by digest;
 - a Docker network (the delegated subnet) for everything below;
-- the local Azure's files: subscription, identities, roles, the vault's secret, TLS;
+- the local Azure before anything is deployed: a subscription, an empty resource group, its
+  owner (the deployer), Azurite as its Blob storage, TLS for Azure's host names;
 - Azurite on the host's address on that network, HTTPS with OAuth (Blob storage for flow code);
-- a Prefect server from our image, UI included, published on 127.0.0.1 (Prefect Cloud);
+- a Prefect server from our image, UI included, published on 127.0.0.1 (Prefect Cloud), and at
+  its address on the network for the worker and flow runs;
 - local ACI, in a container of our image (Resource Manager, Container Instances, Key Vault, IMDS;
   prefect_aci.local_aci), reached at Azure's own host names, with the IMDS router at
   169.254.169.254 that all stacks on this machine share;
-- the wiring: the Prefect side registered by the same code as on Azure, and the worker, a
-  container group created through local ACI from the ARM template's own worker resource;
+- `prefect-aci deploy-all`, unchanged, as the deployer: arm/azuredeploy.json through local
+  Resource Manager (identities, roles, Key Vault and its secrets, storage, the worker's container
+  group, which then runs), register, the flow code, the demo deployment;
 - the demo flow run, through that worker.
 
 Each part reserves its ports before any part starts (`plan`), then starts, printing its steps;
@@ -18,12 +21,14 @@ it stops what it started and reports whether it runs.
 
 import json
 import os
+import re
 import subprocess
 import sys
 from contextlib import suppress
 from dataclasses import asdict
 
 import docker
+from azure.mgmt.containerinstance import ContainerInstanceManagementClient
 from docker.errors import APIError, NotFound
 
 from arm.deploy import WORKER_CONTAINER
@@ -33,8 +38,14 @@ from prefect_aci.core.engine import make_network
 from prefect_aci.core.errors import UserError, last_line
 from prefect_aci.core.paths import BUILD_DIR, PROJECT_ROOT
 from prefect_aci.core.records import write_record
-from prefect_aci.demo import azurite, wiring
-from prefect_aci.demo.local_azure import LocalSide, load_side, make_local_side
+from prefect_aci.demo import azurite, flow_run
+from prefect_aci.demo.flow_run import LOCAL_API_KEY
+from prefect_aci.demo.local_azure import (
+    DEMO_SECRET_FILE,
+    LocalSide,
+    load_side,
+    make_local_side,
+)
 from prefect_aci.demo.processes import alive, port_is_free, spawn, stop, wait_http
 from prefect_aci.demo.state import (
     Stack,
@@ -43,8 +54,9 @@ from prefect_aci.demo.state import (
     server_container,
     stand_in_container,
 )
-from prefect_aci.local_aci import imds_router
+from prefect_aci.local_aci import imds_router, server
 from prefect_aci.local_aci.config import LABEL
+from prefect_aci.local_aci.storage import AZURITE_ACCOUNT
 
 # Prefect's usual port: the UI's address in Prefect's own docs, taken when it is free.
 PREFERRED_PORT = 4200
@@ -57,6 +69,10 @@ STAND_IN_FOLDER = "/local-aci"
 DOCKER_SOCKET = "/var/run/docker.sock"
 
 Report = tuple[str, str, bool]  # (part, where, running)
+# How long deploy-all may take on the local Azure (the worker's group starts within it).
+DEPLOY_ALL_TIMEOUT_SECONDS = 900
+# deploy-all's step lines and registration's report, which `up` repeats (not Prefect's output).
+STEP_LINE = re.compile(r"^(> |  done in |  (created|updated|unchanged) )")
 
 
 def choose_port(wanted: int | None) -> int:
@@ -153,7 +169,8 @@ class Network(Part):
 
 
 class LocalAzure(Part):
-    """The local Azure's files, which local ACI, Azurite and the wiring read."""
+    """The local Azure before anything is deployed (a subscription, an empty resource group,
+    the deployer who owns it, Azurite as its Blob storage), which local ACI and Azurite read."""
 
     def start(self, stack: Stack, start: Start) -> None:
         state = stack.state
@@ -161,9 +178,9 @@ class LocalAzure(Part):
             stack.local_azure,
             stack.id,
             state.network,
-            state.gateway,
             state.stand_in_address,
-            state.ports[Azurite.name],
+            blob_endpoint=f"https://{state.gateway}:{state.ports[Azurite.name]}/{AZURITE_ACCOUNT}",
+            addresses=(state.gateway, state.stand_in_address),
         )
 
 
@@ -238,8 +255,7 @@ class PrefectServer(Part):
                 networking_config=_endpoint(
                     stack.client,
                     state.network,
-                    aliases=[wiring.SERVER_ALIAS],
-                    ipv4_address=f"{state.prefix}.3",
+                    ipv4_address=state.server_address,
                 ),
                 labels=stack.labels,
             )
@@ -406,54 +422,97 @@ class LocalAci(Part):
         return [("local ACI", where, running.get(stand_in_container(stack.root), False))]
 
 
-def deployer_env(stack: Stack, side: LocalSide) -> dict[str, str]:
-    """The environment of a process that signs in to the local Azure as the deployer
-    (DefaultAzureCredential, App Service managed identity protocol) and trusts its certificate,
-    for the calls a user makes from their machine: the flow-code upload, the demo deployment
-    (which reads the code back), the worker's container group."""
-    # A service principal or az login of this machine must not sign in to the local Azure.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
-    local_aci = stack.state.local_aci
-    return {**env, **side.deployer_env(local_aci), "PREFECT_API_URL": stack.state.api}
+def local_azure_settings(stack: Stack, side: LocalSide) -> dict[str, str]:
+    """The settings `prefect-aci deploy-all` reads, for the local Azure: its subscription and
+    resource group, Resource Manager's address, the deployer's sign-in (DefaultAzureCredential,
+    App Service managed identity protocol) and certificate, the stack's Prefect server at an
+    address both this machine and the containers reach, the image from the stack's registry."""
+    config = side.config
+    return {
+        **side.deployer_env(stack.state.local_aci),
+        "AZURE_SUBSCRIPTION_ID": config.subscription_id,
+        "AZURE_RESOURCE_GROUP": config.resource_group,
+        "AZURE_LOCATION": config.location,
+        "PREFECT_ACI_ARM_ENDPOINT": stack.state.local_aci,
+        "PREFECT_API_URL": stack.state.network_api,
+        "PREFECT_API_KEY": LOCAL_API_KEY,
+        # The image is in the stack's registry already (ACR is not served locally).
+        "PREFECT_ACI_DEPLOY_REGISTRY": "false",
+        "PREFECT_ACI_DEMO_SECRET_VALUE": side.demo_secret(),
+    }
 
 
-class Wiring(Part):
-    """`prefect-aci register` and the rest of the Prefect side, then the worker, in a child
-    process (see prefect_aci.demo.wiring) signed in as the deployer. It hands over through files
-    in the state folder: the request in, the worker group's name out."""
+# The settings above whose values are secrets, and the file in the stand-in's folder holding each.
+SECRET_SETTINGS = {
+    "IDENTITY_HEADER": server.DEPLOYER_SECRET,
+    "PREFECT_ACI_DEMO_SECRET_VALUE": DEMO_SECRET_FILE,
+}
+
+
+def deploy_env(stack: Stack, side: LocalSide) -> dict[str, str]:
+    """This process's environment with the local Azure's settings: this machine's own Azure
+    sign-in and product settings must not reach the local Azure."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AZURE_", "PREFECT_ACI_"))
+        and k not in ("PREFECT_API_URL", "PREFECT_API_KEY")
+    }
+    return {**env, **local_azure_settings(stack, side)}
+
+
+def deploy_all_command(stack: Stack) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "prefect_aci",
+        "deploy-all",
+        "--no-build",
+        "--image-record",
+        str(stack.image_record),
+        "--azure-record",
+        str(stack.azure_record),
+    ]
+
+
+class DeployAll(Part):
+    """`prefect-aci deploy-all`, unchanged, signed in to the local Azure as its deployer: the
+    ARM template (network, identities, roles, Key Vault and its secrets, storage, the worker's
+    container group), `register`, the flow code to Blob storage, the demo deployment. It runs in
+    a child process whose environment is the local Azure's (aiohttp reads the CA bundle setting
+    when it is imported); its ARM outputs are <state dir>/azure.json, as build/azure.json is on
+    Azure, and its output is in <state dir>/logs/deploy-all.log."""
 
     def start(self, stack: Stack, start: Start) -> None:
-        request = wiring.Request(
-            api=stack.state.api, local_aci=stack.state.local_aci, flows_dir=str(start.flows_dir)
-        )
-        wiring.write_request(stack.root, request)
         side = load_side(stack.local_azure)
+        log = stack.logs / "deploy-all.log"
 
-        def wire() -> str:
+        def deploy() -> str:
+            log.parent.mkdir(parents=True, exist_ok=True)
             done = subprocess.run(
-                [sys.executable, "-m", "prefect_aci.demo.wiring", str(stack.root)],
-                env=deployer_env(stack, side),
+                deploy_all_command(stack),
+                env=deploy_env(stack, side),
+                cwd=stack.root,  # no .env of the user's checkout
                 capture_output=True,
                 text=True,
-                timeout=600,
+                timeout=DEPLOY_ALL_TIMEOUT_SECONDS,
             )
-            # Registration's report, not Prefect's own deployment table.
-            for line in done.stdout.splitlines():
-                if wiring.REPORT_LINE.match(line):
-                    stack.console.print(line, highlight=False)
-            answer = wiring.read_answer(stack.root)
-            if done.returncode != 0 or answer is None:
+            log.write_text(done.stdout + done.stderr)
+            for line in done.stderr.splitlines():
+                if STEP_LINE.match(line):
+                    stack.console.print(f"  {line}", highlight=False, markup=False)
+            if done.returncode != 0:
                 raise UserError(
-                    "registering the Prefect side or starting the worker failed: "
-                    + last_line(done.stderr)
+                    "prefect-aci deploy-all on the local Azure failed: "
+                    f"{last_line(done.stderr or done.stdout)} (all of its output: {log})"
                 )
-            return answer
+            return worker_group(side.aci(stack.state.local_aci), side.config.resource_group)
 
         stack.state.worker_group = start.step(
-            "registering the Prefect side (prefect-aci register: ACI pool, blocks, variable), "
-            "flow code to Azurite, the demo deployment, and the ACI worker from the ARM "
-            "template's worker resource",
-            wire,
+            "prefect-aci deploy-all on the local Azure: the ARM template through local Resource "
+            "Manager (identities, roles, Key Vault, storage, the worker in ACI), register, flow "
+            "code to Blob storage, the demo deployment",
+            deploy,
         )
         stack.save()
 
@@ -466,13 +525,22 @@ class Wiring(Part):
         return [("ACI worker", f"container group {group}", up)]
 
 
+def worker_group(aci: ContainerInstanceManagementClient, resource_group: str) -> str:
+    """The container group the template deployed for the worker (its container's name)."""
+    for group in aci.container_groups.list_by_resource_group(resource_group):
+        full = aci.container_groups.get(resource_group, group.name)
+        if any(c.name == WORKER_CONTAINER for c in full.containers or []):
+            return group.name
+    raise UserError("deploy-all on the local Azure deployed no worker container group")
+
+
 class DemoFlowRun(Part):
     """The demo deployment run once through the worker; its outcome is <state dir>/run.json."""
 
     def start(self, stack: Stack, start: Start) -> None:
         run = start.step(
             "running the demo flow through the ACI worker and waiting for it to finish",
-            lambda: wiring.run(stack.state.api),
+            lambda: flow_run.run(stack.state.api),
         )
         stack.state.flow_run_id = run.flow_run_id
         stack.save()
@@ -493,6 +561,6 @@ PARTS: list[Part] = [
     Azurite(),
     PrefectServer(),
     LocalAci(),
-    Wiring(),
+    DeployAll(),
     DemoFlowRun(),
 ]

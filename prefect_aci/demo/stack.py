@@ -6,6 +6,7 @@ Two state folders (a user's demo and a test's) never touch each other's parts.
 """
 
 import json
+import shlex
 from pathlib import Path
 
 import docker
@@ -13,8 +14,18 @@ from rich.console import Console
 
 from image_builder.probe import require_image
 from prefect_aci.core.console import Step
+from prefect_aci.core.errors import UserError
 from prefect_aci.core.records import ImageRecord
-from prefect_aci.demo.parts import NODE_PREFIX, PARTS, Report
+from prefect_aci.demo.flow_run import DemoRun
+from prefect_aci.demo.local_azure import load_side
+from prefect_aci.demo.parts import (
+    NODE_PREFIX,
+    PARTS,
+    SECRET_SETTINGS,
+    Report,
+    deploy_all_command,
+    local_azure_settings,
+)
 from prefect_aci.demo.state import (
     Stack,
     Start,
@@ -24,7 +35,6 @@ from prefect_aci.demo.state import (
     stack_id,
     stand_in_container,
 )
-from prefect_aci.demo.wiring import DemoRun
 
 __all__ = [
     "NODE_PREFIX",
@@ -44,7 +54,6 @@ def up(
     record: ImageRecord,
     server: ImageRecord,
     root: Path,
-    flows_dir: Path,
     console: Console,
     port: int | None = None,
 ) -> tuple[State, DemoRun]:
@@ -57,7 +66,7 @@ def up(
     require_image(client, server.image_id)
     down(client, root, console)
     stack = Stack(client, root, console)
-    start = Start(record, server, flows_dir, port, Step(console))
+    start = Start(record, server, port, Step(console))
     for part in PARTS:
         part.plan(stack, start)
     stack.save()
@@ -73,6 +82,23 @@ def down(client: docker.DockerClient, root: Path, console: Console) -> None:
     for part in reversed(PARTS):
         part.stop(stack)
     stack.forget()
+
+
+def deploy_all_settings(client: docker.DockerClient, root: Path) -> tuple[dict[str, str], str]:
+    """The shell settings that point `prefect-aci deploy-all` at the local Azure of the stack in
+    ``root`` (each secret as a reading of the 0600 file that holds it, never its value), and the
+    command that deploys its image there."""
+    stack = Stack.load(client, root, Console(quiet=True))
+    if not stack.state.ports or not (stack.local_azure / "stand-in").is_dir():
+        raise UserError(f"no demo stack was started from {root}; `make demo` starts one")
+    side = load_side(stack.local_azure)
+    settings = local_azure_settings(stack, side)
+    for name, file in SECRET_SETTINGS.items():
+        settings[name] = f'"$(cat {shlex.quote(str((side.folder / file).resolve()))})"'
+    for name, value in settings.items():
+        if name not in SECRET_SETTINGS:
+            settings[name] = shlex.quote(value)
+    return settings, shlex.join(deploy_all_command(stack)[3:])
 
 
 def status(client: docker.DockerClient, root: Path) -> list[Report]:

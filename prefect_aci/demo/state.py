@@ -3,8 +3,8 @@ that lists what it started, and the context its parts share while it starts.
 
 Everything a stack makes is labelled with its id and listed in <state dir>/state.json, so that
 `down` (and the next `up`) removes exactly that and `status` can say what runs where. Parts hand
-each other files in the state folder (the image record, the local Azure, the wiring request and
-its answer), never positional arguments or a child's last line of output.
+each other files in the state folder (the image record, the local Azure, the ARM outputs), never
+positional arguments or a child's last line of output.
 """
 
 import hashlib
@@ -66,6 +66,17 @@ class State:
         return f"{self.prefix}.2"
 
     @property
+    def server_address(self) -> str:
+        """The Prefect server on the stack's network."""
+        return f"{self.prefix}.3"
+
+    @property
+    def network_api(self) -> str:
+        """The Prefect API where both this machine and the stack's containers (the worker, flow
+        runs) reach it: the server's address on the stack's network."""
+        return f"http://{self.server_address}:4200/api"
+
+    @property
     def ui(self) -> str:
         return f"http://127.0.0.1:{self.ports['prefect']}"
 
@@ -108,6 +119,11 @@ class Stack:
         return self.root / "image.json"
 
     @property
+    def azure_record(self) -> Path:
+        """The ARM deployment's outputs, as `deploy-all` writes build/azure.json on Azure."""
+        return self.root / "azure.json"
+
+    @property
     def local_azure(self) -> Path:
         return self.root / "local-azure"
 
@@ -129,10 +145,9 @@ class Stack:
 
 @dataclass
 class Start:
-    """What `up` was asked for: the images, the demo's flow code, the Prefect port."""
+    """What `up` was asked for: the images and the Prefect port."""
 
     record: ImageRecord  # the image flow runs and the worker run
     server: ImageRecord  # its server variant, with the UI: the Prefect server and the stand-ins
-    flows_dir: Path
     port: int | None
     step: Step

@@ -36,15 +36,23 @@ from prefect_aci.local_aci.authorization import (
     vault_forbidden,
 )
 from prefect_aci.local_aci.config import LocalAzure
+from prefect_aci.local_aci.directory import Directory
 from prefect_aci.local_aci.groups import Group, GroupError, Groups
 from prefect_aci.local_aci.imds_router import ADDRESS as IMDS_ADDRESS
 from prefect_aci.local_aci.imds_router import CALLER_HEADER
-from prefect_aci.local_aci.resource_manager import ArmError, Deployment, ResourceManager
-from prefect_aci.local_aci.resources import resource_request, split_path
+from prefect_aci.local_aci.resource_manager import ArmError, Deployment, Planned, ResourceManager
+from prefect_aci.local_aci.resources import (
+    ROLE_ASSIGNMENTS,
+    ROLE_DEFINITIONS,
+    Context,
+    ResourceStore,
+    resource_request,
+    split_path,
+)
+from prefect_aci.local_aci.schema import CONTAINER_GROUPS
 from prefect_aci.local_aci.tokens import TokenIssuer
 
 MANAGEMENT = "https://management.azure.com"
-MANAGEMENT_HOST = "management.azure.com"
 VAULT_AUDIENCE = "https://vault.azure.net"
 SUBSCRIPTION = r"/subscriptions/(?P<sub>[^/]+)/resourcegroups/(?P<rg>[^/]+)/providers"
 ROUTES = [
@@ -92,6 +100,13 @@ ROUTES = [
     ("resource", rf"^{SUBSCRIPTION}/[^/]+/.+$"),
     ("resource_group", r"^/subscriptions/(?P<sub>[^/]+)/resourcegroups/(?P<rg>[^/]+)/?$"),
 ]
+
+
+def _origin(request: Request) -> str:
+    """Where the caller reached Resource Manager (management.azure.com from a container, the
+    stack's door on 127.0.0.1 from this machine): operation URLs point back there, as Azure's
+    do at the host they were asked on."""
+    return str(request.base_url).rstrip("/")
 
 
 def _identity_error(status: int, description: str) -> JSONResponse:
@@ -150,7 +165,11 @@ def imds_request_error(headers, query) -> JSONResponse | None:
 
 
 # What a test may change at run time through /_local/settings (LocalAzure's fields).
-SETTINGS = ("container_group_delete_seconds", "standard_cores_quota")
+SETTINGS = (
+    "container_group_delete_seconds",
+    "standard_cores_quota",
+    "role_assignment_delay_seconds",
+)
 
 
 @dataclass
@@ -173,6 +192,8 @@ class LocalAci:
         self.config = config
         self.groups = groups
         self.arm = arm
+        # The deployed resources as the providers see them (identities, roles, vaults).
+        self.directory = Directory(config, arm.store if arm is not None else ResourceStore())
         self.issuer = issuer
         self.deployer_secret = deployer_secret
         self.faults: list[Fault] = []
@@ -212,7 +233,7 @@ class LocalAci:
                 "The access token is invalid or missing.",
                 {"WWW-Authenticate": challenge},
             )
-        if checked(needed.action) and not self.config.authorization().allowed(
+        if checked(needed.action) and not self.directory.authorization().allowed(
             claims["oid"], needed.action, needed.scope
         ):
             return JSONResponse(
@@ -233,11 +254,11 @@ class LocalAci:
         claims = self._caller(request, MANAGEMENT) or {}
 
         def principal_of(resource_id: str) -> str | None:
-            found = self.config.identity_by_resource_id(resource_id)
+            found = self.directory.identity_by_resource_id(resource_id)
             return found.principal_id if found else None
 
         refused = group_write_refusal(
-            self.config.authorization(),
+            self.directory.authorization(),
             str(claims.get("appid")),
             claims.get("oid", ""),
             needed.scope,
@@ -246,6 +267,45 @@ class LocalAci:
             principal_of,
         )
         return JSONResponse(refused[1], refused[0]) if refused else None
+
+    def _deploy_authorizer(self, claims: dict):
+        """Azure's checks of a template deployment's resources for the deploying caller: the
+        write of each resource, and for a container group what a direct PUT needs beyond it
+        (one implementation for both: authorization.group_write_refusal)."""
+        client, principal = str(claims.get("appid")), claims.get("oid", "")
+
+        def principal_of(resource_id: str) -> str | None:
+            found = self.directory.identity_by_resource_id(resource_id)
+            return found.principal_id if found else None
+
+        def authorize(item: Planned, resource: dict) -> None:
+            authorization = self.directory.authorization()
+            write = f"{item.type}/write"
+            # A custom role is written on each scope it may be assigned at (Microsoft Learn:
+            # "roleDefinitions/write permission on all AssignableScopes"), not where it lives.
+            scopes = [item.azure_id]
+            if item.type.lower() == ROLE_DEFINITIONS.lower():
+                scopes = (resource.get("properties") or {}).get("assignableScopes") or scopes
+            denied = [s for s in scopes if not authorization.allowed(principal, write, str(s))]
+            if checked(write) and denied:
+                refused = (403, authorization_failed(client, principal, write, str(denied[0])))
+            elif item.type.lower() == CONTAINER_GROUPS.lower():
+                refused = group_write_refusal(
+                    authorization,
+                    client,
+                    principal,
+                    item.azure_id,
+                    resource,
+                    self.config.resource_group_id,
+                    principal_of,
+                )
+            else:
+                refused = None
+            if refused is not None:
+                status, body = refused
+                raise ArmError(status, body["error"]["code"], body["error"]["message"])
+
+        return authorize
 
     # -- Resource Manager and Container Instances ---------------------------------------------
 
@@ -296,7 +356,7 @@ class LocalAci:
     def _operation_url(self, request: Request, deployment: Deployment) -> str:
         query = urlencode({"api-version": request.query_params["api-version"]})
         return (
-            f"{MANAGEMENT}/subscriptions/{self.config.subscription_id}/resourcegroups/"
+            f"{_origin(request)}/subscriptions/{self.config.subscription_id}/resourcegroups/"
             f"{deployment.resource_group}/providers/Microsoft.Resources/deployments/"
             f"{deployment.name}/operationStatuses/{deployment.operation}?{query}"
         )
@@ -304,7 +364,15 @@ class LocalAci:
     def _deployment(self, request: Request, params: dict, payload) -> Response:
         rg, name = self.config.resource_group, params["name"]
         if request.method == "PUT":
-            deployment = self.arm.create(rg, name, payload, self.config.location)
+            claims = self._caller(request, MANAGEMENT) or {}
+            deployment = self.arm.create(
+                rg,
+                name,
+                payload,
+                self.config.location,
+                caller=claims.get("oid", ""),
+                authorize=self._deploy_authorizer(claims),
+            )
             headers = {
                 "Azure-AsyncOperation": self._operation_url(request, deployment),
                 "Retry-After": "1",
@@ -340,7 +408,7 @@ class LocalAci:
         )
         query = urlencode({"api-version": request.query_params["api-version"]})
         location = (
-            f"{MANAGEMENT}/subscriptions/{self.config.subscription_id}/providers/"
+            f"{_origin(request)}/subscriptions/{self.config.subscription_id}/providers/"
             f"Microsoft.Resources/locations/{self.config.location}/operationResults/{found.id}"
             f"?{query}"
         )
@@ -371,7 +439,19 @@ class LocalAci:
         )
 
     def _resource(self, request: Request, params: dict, payload) -> Response:
-        """A resource a deployment recorded (GET), or those of one type under a parent (list)."""
+        """A resource a deployment recorded (GET), or those of one type under a parent (list);
+        DELETE removes a recorded resource and what is under it (200 with its body, 204 when
+        there is none: Azure's answers, as `az role assignment delete` gets them)."""
+        if request.method == "DELETE":
+            removed = self.arm.store.remove(request.url.path)
+            if removed is None:
+                return Response(status_code=204)
+            for child in self.arm.store.under(removed.id):
+                self.arm.store.remove(child.id)
+            return JSONResponse(removed.body)
+        split = split_path(request.url.path)
+        if request.method == "PUT" and split and split[1].lower() == ROLE_ASSIGNMENTS.lower():
+            return self._assign_role(request, split[2], payload)
         if request.method != "GET":
             return _error(
                 405,
@@ -379,7 +459,6 @@ class LocalAci:
                 f"{request.method} of this resource type is not supported by the local ACI "
                 "(deploy it with a template).",
             )
-        split = split_path(request.url.path)
         known = split is not None and (
             self.arm.schemas.versions_of(split[1]) or self.arm.store.by_type(split[1])
         )
@@ -390,6 +469,33 @@ class LocalAci:
             )
         status, body = found
         return JSONResponse(body, status)
+
+    def _assign_role(self, request: Request, name: str | None, payload) -> Response:
+        """PUT <scope>/providers/Microsoft.Authorization/roleAssignments/<name>, as `az role
+        assignment create` sends it: recorded as a deployment records one, effective at once."""
+        properties = (payload or {}).get("properties") if isinstance(payload, dict) else None
+        if not name or not isinstance(properties, dict):
+            return _error(400, "InvalidRequestContent", "A role assignment needs properties.")
+        missing = [k for k in ("roleDefinitionId", "principalId") if not properties.get(k)]
+        if missing:
+            return _error(
+                400,
+                "MissingRequiredProperty",
+                f"The role assignment request is missing {', '.join(missing)}.",
+            )
+        path = request.url.path
+        scope = path[: path.lower().rfind("/providers/microsoft.authorization/roleassignments")]
+        claims = self._caller(request, MANAGEMENT) or {}
+        context = Context(
+            self.config.subscription_id,
+            self.config.resource_group,
+            self.config.tenant_id,
+            deployment="",
+            caller=claims.get("oid", ""),
+        )
+        resource = {"type": ROLE_ASSIGNMENTS, "name": name, "scope": scope}
+        recorded = self.arm.store.record({**resource, "properties": properties}, context)
+        return JSONResponse(recorded.body, 201)
 
     def _group_body(self, group: Group) -> dict:
         spec = json.loads(json.dumps(group.spec))
@@ -418,7 +524,7 @@ class LocalAci:
         properties["instanceView"] = {"state": state, "events": []}
         identity = spec.get("identity") or {}
         for resource_id in list(identity.get("userAssignedIdentities") or {}):
-            found = self.config.identity_by_resource_id(resource_id)
+            found = self.directory.identity_by_resource_id(resource_id)
             identity["userAssignedIdentities"][resource_id] = (
                 {"principalId": found.principal_id, "clientId": found.client_id} if found else {}
             )
@@ -554,7 +660,14 @@ class LocalAci:
 
     # -- Key Vault --------------------------------------------------------------------------------
 
-    def vault(self, request: Request, path: str) -> Response:
+    def vault(self, request: Request, host: str, path: str) -> Response:
+        """Key Vault's secrets API for the deployed vault at ``host``: a secret's current value,
+        with the data action the caller's roles must allow (Key Vault Secrets User)."""
+        vault = self.directory.vault(host)
+        if vault is None:
+            return _error(
+                404, "VaultNotFound", f"No vault at {host} in the local Azure (deploy it first)."
+            )
         claims = self._caller(request, VAULT_AUDIENCE)
         if claims is None:
             authority = f"https://login.microsoftonline.com/{self.config.tenant_id}"
@@ -566,11 +679,11 @@ class LocalAci:
                 {"WWW-Authenticate": challenge},
             )
         action = vault_action(request.method, path)
-        if not self.config.authorization().allowed(
-            claims["oid"], action, self.config.vault_id, data_action=True
+        if not self.directory.authorization().allowed(
+            claims["oid"], action, vault.id, data_action=True
         ):
             body = vault_forbidden(
-                str(claims.get("appid")), claims["oid"], action, self.config.vault_name
+                str(claims.get("appid")), claims["oid"], action, vault.body["name"]
             )
             return JSONResponse(body, 403)
         match = re.match(r"^/secrets/(?P<name>[0-9a-zA-Z-]+)(?:/(?P<version>[0-9a-f]*))?/?$", path)
@@ -581,25 +694,26 @@ class LocalAci:
                 f"The request URI '{path}' is not valid for the local Key Vault.",
             )
         name = match.group("name")
-        if name not in self.config.secrets:
+        secret = self.directory.secret(vault, name)
+        if secret is None:
             return _error(
                 404,
                 "SecretNotFound",
                 f"A secret with (name/id) {name} was not found in this key vault.",
             )
-        version = "0" * 32
-        now = int(time.time())
+        properties = secret.properties
+        attributes = properties.get("attributes") or {}
         return JSONResponse(
             {
-                "value": self.config.secrets[name],
-                "id": f"https://{self.config.vault_host}/secrets/{name}/{version}",
+                "value": secret.secret,
+                "id": properties.get("secretUriWithVersion"),
                 "attributes": {
-                    "enabled": True,
-                    "created": now,
-                    "updated": now,
+                    "enabled": attributes.get("enabled", True),
+                    "created": attributes.get("created"),
+                    "updated": attributes.get("updated"),
                     "recoveryLevel": "Recoverable",
                 },
-                "tags": {},
+                "tags": secret.body.get("tags") or {},
             }
         )
 
@@ -615,7 +729,7 @@ class LocalAci:
             # The IMDS router (one for all stacks) says who called it.
             caller = request.headers.get(CALLER_HEADER, "")
         assigned = [
-            self.config.identity_by_resource_id(i)
+            self.directory.identity_by_resource_id(i)
             for i in self.groups.identities_of_address(caller)
         ]
         assigned = [i for i in assigned if i is not None]
@@ -661,7 +775,7 @@ class LocalAci:
         resource = request.query_params.get("resource")
         if not resource:
             return _identity_error(400, "resource is required")
-        deployer = self.config.identity_by_principal(self.config.admin_principal_id)
+        deployer = self.directory.identity_by_principal(self.config.admin_principal_id)
         assert deployer is not None
         return JSONResponse(
             self._token(resource, deployer.client_id, deployer.principal_id, deployer.resource_id)
@@ -760,9 +874,7 @@ def https_app(aci: LocalAci) -> FastAPI:
         body = await request.body()
         host = (request.headers.get("host") or "").split(":")[0].lower()
         if host.endswith(".vault.azure.net"):
-            if host != aci.config.vault_host:
-                return _error(404, "VaultNotFound", f"No vault at {host} in the local Azure.")
-            return await _threaded(aci.vault, request, f"/{path}")
+            return await _threaded(aci.vault, request, host, f"/{path}")
         return await _threaded(aci.management, request, f"/{path}", body)
 
     return app

@@ -1,20 +1,21 @@
-"""The local Azure: what the stand-ins know (subscription, identities, role definitions and role
-assignments in ARM's shapes, the vault's secrets) and how the containers they start are wired
-(networks, host entries, the local CA).
+"""The local Azure before anything is deployed: the tenant, the subscription, the resource group,
+the deployer's identity and its role (ARM's shapes), where Blob storage is (Azurite), and how the
+containers the stand-ins start are wired (networks, host entries, the local CA). What templates
+deploy (identities, roles, vaults and their secrets, storage) lives in Resource Manager's store
+(prefect_aci.local_aci.resources, read through prefect_aci.local_aci.directory).
 
-The stack writes it to <state dir>/local-azure/stand-in/config.json (mode 0600: it holds the
-vault's secret values, as Key Vault does) and mounts that folder into the stand-in's container
-read-only."""
+The stack writes it to <state dir>/local-azure/stand-in/config.json (mode 0600) and mounts that
+folder into the stand-in's container read-only."""
 
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from prefect_aci.local_aci.authorization import Authorization
-
 # Prefix of the Docker labels on what a local ACI stack makes: `<LABEL>.stack`, the stack's id
 # (Wiring.stack_id), is how a stack, its stand-in and the IMDS router find that stack's parts only.
 LABEL = "io.prefect-aci.local-aci"
+# Resource Manager's host name: where containers reach the stand-in (a key of Wiring.extra_hosts).
+MANAGEMENT_HOST = "management.azure.com"
 
 
 class Identity(BaseModel):
@@ -52,50 +53,34 @@ class LocalAzure(BaseModel):
         description="The region's 'Standard sku cores (CPUs)' quota (Microsoft Learn: 100 by "
         "default), counted over the groups that hold cores.",
     )
-    identities: list[Identity]
+    identities: list[Identity] = Field(
+        description="The stack's own identities (the deployer); deployed ones are in the store."
+    )
     role_definitions: list[dict] = Field(
         default_factory=list,
-        description="Custom role definitions, ARM's GET shape (built-in roles are known).",
+        description="Custom role definitions beside the deployed ones, ARM's GET shape "
+        "(built-in roles are known).",
     )
     role_assignments: list[dict] = Field(
-        default_factory=list, description="Role assignments, ARM's GET shape."
+        default_factory=list,
+        description="Role assignments beside the deployed ones (the deployer's), ARM's GET shape.",
     )
     role_assignment_delay_seconds: float = Field(
         0.0,
         description="How long after its createdOn a role assignment takes effect (Azure's "
         "propagation is eventually consistent); 0: at once.",
     )
-    vault_name: str
-    secrets: dict[str, str] = Field(repr=False)
+    blob_endpoint: str | None = Field(
+        None,
+        description="Azurite's blob endpoint (its account in the path), which every storage "
+        "account deployed here answers as; None: storage accounts are only recorded.",
+    )
     admin_principal_id: str = Field(description="The deployer: the stack's own calls.")
     wiring: Wiring
 
     @property
     def resource_group_id(self) -> str:
         return f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
-
-    @property
-    def vault_host(self) -> str:
-        return f"{self.vault_name}.vault.azure.net"
-
-    @property
-    def vault_id(self) -> str:
-        return f"{self.resource_group_id}/providers/Microsoft.KeyVault/vaults/{self.vault_name}"
-
-    def identity_by_resource_id(self, resource_id: str) -> Identity | None:
-        wanted = resource_id.lower()
-        return next((i for i in self.identities if i.resource_id.lower() == wanted), None)
-
-    def identity_by_principal(self, principal_id: str) -> Identity | None:
-        return next((i for i in self.identities if i.principal_id == principal_id), None)
-
-    def authorization(self) -> Authorization:
-        """Azure RBAC over this local Azure's role definitions and assignments."""
-        return Authorization(
-            definitions=self.role_definitions,
-            assignments=self.role_assignments,
-            delay_seconds=self.role_assignment_delay_seconds,
-        )
 
 
 def write_config(path: Path, config: LocalAzure) -> None:

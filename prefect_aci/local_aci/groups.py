@@ -18,7 +18,9 @@ import docker
 from docker.errors import APIError, ImageNotFound, NotFound
 
 from prefect_aci.local_aci import container_rules
-from prefect_aci.local_aci.config import LABEL, LocalAzure
+from prefect_aci.local_aci.config import LABEL, MANAGEMENT_HOST, LocalAzure
+from prefect_aci.local_aci.directory import Directory
+from prefect_aci.local_aci.resources import VAULTS, ResourceStore
 
 RESTART_POLICIES = {
     "Never": None,
@@ -97,9 +99,13 @@ def _without_secrets(resource: dict) -> dict:
 
 
 class Groups:
-    def __init__(self, client: docker.DockerClient, config: LocalAzure) -> None:
+    def __init__(
+        self, client: docker.DockerClient, config: LocalAzure, store: ResourceStore | None = None
+    ) -> None:
         self.client = client
         self.config = config
+        # What is deployed: the identities a group may carry, the vaults its containers reach.
+        self.directory = Directory(config, store if store is not None else ResourceStore())
         self.lock = threading.Lock()
         self.groups: dict[str, Group] = {}
         self.operations: dict[str, DeleteOperation] = {}
@@ -223,7 +229,7 @@ class Groups:
     def _identities(self, resource: dict) -> list[str]:
         assigned = (resource.get("identity") or {}).get("userAssignedIdentities") or {}
         for resource_id in assigned:
-            if self.config.identity_by_resource_id(resource_id) is None:
+            if self.directory.identity_by_resource_id(resource_id) is None:
                 raise GroupError(
                     "InvalidIdentity",
                     f"The user-assigned identity '{resource_id}' does not exist in the local "
@@ -277,7 +283,7 @@ class Groups:
             "environment": env,
             "detach": True,
             "network": wiring.network,
-            "extra_hosts": wiring.extra_hosts,
+            "extra_hosts": self._hosts(),
             "volumes": {
                 wiring.ca_bundle_host_path: {"bind": wiring.ca_bundle_container_path, "mode": "ro"}
             },
@@ -291,6 +297,16 @@ class Groups:
         created = self.client.containers.create(properties["image"], **kwargs)
         self.client.networks.get(wiring.imds_network).connect(created)
         created.start()
+
+    def _hosts(self) -> dict[str, str]:
+        """Azure's host names -> the stand-in: the stack's own (Resource Manager), and each
+        deployed vault's <name>.vault.azure.net, as Azure's DNS answers them."""
+        hosts = dict(self.config.wiring.extra_hosts)
+        stand_in = hosts.get(MANAGEMENT_HOST)
+        if stand_in:
+            for vault in self.directory.store.by_type(VAULTS):
+                hosts.setdefault(f"{vault.body['name'].lower()}.vault.azure.net", stand_in)
+        return hosts
 
     @staticmethod
     def _identity_labels(identities: list[str]) -> dict[str, str]:

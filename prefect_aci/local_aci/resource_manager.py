@@ -26,6 +26,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +110,7 @@ class Deployment:
     scope: Scope | None = None
     state: str = "Running"
     error: dict | None = None
+    caller: str = ""  # the object id of the principal that deployed it
     outputs: dict = field(default_factory=dict)
     output_resources: list[str] = field(default_factory=list)
     operation: str = field(default_factory=lambda: uuid.uuid4().hex.upper())
@@ -158,9 +160,11 @@ class ResourceManager:
         schemas: ResourceSchemas,
         tenant_id: str = "",
         store: ResourceStore | None = None,
+        blob_endpoint: str | None = None,
     ) -> None:
         self.subscription_id = subscription_id
         self.tenant_id = tenant_id
+        self.blob_endpoint = blob_endpoint
         self.groups = groups
         self.schemas = schemas
         self.store = store if store is not None else ResourceStore()
@@ -300,9 +304,27 @@ class ResourceManager:
 
     # -- deploying ------------------------------------------------------------------------------
 
-    def create(self, resource_group: str, name: str, body: dict, location: str) -> Deployment:
-        """Check the deployment as ARM's validation does; start it; or raise ArmError."""
+    def create(
+        self,
+        resource_group: str,
+        name: str,
+        body: dict,
+        location: str,
+        caller: str = "",
+        authorize: Callable[[Planned, dict], None] | None = None,
+    ) -> Deployment:
+        """Check the deployment as ARM's validation does; start it; or raise ArmError.
+
+        ``authorize`` is Azure's check that the caller may write each resource the template
+        deploys (given the planned resource and its body as evaluated so far): it raises ArmError
+        (AuthorizationFailed, LinkedAuthorizationFailed) before anything is deployed, as ARM
+        refuses such a deployment when it is submitted."""
         deployment = self._read(resource_group, name, body, location)
+        deployment.caller = caller
+        if authorize is not None:
+            assert deployment.scope is not None
+            for item in deployment.plan:
+                authorize(item, without_nulls(_body(item, deployment.scope)))
         with self.lock:
             running = self.deployments.get(deployment.key)
             if running is not None and running.state == "Running":
@@ -315,7 +337,12 @@ class ResourceManager:
 
     def _context(self, deployment: Deployment) -> Context:
         return Context(
-            self.subscription_id, deployment.resource_group, self.tenant_id, deployment.name
+            self.subscription_id,
+            deployment.resource_group,
+            self.tenant_id,
+            deployment.name,
+            caller=deployment.caller,
+            blob_endpoint=self.blob_endpoint,
         )
 
     def _run(self, deployment: Deployment) -> None:

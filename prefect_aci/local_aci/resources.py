@@ -114,6 +114,8 @@ class Context:
     tenant_id: str
     deployment: str
     caller: str = ""  # the deploying principal's object id
+    # Where every storage account's blobs are served (Azurite), when the stack has Blob storage.
+    blob_endpoint: str | None = None
 
 
 @dataclass
@@ -277,6 +279,9 @@ def shape(resource: dict, context: Context, previous: Recorded | None) -> Record
                 service: f"https://{name}.{service}.core.windows.net/"
                 for service in ("blob", "queue", "table", "file", "dfs", "web")
             }
+            if context.blob_endpoint:
+                # The account is Azurite's: its blobs are there, whatever the account's name.
+                properties["primaryEndpoints"]["blob"] = context.blob_endpoint.rstrip("/") + "/"
             properties["primaryLocation"] = body.get("location")
             properties["statusOfPrimary"] = "available"
             properties["creationTime"] = made.get("creationTime") or now()

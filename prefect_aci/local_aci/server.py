@@ -18,7 +18,9 @@ from prefect_aci.local_aci.app import LocalAci, https_app, imds_app
 from prefect_aci.local_aci.config import read_config
 from prefect_aci.local_aci.groups import Groups
 from prefect_aci.local_aci.resource_manager import ResourceManager
+from prefect_aci.local_aci.resources import ResourceStore
 from prefect_aci.local_aci.schema import ResourceSchemas
+from prefect_aci.local_aci.storage import blob_containers
 from prefect_aci.local_aci.tokens import TokenIssuer
 
 CONFIG = "config.json"
@@ -30,9 +32,18 @@ DEPLOYER_SECRET = "deployer-secret"  # noqa: S105 (a file name)
 
 def build(folder: Path, schemas: Path) -> LocalAci:
     config = read_config(folder / CONFIG)
-    groups = Groups(docker.from_env(timeout=300), config)
+    store = ResourceStore()
+    if config.blob_endpoint:
+        # Azurite serves the stack's certificate, which the stand-in serves too.
+        store.listeners.append(blob_containers(config.blob_endpoint, str(folder / CERTIFICATE)))
+    groups = Groups(docker.from_env(timeout=300), config, store)
     arm = ResourceManager(
-        config.subscription_id, groups, ResourceSchemas(schemas), tenant_id=config.tenant_id
+        config.subscription_id,
+        groups,
+        ResourceSchemas(schemas),
+        tenant_id=config.tenant_id,
+        store=store,
+        blob_endpoint=config.blob_endpoint,
     )
     issuer = TokenIssuer(folder / SIGNING_KEY, config.tenant_id)
     return LocalAci(config, groups, arm, issuer, (folder / DEPLOYER_SECRET).read_text().strip())

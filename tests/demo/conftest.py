@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +69,11 @@ class Stack:
 
     @property
     def record(self) -> AzureRecord:
-        return self.side.record
+        """The ARM outputs `deploy-all` wrote, as it writes build/azure.json on Azure."""
+        return read_record(self.folder / "azure.json", AzureRecord)
+
+    def demo_secret(self) -> str:
+        return self.side.demo_secret()
 
     def credential(self) -> DeployerCredential:
         return self.side.credential(self.local_aci)
@@ -118,6 +123,27 @@ class Stack:
         )
         with urllib.request.urlopen(request, context=self.tls_context(), timeout=10) as answer:  # noqa: S310
             return json.loads(answer.read())["faults"]
+
+    def settings(self, **changes: float) -> dict:
+        """Local ACI's run-time settings, changed by ``changes`` (through the stack's door)."""
+        request = urllib.request.Request(  # noqa: S310 (https, loopback)
+            f"{self.local_aci}/_local/settings",
+            data=json.dumps(changes).encode() if changes else None,
+            headers={"X-IDENTITY-HEADER": self.side.deployer_secret},
+            method="POST" if changes else "GET",
+        )
+        with urllib.request.urlopen(request, context=self.tls_context(), timeout=10) as answer:  # noqa: S310
+            return json.loads(answer.read())
+
+    @contextmanager
+    def changed(self, **changes: float) -> Iterator[None]:
+        """Local ACI's settings changed for the time of a with block, then put back."""
+        before = self.settings()
+        self.settings(**changes)
+        try:
+            yield
+        finally:
+            self.settings(**{key: before[key] for key in changes})
 
     def image(self) -> str:
         return read_record(self.folder / "image.json", PublishedImage).reference

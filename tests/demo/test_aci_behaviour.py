@@ -9,12 +9,8 @@ The settings these tests change (the DELETE's duration, the core quota) are chan
 through the stack's own door (/_local/settings, behind the deployer's secret) and put back, so the
 package's shared stack serves the other tests unchanged."""
 
-import json
 import time
-import urllib.request
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import pytest
@@ -41,28 +37,6 @@ def path_of(url: str) -> str:
     """The path and query of an operation URL (local ACI answers at the host it was asked)."""
     parts = urlsplit(url)
     return f"{parts.path}?{parts.query}"
-
-
-def settings(stack: Stack, **changes: float) -> dict:
-    """Local ACI's run-time settings, changed by ``changes`` (through the stack's door)."""
-    request = urllib.request.Request(  # noqa: S310 (https, loopback)
-        f"{stack.local_aci}/_local/settings",
-        data=json.dumps(changes).encode() if changes else None,
-        headers={"X-IDENTITY-HEADER": stack.side.deployer_secret},
-        method="POST" if changes else "GET",
-    )
-    with urllib.request.urlopen(request, context=stack.tls_context(), timeout=10) as answer:  # noqa: S310
-        return json.loads(answer.read())
-
-
-@contextmanager
-def changed(stack: Stack, **changes: float) -> Iterator[None]:
-    before = settings(stack)
-    settings(stack, **changes)
-    try:
-        yield
-    finally:
-        settings(stack, **{key: before[key] for key in changes})
 
 
 def group(stack: Stack, restart: str = "Never", cpu: float = 0.5, memory: float = 0.5, **extra):
@@ -139,7 +113,7 @@ def test_the_sdk_gets_acis_refusals_and_an_update_restarts_the_groups_containers
     for name, body, status, code in cases:
         error = refused(stack, name, body)
         assert (error.status_code, error.error.code) == (status, code), (name, error.message)
-    with changed(stack, standard_cores_quota=0.25):
+    with stack.changed(standard_cores_quota=0.25):
         error = refused(stack, "aci-rules-quota", group(stack))
         assert (error.status_code, error.error.code) == (409, "ContainerGroupQuotaReached")
         assert "container group quota 'StandardCores' exceeded" in error.error.message
@@ -174,7 +148,7 @@ def test_delete_is_an_async_operation_the_sdk_poller_follows(stack):
         f"/subscriptions/{stack.side.config.subscription_id}/resourceGroups/{rg}/providers/"
         f"Microsoft.ContainerInstance/containerGroups/{raw}?api-version=2023-05-01"
     )
-    with changed(stack, container_group_delete_seconds=4):
+    with stack.changed(container_group_delete_seconds=4):
         status, _, headers = call(stack, path, method="DELETE")
         assert status == 202, status
         operation = path_of(headers["Azure-AsyncOperation"])
@@ -225,7 +199,7 @@ def test_a_delete_longer_than_30s_today_leaves_the_run_completed_and_the_worker_
     group went, and Azure finishes the deletion on its own. Observed here with a 50 s DELETE;
     the reliability issue filed with issue 18 fixes the outcome."""
     deployment = deploy(stack, test_flows, "test_flows/sleeps.py:sleeps")
-    with changed(stack, container_group_delete_seconds=50):
+    with stack.changed(container_group_delete_seconds=50):
         flow_run = run(stack, deployment, parameters={"seconds": 1})
         final = wait(stack, flow_run, TERMINAL)
         assert final.state.type == StateType.COMPLETED, final.state

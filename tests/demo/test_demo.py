@@ -41,7 +41,7 @@ def test_demo_flow_code_came_from_blob_storage_with_an_identity_token(stack):
 
 
 def test_no_secret_reaches_any_log(stack, docker_client):
-    secret = stack.side.config.secrets[DEMO_SECRET]
+    secret = stack.demo_secret()
     assert secret not in stack.up.stdout + stack.up.stderr
     with temporary_settings({PREFECT_API_URL: stack.api}), get_client(sync_client=True) as client:
         logs = client.read_logs(

@@ -4,6 +4,7 @@ status codes, never a traceback page; a managed identity gets tokens for its own
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -116,7 +117,7 @@ def test_an_unsupported_template_function_is_invalid_template_naming_it(stack):
 
 
 def test_key_vault_challenges_then_refuses_an_identity_without_the_role(stack):
-    vault = stack.side.config.vault_host
+    vault = urllib.parse.urlsplit(stack.record.key_vault_uri).hostname
     status, body, headers = call(
         stack, "/secrets/prefect-aci-demo-secret?api-version=7.5", token=False, host=vault
     )

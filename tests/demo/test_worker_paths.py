@@ -16,7 +16,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Cancelling
 
 from prefect_aci.core.names import FLOW_NAME
-from prefect_aci.demo.wiring import DEPLOYMENT
+from prefect_aci.demo.flow_run import DEPLOYMENT
 from tests.conftest import run_cli
 from tests.demo.conftest import TEST_FLOWS, Stack
 from tests.stand_ins import AzureHostsProxy

@@ -9,6 +9,14 @@ from arm.settings import InfraSettings
 from prefect_aci.core.paths import PROJECT_ROOT
 from prefect_aci.core.records import ImageRecord, Publication, published
 from prefect_aci.core.settings import load
+from prefect_aci.local_aci.authorization import (
+    ROLE_ASSIGNMENTS,
+    ROLE_DEFINITIONS,
+    assignment,
+    definition_id,
+)
+from prefect_aci.local_aci.config import Identity
+from prefect_aci.local_aci.expressions import Scope, evaluate
 from prefect_aci.local_aci.groups import Group
 from prefect_aci.local_aci.schema import ResourceSchemas
 
@@ -77,3 +85,66 @@ def deploy_settings(monkeypatch) -> InfraSettings:
 def deploy_parameters(settings: InfraSettings) -> dict:
     """What `prefect-aci azure deploy` sends, signed in as a user."""
     return parameters(settings, IMAGE, Principal(DEPLOYER, "User"))
+
+
+def _evaluated(resource: dict, scope: Scope) -> dict | None:
+    """A template resource with its expressions evaluated, or None when its condition is false."""
+    if "condition" in resource and not evaluate(resource["condition"], scope):
+        return None
+    return evaluate(
+        {k: v for k, v in resource.items() if k not in ("condition", "dependsOn")}, scope
+    )
+
+
+def template_roles(
+    template: dict,
+    subscription: str,
+    resource_group: str,
+    identities: list[Identity],
+    given: dict,
+    created_on: str | None = None,
+) -> tuple[list[dict], list[dict]]:
+    """The role definitions and role assignments ``template`` deploys, in Resource Manager's GET
+    shapes: its custom roles (at the subscription, by the GUID the template names them with)
+    and its assignments at the scope each names (the resource group when none), referring to
+    the roles by the ids the template gives. ``given`` are parameter values; reference() of an
+    identity answers from ``identities``."""
+    group_id = f"/subscriptions/{subscription}/resourceGroups/{resource_group}"
+    scope = Scope(
+        subscription_id=subscription,
+        resource_group=resource_group,
+        location="local",
+        deployment_name="local-azure",
+        template=template,
+        given=given,
+        references={
+            i.resource_id.lower(): {"principalId": i.principal_id, "clientId": i.client_id}
+            for i in identities
+        },
+    )
+    definitions, assignments = [], []
+    for resource in template.get("resources", []):
+        kind = resource.get("type", "").lower()
+        if kind not in (ROLE_DEFINITIONS.lower(), ROLE_ASSIGNMENTS.lower()):
+            continue
+        found = _evaluated(resource, scope)
+        if found is None:
+            continue
+        if kind == ROLE_DEFINITIONS.lower():
+            definitions.append(
+                {
+                    "id": definition_id(subscription, found["name"]),
+                    "name": found["name"],
+                    "type": ROLE_DEFINITIONS,
+                    "properties": found.get("properties") or {},
+                }
+            )
+            continue
+        properties = found.get("properties") or {}
+        at = found.get("scope") or group_id
+        made = assignment(properties["principalId"], properties["roleDefinitionId"], at, created_on)
+        made["name"] = found["name"]
+        made["id"] = f"{at}/providers/{ROLE_ASSIGNMENTS}/{found['name']}"
+        made["properties"]["principalType"] = properties.get("principalType", "ServicePrincipal")
+        assignments.append(made)
+    return definitions, assignments

@@ -40,6 +40,9 @@ class Unchecked(LocalAci):
     def _arm_caller(self, *args, **kwargs):
         return None
 
+    def _deploy_authorizer(self, claims):
+        return None
+
 
 class LocalArm(StandIn):
     """The app's HTTPS routes behind a loopback socket, as management.azure.com."""
@@ -170,8 +173,12 @@ def test_recorded_resources_are_read_and_listed_on_their_arm_paths(local, infra,
     assert len(roles.json()["value"]) == 1
     missing = client.get(f"{GROUP_ID}/providers/Microsoft.KeyVault/vaults/nope", params=query)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "ResourceNotFound"
-    refused = client.delete(vault.id, params=query)
-    assert refused.status_code == 405
+    # A DELETE removes the resource and what is under it (its secrets); a second finds none.
+    deleted = client.delete(vault.id, params=query)
+    assert deleted.status_code == 200 and deleted.json()["id"] == vault.id
+    assert client.get(vault.id, params=query).status_code == 404
+    assert client.get(f"{vault.id}/secrets", params=query).json() == {"value": []}
+    assert client.delete(vault.id, params=query).status_code == 204
     other = client.get(
         f"/subscriptions/{SUBSCRIPTION}/resourceGroups/other/providers/Microsoft.KeyVault/vaults",
         params=query,

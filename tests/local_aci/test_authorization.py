@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from prefect_aci.core.paths import PROJECT_ROOT
-from prefect_aci.demo.local_azure import _identity, make_local_side, template_roles
+from prefect_aci.demo.local_azure import _identity, make_local_side
 from prefect_aci.local_aci import authorization as rbac
 from prefect_aci.local_aci.app import LocalAci, https_app
 from prefect_aci.local_aci.authorization import (
@@ -35,9 +35,20 @@ from prefect_aci.local_aci.authorization import (
     vault_action,
 )
 from prefect_aci.local_aci.config import Identity, LocalAzure, Wiring, read_config
+from prefect_aci.local_aci.directory import Directory
 from prefect_aci.local_aci.resource_manager import ResourceManager
+from prefect_aci.local_aci.resources import Context
 from prefect_aci.local_aci.tokens import TokenIssuer, make_signing_key
-from tests.local_aci.arm_helpers import SCHEMAS, SUBSCRIPTION, TEMPLATE, TENANT, FakeGroups
+from tests.local_aci.arm_helpers import (
+    SCHEMAS,
+    SUBSCRIPTION,
+    TEMPLATE,
+    TENANT,
+    FakeGroups,
+    deploy_parameters,
+    deploy_settings,
+    template_roles,
+)
 
 RG = "prefect-aci-local"
 GROUP_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RG}"
@@ -288,8 +299,6 @@ def config(definitions: list[dict], assignments: list[dict]) -> LocalAzure:
         identities=[WORKER, JOB, DEPLOYER],
         role_definitions=definitions,
         role_assignments=assignments,
-        vault_name=VAULT,
-        secrets={"demo": "value"},
         admin_principal_id=DEPLOYER.principal_id,
         wiring=Wiring(
             stack_id="x", network="n", imds_network="i", extra_hosts={}, ca_bundle_host_path="/ca"
@@ -328,6 +337,12 @@ class Groups(FakeGroups):
 def app_for(azure: LocalAzure, issuer: TokenIssuer) -> TestClient:
     groups = Groups([])
     arm = ResourceManager(SUBSCRIPTION, groups, SCHEMAS, tenant_id=TENANT)
+    # A vault with one secret, as a template deploys them.
+    context = Context(SUBSCRIPTION, RG, TENANT, "vault")
+    vault = {"type": "Microsoft.KeyVault/vaults", "name": VAULT, "location": "local"}
+    arm.store.record({**vault, "properties": {"tenantId": TENANT}}, context)
+    secret = {"type": "Microsoft.KeyVault/vaults/secrets", "name": f"{VAULT}/demo"}
+    arm.store.record({**secret, "properties": {"value": "value"}}, context)
     return TestClient(https_app(LocalAci(azure, groups, arm, issuer, "secret")))
 
 
@@ -565,27 +580,47 @@ def test_the_builtin_roles_file_names_its_source():
     assert {r["name"] for r in document["roles"]} == set(BUILT_IN)
 
 
-def test_the_stacks_local_azure_holds_the_templates_roles(tmp_path):
-    side = make_local_side(tmp_path, "stack", "net", "172.30.0.1", "172.30.0.2", 10000)
-    azure = read_config(side.folder / "config.json")
-    auth = azure.authorization()
-    worker, job, deployer = (
-        azure.identity_by_resource_id(side.record.worker_identity_id),
-        azure.identity_by_resource_id(side.record.job_identity_id),
-        azure.identity_by_principal(azure.admin_principal_id),
+def test_the_template_deployed_on_the_stacks_local_azure_gives_the_roles_the_runs_need(
+    tmp_path, monkeypatch
+):
+    side = make_local_side(
+        tmp_path,
+        "stack",
+        "net",
+        "172.30.0.2",
+        "https://172.30.0.1:10000/devstoreaccount1",
+        ("172.30.0.1", "172.30.0.2"),
     )
+    azure = read_config(side.folder / "config.json")
+    # Before anything is deployed, the deployer owns the empty resource group and nothing else.
+    [deployer] = azure.identities
     group = azure.resource_group_id
-    [role] = azure.role_definitions
-    assert role["properties"]["permissions"][0]["actions"] == TEMPLATE["variables"]["workerActions"]
+    arm = ResourceManager(azure.subscription_id, Groups([]), SCHEMAS, tenant_id=azure.tenant_id)
+    directory = Directory(azure, arm.store)
+    assert directory.authorization().allowed(
+        deployer.principal_id, "Microsoft.Authorization/roleAssignments/write", group
+    )
+    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", azure.subscription_id)
+    monkeypatch.setenv("AZURE_RESOURCE_GROUP", azure.resource_group)
+    params = deploy_parameters(deploy_settings(monkeypatch))
+    params["deployerPrincipalId"] = {"value": deployer.principal_id}
+    request = {"properties": {"mode": "Incremental", "template": TEMPLATE, "parameters": params}}
+    deployment = arm.create(azure.resource_group, "infra", request, azure.location)
+    assert deployment.done.wait(30) and deployment.state == "Succeeded", deployment.error
+    outputs = {k: v["value"] for k, v in deployment.outputs.items()}
+    worker = directory.identity_by_resource_id(outputs["workerIdentityId"])
+    job = directory.identity_by_resource_id(outputs["jobIdentityId"])
+    assert worker and job and worker.client_id == outputs["workerIdentityClientId"]
+    vault = directory.vault(f"{outputs['keyVaultName']}.vault.azure.net")
+    assert vault is not None
+    auth = directory.authorization()
     for method, path in WORKER_CALLS:
         needed = request_action(method, path.replace(GROUP_ID, group))
         assert auth.allowed(worker.principal_id, needed.action, needed.scope)
-    assert auth.allowed(job.principal_id, GET_SECRET, azure.vault_id, data_action=True)
-    assert not auth.allowed(worker.principal_id, GET_SECRET, azure.vault_id, data_action=True)
-    assert auth.allowed(
-        deployer.principal_id, "Microsoft.Authorization/roleAssignments/write", group
-    )
-    assert not auth.allowed(deployer.principal_id, GET_SECRET, azure.vault_id, data_action=True)
+    assert auth.allowed(job.principal_id, GET_SECRET, vault.id, data_action=True)
+    assert not auth.allowed(worker.principal_id, GET_SECRET, vault.id, data_action=True)
+    assert not auth.allowed(deployer.principal_id, GET_SECRET, vault.id, data_action=True)
+    assert directory.secret(vault, "prefect-aci-demo-secret") is not None
     assert azure.role_assignment_delay_seconds == 0
 
 

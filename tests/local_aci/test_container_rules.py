@@ -230,8 +230,6 @@ def _config(**settings) -> LocalAzure:
         subscription_id=str(uuid.uuid4()),
         resource_group="rg",
         identities=[],
-        vault_name="kv",
-        secrets={},
         admin_principal_id=str(uuid.uuid4()),
         wiring=Wiring(
             stack_id="s",

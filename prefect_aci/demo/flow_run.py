@@ -1,0 +1,58 @@
+"""The demo deployment `prefect-aci deploy-all` made, run once through the ACI worker: the run's
+final state and its logs, read back from the Prefect API."""
+
+import time
+from dataclasses import dataclass, field
+
+from prefect import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.deployments import run_deployment
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from prefect_aci.core.names import DEMO_DEPLOYMENT as DEPLOYMENT
+from prefect_aci.core.names import FLOW_NAME
+
+# The local server takes no API key; the template's worker wants one as a secure value.
+LOCAL_API_KEY = "local-server-takes-no-key"
+# How long the demo run may take, the first image pull by the engine included.
+RUN_TIMEOUT_SECONDS = 900
+# The last log lines may reach the API just after the final state.
+LOGS_GRACE_SECONDS = 30
+
+__all__ = ["DEPLOYMENT", "LOCAL_API_KEY", "DemoRun", "run"]
+
+
+@dataclass
+class DemoRun:
+    flow_run_id: str
+    state: str
+    state_name: str
+    message: str | None
+    logs: list[str] = field(default_factory=list)
+
+
+def run(api: str, parameters: dict | None = None) -> DemoRun:
+    """Run the demo deployment, wait for its end, and read its logs back from the API."""
+    with temporary_settings(updates={PREFECT_API_URL: api}):
+        flow_run = run_deployment(
+            f"{FLOW_NAME}/{DEPLOYMENT}", parameters=parameters, timeout=RUN_TIMEOUT_SECONDS
+        )
+        deadline = time.monotonic() + LOGS_GRACE_SECONDS
+        with get_client(sync_client=True) as client:
+            while True:
+                logs = client.read_logs(
+                    log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id]))
+                )
+                messages = [log.message for log in logs]
+                if any(m.startswith("Finished in state") for m in messages) or (
+                    time.monotonic() > deadline
+                ):
+                    break
+                time.sleep(1)
+    return DemoRun(
+        flow_run_id=str(flow_run.id),
+        state=flow_run.state.type.value,
+        state_name=flow_run.state.name,
+        message=flow_run.state.message,
+        logs=messages,
+    )

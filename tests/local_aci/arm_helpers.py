@@ -3,13 +3,14 @@ azure deploy` sends (arm/deploy.py's parameters(), from settings), and Groups wi
 
 import copy
 import json
+import uuid
 
 from arm.deploy import Principal, parameters
 from arm.settings import InfraSettings
 from prefect_aci.core.paths import PROJECT_ROOT
 from prefect_aci.core.records import ImageRecord, Publication, published
 from prefect_aci.core.settings import load
-from prefect_aci.local_aci.groups import Group
+from prefect_aci.local_aci.groups import DeleteOperation, Group
 from prefect_aci.local_aci.schema import ResourceSchemas
 
 SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
@@ -47,6 +48,7 @@ class FakeGroups:
         self.events = events
         self.groups: dict[str, Group] = {}
         self.created: list[dict] = []
+        self.operations: dict[str, DeleteOperation] = {}
 
     def create(self, resource_group: str, resource: dict) -> Group:
         group = Group(resource_group, resource["name"], copy.deepcopy(resource), "Succeeded")
@@ -60,6 +62,24 @@ class FakeGroups:
 
     def get(self, resource_group: str, name: str) -> Group | None:
         return self.groups.get(f"{resource_group}/{name}".lower())
+
+    def all_in(self, resource_group: str) -> list[Group]:
+        prefix = f"{resource_group}/".lower()
+        return [g for key, g in sorted(self.groups.items()) if key.startswith(prefix)]
+
+    def instance_view(self, group: Group) -> list[tuple[str, dict]]:
+        return []  # nothing runs
+
+    def begin_delete(self, group: Group, seconds: float) -> DeleteOperation:
+        """Deleted at once: the operation has ended when the client first polls it."""
+        self.groups.pop(group.key, None)
+        operation = DeleteOperation(uuid.uuid4().hex, group.key, group.name, seconds)
+        operation.ended = operation.started
+        self.operations[operation.id] = operation
+        return operation
+
+    def operation(self, operation_id: str) -> DeleteOperation | None:
+        return self.operations.get(operation_id.lower())
 
 
 def deploy_settings(monkeypatch) -> InfraSettings:

@@ -185,13 +185,16 @@ class Local:
 
 
 def start_local(
-    folder: Path, config: LocalAzure | None = None, tls: LocalTls | None = None
+    folder: Path,
+    config: LocalAzure | None = None,
+    tls: LocalTls | None = None,
+    groups: FakeGroups | None = None,
 ) -> Local:
     """A local ACI with its signing key in ``folder``."""
     config = config or local_azure()
     make_signing_key(folder / "signing-key.pem")
     issuer = TokenIssuer(folder / "signing-key.pem", config.tenant_id)
-    groups = FakeGroups([])
+    groups = groups if groups is not None else FakeGroups([])
     arm = ResourceManager(config.subscription_id, groups, SCHEMAS, tenant_id=config.tenant_id)
     aci = LocalAci(config, groups, arm, issuer, DEPLOYER_SECRET)
     return Local(config, groups, arm, LocalAciServer(aci, tls))

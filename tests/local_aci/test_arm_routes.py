@@ -17,6 +17,7 @@ from tests.local_aci.arm_helpers import (
     TEMPLATE,
     deploy_parameters,
     deploy_settings,
+    template_outputs,
 )
 from tests.local_azure_helpers import start_local
 
@@ -62,6 +63,9 @@ def test_what_if_deploy_and_read_back_through_azure_mgmt_resource(local, infra, 
     )
     assert record.job_identity_client_id == job.properties["clientId"]
     assert record.resource_group == GROUP and record.subscription_id == SUBSCRIPTION
+    # What the registration tests take for a deployment's outputs names the same outputs.
+    deployment = arm.get(GROUP, "prefect-aci-infra")
+    assert set(template_outputs(SUBSCRIPTION, GROUP)) == set(deployment.outputs)
 
     # Read back by id with the SDK: the vault (as deploy reads it before a redeploy) and the
     # worker's custom role at the subscription (as destroy finds it).

@@ -22,35 +22,11 @@ import uuid
 from dataclasses import dataclass, field
 
 from prefect_aci.local_aci.tls import LocalTls
+from tests.local_aci.arm_helpers import template_outputs
 from tests.redirect import RedirectTransport
 from tests.stand_ins import Answer, Request, StandIn
 
 MANAGEMENT = "https://management.azure.com"
-
-
-def template_outputs(subscription: str, group: str, **changes: str) -> dict[str, str]:
-    """A complete, valid set of arm/azuredeploy.json's outputs for a deployment in ``group``."""
-    scope = f"/subscriptions/{subscription}/resourceGroups/{group}/providers"
-    identities = f"{scope}/Microsoft.ManagedIdentity/userAssignedIdentities"
-    outputs = {
-        "subscriptionId": subscription,
-        "resourceGroupName": group,
-        "location": "westeurope",
-        "keyVaultName": "prefectkv1",
-        "keyVaultUri": "https://prefectkv1.vault.azure.net/",
-        "workerIdentityId": f"{identities}/prefect-worker-id",
-        "workerIdentityClientId": "22222222-3333-4444-5555-666666666666",
-        "jobIdentityId": f"{identities}/prefect-job-id",
-        "jobIdentityClientId": "11111111-2222-3333-4444-555555555555",
-        "subnetId": f"{scope}/Microsoft.Network/virtualNetworks/prefect-vnet/subnets/aci",
-        "natPublicIp": "20.0.0.1",
-        "registryLoginServer": "prefectacr1.azurecr.io",
-        "storageAccountName": "prefectst1",
-        "storageBlobEndpoint": "https://prefectst1.blob.core.windows.net/",
-        "flowCodeContainerName": "flow-code",
-        "workPoolName": "aci-pool",
-    }
-    return {**outputs, **changes}
 
 
 def arm_time(moment: datetime.datetime) -> str:

@@ -16,7 +16,7 @@ from arm.settings import InfraSettings
 from prefect_aci.cli.common import command_group, run_cli
 from prefect_aci.core.settings import load
 from prefect_aci.deploy_all import NO_AZURE, execute
-from tests.arm_stand_in import MANAGEMENT
+from prefect_aci.local_aci.app import MANAGEMENT
 from tests.redirect import RedirectTransport
 
 app = command_group("deploy-all against a local ARM stand-in")

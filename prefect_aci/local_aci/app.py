@@ -40,6 +40,7 @@ from prefect_aci.local_aci.directory import Directory
 from prefect_aci.local_aci.groups import Group, GroupError, Groups
 from prefect_aci.local_aci.imds_router import ADDRESS as IMDS_ADDRESS
 from prefect_aci.local_aci.imds_router import CALLER_HEADER
+from prefect_aci.local_aci.paging import Pager
 from prefect_aci.local_aci.resource_manager import ArmError, Deployment, Planned, ResourceManager
 from prefect_aci.local_aci.resources import (
     ROLE_ASSIGNMENTS,
@@ -395,9 +396,19 @@ class LocalAci:
         headers = {"Retry-After": "1"} if deployment.state == "Running" else {}
         return JSONResponse(self.arm.operation(deployment), headers=headers)
 
+    def _pager(self, request: Request) -> Pager:
+        """The pages of a list request: at the host the client asked, as the group operation's
+        URLs are (Azure's nextLink is absolute)."""
+        return Pager(
+            f"{str(request.base_url).rstrip('/')}{request.url.path}",
+            dict(request.query_params),
+            self.config.list_page_size,
+        )
+
     def _deployments(self, request: Request, params: dict, payload) -> Response:
+        deployments = self.arm.all_in(self.config.resource_group)
         return JSONResponse(
-            {"value": [self.arm.body(d) for d in self.arm.all_in(self.config.resource_group)]}
+            self._pager(request).page((d.name.lower(), self.arm.body(d)) for d in deployments)
         )
 
     def _what_if(self, request: Request, params: dict, payload) -> Response:
@@ -462,7 +473,11 @@ class LocalAci:
         known = split is not None and (
             self.arm.schemas.versions_of(split[1]) or self.arm.store.by_type(split[1])
         )
-        found = resource_request(request.url.path, self.arm.store) if known else None
+        found = (
+            resource_request(request.url.path, self.arm.store, self._pager(request))
+            if known
+            else None
+        )
         if found is None:
             return _error(
                 404, "InvalidResourceType", f"No route for '{request.url.path}' in the local ACI."
@@ -654,8 +669,9 @@ class LocalAci:
         return JSONResponse({"content": content})
 
     def _groups(self, request: Request, params: dict, payload) -> Response:
+        groups = self.groups.all_in(self.config.resource_group)
         return JSONResponse(
-            {"value": [self._group_body(g) for g in self.groups.all_in(self.config.resource_group)]}
+            self._pager(request).page((g.name.lower(), self._group_body(g)) for g in groups)
         )
 
     # -- Key Vault --------------------------------------------------------------------------------

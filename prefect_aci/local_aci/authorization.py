@@ -427,8 +427,13 @@ def inaccessible_image(image: str, group: str) -> tuple[str, str]:
 def group_linked_scopes(spec: dict) -> list[tuple[str, str]]:
     """The linked (action, scope) pairs a container group write needs: assigning each
     user-assigned identity, joining each subnet."""
-    identities = (spec.get("identity") or {}).get("userAssignedIdentities") or {}
-    subnets = (spec.get("properties") or {}).get("subnetIds") or []
+    identity = spec.get("identity")
+    identities = identity.get("userAssignedIdentities") if isinstance(identity, dict) else None
+    properties = spec.get("properties")
+    subnets = properties.get("subnetIds") if isinstance(properties, dict) else None
+    # A part a deployment has not evaluated yet (an expression string) is checked when it is.
+    identities = identities if isinstance(identities, dict) else {}
+    subnets = subnets if isinstance(subnets, list) else []
     return [(ASSIGN_IDENTITY, i) for i in identities] + [
         (JOIN_SUBNET, s["id"]) for s in subnets if isinstance(s, dict) and s.get("id")
     ]
@@ -451,9 +456,12 @@ def image_pulls_refused(
     `imageRegistryCredentials[]` entry with `identity`) that may not pull from the registry
     (`Microsoft.ContainerRegistry/registries/pull/read`, AcrPull's action). ``principal_of``
     gives an identity's principal id from its resource id."""
-    properties = spec.get("properties") or {}
-    for credential in properties.get("imageRegistryCredentials") or []:
-        identity, server = credential.get("identity"), (credential.get("server") or "").lower()
+    properties = spec.get("properties")
+    credentials = properties.get("imageRegistryCredentials") if isinstance(properties, dict) else []
+    for credential in credentials if isinstance(credentials, list) else []:
+        if not isinstance(credential, dict):
+            continue
+        identity, server = credential.get("identity"), str(credential.get("server") or "").lower()
         if not identity or not server:
             continue
         principal = principal_of(identity)
@@ -463,7 +471,7 @@ def image_pulls_refused(
         if allowed:
             continue
         for container in properties.get("containers") or []:
-            image = (container.get("properties") or {}).get("image", "")
+            image = str(((container or {}).get("properties") or {}).get("image", ""))
             if image.lower().startswith(f"{server}/"):
                 return inaccessible_image(image, group_name)
     return None

@@ -53,6 +53,12 @@ class LocalAzure(BaseModel):
         description="The region's 'Standard sku cores (CPUs)' quota (Microsoft Learn: 100 by "
         "default), counted over the groups that hold cores.",
     )
+    list_page_size: int = Field(
+        100,
+        ge=1,
+        description="The most items a list answers in one page (Azure's `nextLink` leads to "
+        "the next); small in tests, so the SDKs' pagers follow it.",
+    )
     identities: list[Identity] = Field(
         description="The stack's own identities (the deployer); deployed ones are in the store."
     )

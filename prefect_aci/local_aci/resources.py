@@ -19,9 +19,12 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect_aci.local_aci.expressions import TemplateError
+
+if TYPE_CHECKING:  # paging reaches this module through resource_manager
+    from prefect_aci.local_aci.paging import Pager
 
 ROLE_DEFINITIONS = "Microsoft.Authorization/roleDefinitions"
 ROLE_ASSIGNMENTS = "Microsoft.Authorization/roleAssignments"
@@ -398,10 +401,12 @@ def not_found(resource_type: str, name: str, path: str) -> dict:
     return {"error": {"code": code, "message": message}}
 
 
-def resource_request(path: str, store: ResourceStore) -> tuple[int, dict] | None:
+def resource_request(
+    path: str, store: ResourceStore, pager: "Pager | None" = None
+) -> tuple[int, dict] | None:
     """The answer to GET ``path``: one recorded resource, or the list of a type under its parent
-    (role assignments listed at a scope include those below it); None when the path names no
-    resource type."""
+    (role assignments listed at a scope include those below it), the page ``pager`` asks for
+    (all of it without one); None when the path names no resource type."""
     found = split_path(path)
     if found is None:
         return None
@@ -411,7 +416,10 @@ def resource_request(path: str, store: ResourceStore) -> tuple[int, dict] | None
             listed = store.by_type(ROLE_DEFINITIONS)
         else:
             listed = store.under(parent, resource_type)
-        return 200, {"value": [copy.deepcopy(r.body) for r in listed]}
+        entries = [(r.id.lower(), copy.deepcopy(r.body)) for r in listed]
+        if pager is None:
+            return 200, {"value": [body for _, body in sorted(entries, key=lambda e: e[0])]}
+        return 200, pager.page(entries)
     recorded = store.get(path)
     if recorded is None and resource_type.lower() == ROLE_DEFINITIONS.lower():
         # A role definition is read at any scope; it lives at the subscription.

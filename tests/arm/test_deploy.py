@@ -1,8 +1,10 @@
 """`prefect-aci azure deploy/destroy`: settings checked before anything is sent; the request that
-azure-mgmt-resource sends, through azure-core's transport to a local ARM stand-in; one-line
-errors. Azure itself is never reached."""
+azure-mgmt-resource sends, through azure-core's transport to local ACI in the test process (its
+Resource Manager deploys the template; its container groups run nothing), signed in as the
+deployer through local ACI's identity endpoint with a real role assignment; one-line errors.
+Deleting the resource group and the worker's role (destroy) is not served by local ACI: those
+tests still use tests/arm_stand_in.py. Azure itself is never reached."""
 
-import datetime
 import json
 import os
 import subprocess
@@ -28,9 +30,14 @@ from prefect_aci.core.errors import UserError
 from prefect_aci.core.paths import PROJECT_ROOT
 from prefect_aci.core.records import ImageRecord, Publication, published
 from prefect_aci.core.settings import load
+from prefect_aci.local_aci.app import MANAGEMENT
+from prefect_aci.local_aci.authorization import READER
+from prefect_aci.local_aci.groups import GroupError
 from tests.acr_stand_in import PRINCIPAL_ID, TENANT, AzureStandIn, fake_jwt
 from tests.arm.conftest import TEMPLATE
-from tests.arm_stand_in import ArmStandIn, ContainerGroup, DeploymentRecord
+from tests.arm_stand_in import ArmStandIn
+from tests.local_aci.arm_helpers import DEPLOYER, GROUP_ID, FakeGroups
+from tests.local_azure_helpers import Local, local_azure, start_local
 
 SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
 API_KEY = "pnu_never_print_this_key"
@@ -70,8 +77,24 @@ IMAGE = published(
 )
 
 
+def _signed_in(found: Local, monkeypatch) -> Local:
+    for name, value in found.identity_env().items():
+        monkeypatch.setenv(name, value)
+    return found
+
+
+@pytest.fixture
+def local(tmp_path, monkeypatch):
+    """Local ACI, the deployer holding Owner on the resource group."""
+    found = _signed_in(start_local(tmp_path), monkeypatch)
+    yield found
+    found.close()
+
+
 @pytest.fixture
 def azure(monkeypatch):
+    """The ARM stand-in, for what local ACI does not serve: resource group creation and
+    deletion, role definition deletion."""
     identity = AzureStandIn()
     for name, value in identity.identity_env().items():
         monkeypatch.setenv(name, value)
@@ -105,20 +128,19 @@ def error_line(result) -> str:
     return line
 
 
-def test_deploy_sends_one_incremental_deployment_of_our_template(azure, settings):
-    identity, arm = azure
-    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
+def test_deploy_sends_one_incremental_deployment_of_our_template(local, settings):
+    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=local.transport())
     infra.ensure_resource_group()
     record = infra.deploy(
         json.loads(TEMPLATE.read_text()), parameters(settings, IMAGE, infra.deployer)
     )
-    [put] = arm.of("PUT", f"/deployments/{DEPLOYMENT_NAME}")
-    assert put["path"] == (
+    [put] = local.of("PUT", f"/deployments/{DEPLOYMENT_NAME}")
+    assert put.path == (
         f"/subscriptions/{SUBSCRIPTION}/resourcegroups/prefect-aci-rg/"
         f"providers/Microsoft.Resources/deployments/{DEPLOYMENT_NAME}"
     )
-    assert put["query"]["api-version"]
-    properties = put["body"]["properties"]
+    assert put.query["api-version"]
+    properties = put.json()["properties"]
     assert properties["mode"] == "Incremental"
     assert properties["template"] == json.loads(TEMPLATE.read_text())
     values = {name: p["value"] for name, p in properties["parameters"].items()}
@@ -127,15 +149,17 @@ def test_deploy_sends_one_incremental_deployment_of_our_template(azure, settings
     assert values["prefectApiUrl"] == SETTINGS["PREFECT_API_URL"]
     assert values["deployWorker"] is True
     # Who is deploying, read from the token's claims: granted upload and push by the template.
-    assert values["deployerPrincipalId"] == PRINCIPAL_ID
+    assert values["deployerPrincipalId"] == DEPLOYER
     assert values["deployerPrincipalType"] == "ServicePrincipal"
     assert len(values["demoSecretValue"]) >= 24
     assert set(values) <= set(json.loads(TEMPLATE.read_text())["parameters"])
     # The outputs come back as the record registration reads, under the template's output names.
-    assert record.key_vault_uri == "https://prefectkv1.vault.azure.net/"
+    [vault] = local.arm.store.by_type("Microsoft.KeyVault/vaults")
+    assert record.key_vault_uri == vault.properties["vaultUri"]
+    assert record.key_vault_name == vault.body["name"]
     assert record.work_pool_name == "aci-pool"
     assert set(record.outputs()) == set(json.loads(TEMPLATE.read_text())["outputs"])
-    assert identity.token_requests[0]["query"]["resource"] == "https://management.azure.com"
+    assert local.token_requests()[0].query["resource"] == MANAGEMENT
 
 
 def test_missing_resource_group_is_created_in_the_given_location(azure, settings, monkeypatch):
@@ -149,47 +173,57 @@ def test_missing_resource_group_is_created_in_the_given_location(azure, settings
     assert put["body"]["location"] == "westeurope"
 
 
-def test_missing_resource_group_without_location_is_a_clear_error(azure, settings):
-    _, arm = azure
-    arm.group_exists = False
-    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
+def test_missing_resource_group_without_location_is_a_clear_error(local, settings):
+    elsewhere = load(InfraSettings, azure_resource_group="not-local-acis")
+    infra = Infra.connect(elsewhere, ManagedIdentityCredential(), transport=local.transport())
     with pytest.raises(UserError, match="set AZURE_LOCATION"):
         infra.ensure_resource_group()
-    assert arm.of("PUT", "/resourcegroups/") == []
+    assert local.of("HEAD", "/resourcegroups/not-local-acis")
+    assert local.of("PUT", "/resourcegroups/") == []
 
 
-def test_what_if_lists_changes_and_deploys_nothing(azure, settings):
-    _, arm = azure
-    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
+def test_what_if_lists_changes_and_deploys_nothing(local, settings):
+    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=local.transport())
     changes = infra.what_if(json.loads(TEMPLATE.read_text()), parameters(settings, IMAGE))
-    assert changes == [
-        (
-            "Create",
-            f"/subscriptions/{SUBSCRIPTION}/resourceGroups/prefect-aci-rg/"
-            "providers/Microsoft.KeyVault/vaults/kv1",
-        )
-    ]
-    assert arm.of("PUT", "/deployments/") == []
-    assert arm.of("POST", f"/deployments/{DEPLOYMENT_NAME}/whatIf")
+    assert {kind for kind, _ in changes} == {"Create"}
+    vault = f"{GROUP_ID}/providers/Microsoft.KeyVault/vaults/"
+    assert [i for _, i in changes if i.startswith(vault) and "/" not in i[len(vault) :]]
+    assert local.arm.store.resources == {}
+    assert local.of("PUT", "/deployments/") == []
+    assert local.of("POST", f"/deployments/{DEPLOYMENT_NAME}/whatIf")
 
 
-def test_arm_rejection_is_one_line_with_its_code(azure, settings):
-    _, arm = azure
-    arm.error = (400, "InvalidTemplateDeployment", "The template deployment failed.\nDetails.")
-    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
+def test_arm_rejection_is_one_line_with_its_code(local, settings):
+    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=local.transport())
+    params = {**parameters(settings, IMAGE), "registrySku": {"value": "Gold"}}
     with pytest.raises(UserError) as caught:
-        infra.deploy(json.loads(TEMPLATE.read_text()), parameters(settings, IMAGE))
-    assert str(caught.value) == (
-        "Azure Resource Manager said InvalidTemplateDeployment: The template deployment failed."
-    )
+        infra.deploy(json.loads(TEMPLATE.read_text()), params)
+    message = str(caught.value)
+    assert message.startswith("Azure Resource Manager said InvalidTemplate: ")
+    assert "registrySku" in message and "\n" not in message
+    assert local.arm.store.resources == {}
 
 
-def test_failed_provisioning_is_reported(azure, settings):
-    _, arm = azure
-    arm.deployment_state = "Failed"
-    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
-    with pytest.raises(UserError, match="ended Failed"):
-        infra.deploy(json.loads(TEMPLATE.read_text()), parameters(settings, IMAGE))
+class RefusingGroups(FakeGroups):
+    """Container Instances refusing every group, as for a spent core quota."""
+
+    def create(self, resource_group: str, resource: dict):
+        raise GroupError("ContainerGroupQuotaReached", "No cores left in this region.")
+
+
+def test_failed_provisioning_is_reported_as_arms_error(tmp_path, monkeypatch, settings):
+    local = _signed_in(start_local(tmp_path, groups=RefusingGroups([])), monkeypatch)
+    try:
+        infra = Infra.connect(settings, ManagedIdentityCredential(), transport=local.transport())
+        with pytest.raises(UserError) as caught:
+            infra.deploy(json.loads(TEMPLATE.read_text()), parameters(settings, IMAGE))
+    finally:
+        local.close()
+    # The SDK's poller raises ARM's error for a deployment that ended Failed.
+    message = str(caught.value)
+    assert message.startswith("Azure Resource Manager said DeploymentFailed: ")
+    assert "\n" not in message
+    assert local.arm.get(settings.azure_resource_group, DEPLOYMENT_NAME).state == "Failed"
 
 
 def test_destroy_deletes_the_group(azure, settings):
@@ -329,12 +363,18 @@ def test_a_token_that_is_not_a_jwt_names_no_deployer_and_grants_nothing(settings
     assert "deployerPrincipalId" not in values
 
 
-def _worker(cpu: float, memory_gb: float) -> ContainerGroup:
-    return ContainerGroup(
-        containers={WORKER_CONTAINER: {"PREFECT_API_URL": SETTINGS["PREFECT_API_URL"]}},
+def _worker(local: Local, cpu: float, memory_gb: float) -> None:
+    """The worker's container group as an earlier deployment left it."""
+    local.add_group(
+        "prefect-worker",
+        {WORKER_CONTAINER: {"PREFECT_API_URL": SETTINGS["PREFECT_API_URL"]}},
         cpu=cpu,
-        memory_gb=memory_gb,
+        memoryInGB=memory_gb,
     )
+
+
+def _index(local: Local, request) -> int:
+    return next(i for i, r in enumerate(local.server.received) if r is request)
 
 
 def test_worker_size_reaches_the_template(settings):
@@ -343,38 +383,43 @@ def test_worker_size_reaches_the_template(settings):
     assert values["workerMemoryInGB"] == {"value": "1.5"}
 
 
-def test_a_changed_worker_size_stops_the_deploy_with_what_to_do(azure, settings):
+def test_a_changed_worker_size_stops_the_deploy_with_what_to_do(local, settings):
     """ACI cannot change CPU or memory of an existing group: ARM would fail half-way."""
-    _, arm = azure
-    arm.container_groups["prefect-worker"] = _worker(1, 2)
+    _worker(local, 1, 2)
     bigger = load(InfraSettings, worker_cpu="2", worker_memory_gb="4")
-    infra = Infra.connect(bigger, ManagedIdentityCredential(), transport=arm.transport())
+    infra = Infra.connect(bigger, ManagedIdentityCredential(), transport=local.transport())
     with pytest.raises(UserError) as caught:
         infra.deploy(json.loads(TEMPLATE.read_text()), parameters(bigger, IMAGE))
     assert "prefect-worker runs with 1 CPU and 2 GB" in str(caught.value)
     assert "--replace-worker" in str(caught.value)
-    assert arm.of("PUT", "/deployments/") == []
-    assert arm.of("DELETE", "/containerGroups/") == []
+    assert local.of("PUT", "/deployments/") == []
+    assert local.of("DELETE", "/containerGroups/") == []
+    assert local.group_names() == {"prefect-worker"}
 
 
-def test_replace_worker_deletes_the_old_group_then_deploys(azure, settings):
-    _, arm = azure
-    arm.container_groups["prefect-worker"] = _worker(1, 2)
+def test_replace_worker_deletes_the_old_group_then_deploys(local, settings):
+    _worker(local, 1, 2)
     bigger = load(InfraSettings, worker_cpu="2", worker_memory_gb="4")
-    infra = Infra.connect(bigger, ManagedIdentityCredential(), transport=arm.transport())
+    infra = Infra.connect(bigger, ManagedIdentityCredential(), transport=local.transport())
     infra.deploy(json.loads(TEMPLATE.read_text()), parameters(bigger, IMAGE), replace_worker=True)
-    [delete] = arm.of("DELETE", "/containerGroups/")
-    assert delete["path"].endswith("/containerGroups/prefect-worker")
-    assert arm.requests.index(delete) < arm.requests.index(arm.of("PUT", "/deployments/")[0])
+    [delete] = local.of("DELETE", "/containerGroups/")
+    assert delete.path.endswith("/containerGroups/prefect-worker")
+    [put] = local.of("PUT", "/deployments/")
+    assert _index(local, delete) < _index(local, put)
+    # The template's worker, of the new size.
+    [worker] = local.groups.created[1:]
+    [container] = worker["properties"]["containers"]
+    assert container["properties"]["resources"]["requests"] == {"cpu": 2.0, "memoryInGB": 4.0}
 
 
-def test_the_same_worker_size_redeploys_in_place(azure, settings):
-    _, arm = azure
-    arm.container_groups["prefect-worker"] = _worker(1, 2)
-    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
-    infra.deploy(json.loads(TEMPLATE.read_text()), parameters(settings, IMAGE))
-    assert arm.of("DELETE", "/containerGroups/") == []
-    assert arm.of("PUT", "/deployments/")
+def test_the_same_worker_size_redeploys_in_place(local, settings):
+    _worker(local, 1, 2)
+    same = load(InfraSettings, worker_cpu="1", worker_memory_gb="2")
+    infra = Infra.connect(same, ManagedIdentityCredential(), transport=local.transport())
+    infra.deploy(json.loads(TEMPLATE.read_text()), parameters(same, IMAGE))
+    assert local.of("GET", "/containerGroups/prefect-worker")
+    assert local.of("DELETE", "/containerGroups/") == []
+    assert local.of("PUT", "/deployments/")
 
 
 def test_destroy_also_deletes_the_workers_custom_role(azure, settings):
@@ -441,79 +486,76 @@ def test_retention_reaches_the_template(settings):
     assert parameters(settings, IMAGE)["softDeleteRetentionInDays"] == {"value": 90}
 
 
-DEFAULT_VAULT = "prefectkv" + "abcdefghij234"  # <prefix>kv + uniqueString(resourceGroup().id)
+def _deployed(local: Local, settings: InfraSettings) -> str:
+    """Deploy the template as an earlier `prefect-aci azure deploy` did; its vault's name."""
+    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=local.transport())
+    record = infra.deploy(json.loads(TEMPLATE.read_text()), parameters(settings, IMAGE))
+    return record.key_vault_name
 
 
-def _last_infra_deployment(arm: ArmStandIn, vault: str) -> None:
-    arm.deployments[DEPLOYMENT_NAME] = DeploymentRecord(
-        timestamp=datetime.datetime.now(datetime.UTC),
-        outputs={"keyVaultName": {"type": "String", "value": vault}},
-    )
+def _since(local: Local, method: str, contains: str, before: int) -> list:
+    """The requests of ``local.of`` made after the first ``before`` requests."""
+    return [r for r in local.of(method, contains) if _index(local, r) >= before]
 
 
-def test_another_retention_for_the_named_vault_is_refused_before_anything_is_sent(azure, settings):
+def test_another_retention_for_the_named_vault_is_refused_before_anything_is_sent(local, settings):
     """Azure sets softDeleteRetentionInDays only when a vault is created."""
-    _, arm = azure
-    arm.vaults["team-kv"] = {"enableSoftDelete": True, "softDeleteRetentionInDays": 90}
+    _deployed(local, load(InfraSettings, key_vault_name="team-kv"))
+    before = len(local.server.received)
     shorter = load(InfraSettings, key_vault_name="team-kv", key_vault_retention_days="7")
-    infra = Infra.connect(shorter, ManagedIdentityCredential(), transport=arm.transport())
+    infra = Infra.connect(shorter, ManagedIdentityCredential(), transport=local.transport())
     with pytest.raises(UserError) as caught:
         infra.deploy(json.loads(TEMPLATE.read_text()), parameters(shorter, IMAGE))
     message = str(caught.value)
     assert "Key Vault team-kv keeps deleted secrets 90 days" in message
     assert "set PREFECT_ACI_KEY_VAULT_RETENTION_DAYS=90" in message
     assert "PREFECT_ACI_KEY_VAULT_NAME" in message and "\n" not in message
-    [read] = arm.of("GET", "/providers/Microsoft.KeyVault/vaults/team-kv")
-    assert read["path"].endswith(
+    [read] = _since(local, "GET", "/providers/Microsoft.KeyVault/vaults/team-kv", before)
+    assert read.path.endswith(
         f"/subscriptions/{SUBSCRIPTION}/resourceGroups/prefect-aci-rg"
         "/providers/Microsoft.KeyVault/vaults/team-kv"
     )
     [vault] = [
         r for r in json.loads(TEMPLATE.read_text())["resources"] if r["type"].endswith("/vaults")
     ]
-    assert read["query"]["api-version"] == KEY_VAULT_API == vault["apiVersion"]
-    assert arm.of("PUT", "/deployments/") == []
+    assert read.query["api-version"] == KEY_VAULT_API == vault["apiVersion"]
+    assert _since(local, "PUT", "/deployments/", before) == []
 
 
-def test_the_default_vault_is_found_through_the_last_deployment(azure, settings):
-    _, arm = azure
-    _last_infra_deployment(arm, DEFAULT_VAULT)
-    arm.vaults[DEFAULT_VAULT] = {"softDeleteRetentionInDays": 30}
-    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
-    with pytest.raises(UserError, match=f"Key Vault {DEFAULT_VAULT} keeps deleted secrets 30"):
+def test_the_default_vault_is_found_through_the_last_deployment(local, settings):
+    vault = _deployed(local, load(InfraSettings, key_vault_retention_days="30"))
+    before = len(local.server.received)
+    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=local.transport())
+    with pytest.raises(UserError, match=f"Key Vault {vault} keeps deleted secrets 30"):
         infra.deploy(json.loads(TEMPLATE.read_text()), parameters(settings, IMAGE))
-    assert arm.of("PUT", "/deployments/") == []
+    assert _since(local, "PUT", "/deployments/", before) == []
 
 
-def test_the_same_retention_deploys(azure, settings):
-    _, arm = azure
-    _last_infra_deployment(arm, DEFAULT_VAULT)
-    arm.vaults[DEFAULT_VAULT] = {"softDeleteRetentionInDays": 90}
-    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
-    infra.deploy(json.loads(TEMPLATE.read_text()), parameters(settings, IMAGE))
-    assert arm.of("GET", f"/vaults/{DEFAULT_VAULT}")
-    assert arm.of("PUT", "/deployments/")
+def test_the_same_retention_deploys(local, settings):
+    vault = _deployed(local, settings)
+    before = len(local.server.received)
+    _deployed(local, settings)
+    assert _since(local, "GET", f"/vaults/{vault}", before)
+    assert _since(local, "PUT", "/deployments/", before)
 
 
-def test_a_vault_that_does_not_exist_yet_takes_any_retention(azure, settings):
-    _, arm = azure
+def test_a_vault_that_does_not_exist_yet_takes_any_retention(local, settings):
     short = load(InfraSettings, key_vault_name="new-kv", key_vault_retention_days="7")
-    infra = Infra.connect(short, ManagedIdentityCredential(), transport=arm.transport())
-    infra.deploy(json.loads(TEMPLATE.read_text()), parameters(short, IMAGE))
-    assert arm.of("GET", "/vaults/new-kv")
-    assert arm.of("PUT", "/deployments/")
+    _deployed(local, short)
+    [read] = local.of("GET", "/vaults/new-kv")
+    assert _index(local, read) < _index(local, local.of("PUT", "/deployments/")[0])
+    [vault] = local.arm.store.by_type("Microsoft.KeyVault/vaults")
+    assert vault.properties["softDeleteRetentionInDays"] == 7
 
 
-def test_a_vault_the_next_deployment_will_not_touch_is_not_read(azure, settings):
+def test_a_vault_the_next_deployment_will_not_touch_is_not_read(local, settings):
     """The last deployment's vault had a name of its own; unset, the name is the default, a
     vault of another name."""
-    _, arm = azure
-    _last_infra_deployment(arm, "team-kv")
-    arm.vaults["team-kv"] = {"softDeleteRetentionInDays": 30}
-    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
-    infra.deploy(json.loads(TEMPLATE.read_text()), parameters(settings, IMAGE))
-    assert arm.of("GET", "/vaults/") == []
-    assert arm.of("PUT", "/deployments/")
+    _deployed(local, load(InfraSettings, key_vault_name="team-kv", key_vault_retention_days="30"))
+    before = len(local.server.received)
+    _deployed(local, settings)
+    assert _since(local, "GET", "/vaults/", before) == []
+    assert _since(local, "PUT", "/deployments/", before)
 
 
 @pytest.mark.parametrize("shape", ["subnet", "blocked"])
@@ -551,10 +593,13 @@ def test_destroy_gives_up_after_its_attempts_with_what_to_do(azure, settings, sh
     assert arm.of("DELETE", "/roleDefinitions/") == []
 
 
-def test_destroy_does_not_retry_other_refusals(azure, settings):
-    _, arm = azure
-    arm.refuse_deletes = True
-    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
-    with pytest.raises(UserError, match="AuthorizationFailed"):
-        infra.destroy(attempts=3, wait=0.01, notify=lambda _: pytest.fail("waited"))
-    assert len(arm.of("DELETE", "/resourcegroups/prefect-aci-rg")) == 1
+def test_destroy_does_not_retry_other_refusals(tmp_path, monkeypatch, settings):
+    """A deployer who may only read the group (Reader) is refused the deletion by Azure RBAC."""
+    local = _signed_in(start_local(tmp_path, local_azure(role=READER)), monkeypatch)
+    try:
+        infra = Infra.connect(settings, ManagedIdentityCredential(), transport=local.transport())
+        with pytest.raises(UserError, match="AuthorizationFailed"):
+            infra.destroy(attempts=3, wait=0.01, notify=lambda _: pytest.fail("waited"))
+    finally:
+        local.close()
+    assert len(local.of("DELETE", "/resourcegroups/prefect-aci-rg")) == 1

@@ -1,7 +1,9 @@
-"""`prefect-aci azure sweep`: the command as users run it, against the ARM stand-in at
-management.azure.com (HTTPS through a proxy that knows only that host, so azure-core and both
-management SDKs run unchanged) and a real Prefect server holding flow runs in every state; the
-verdicts and the duration option on their own; bad input stopped before anything is sent."""
+"""`prefect-aci azure sweep`: the command as users run it, against local ACI at
+management.azure.com (in the test process, HTTPS through a proxy that knows only that host, so
+azure-core and both management SDKs run unchanged; the deployer signed in through local ACI's
+identity endpoint, holding a real role on the resource group) and a real Prefect server holding
+flow runs in every state; the verdicts and the duration option on their own; bad input stopped
+before anything is sent."""
 
 import datetime
 import uuid
@@ -39,10 +41,11 @@ from arm.sweep import (
 )
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.settings import load
+from prefect_aci.local_aci.authorization import READER
 from prefect_aci.local_aci.tls import make_tls
 from tests.acr_stand_in import AzureStandIn
-from tests.arm_stand_in import ArmStandIn, ContainerGroup, DeploymentRecord
 from tests.conftest import run_cli
+from tests.local_azure_helpers import Local, local_azure, start_local
 from tests.stand_ins import AzureHostsProxy
 
 SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
@@ -68,18 +71,18 @@ def group_name(flow_name: str, run_id: uuid.UUID) -> str:
     return f"{slug}-{run_id}"
 
 
-def flow_run_group(run_id: uuid.UUID) -> ContainerGroup:
+def add_flow_run_group(local: Local, name: str, run_id: uuid.UUID) -> None:
     """A flow run's group as the worker creates it: Prefect's worker sets PREFECT__FLOW_RUN_ID."""
-    return ContainerGroup(
-        containers={"flow-run": {"PREFECT__FLOW_RUN_ID": str(run_id), "PREFECT_API_URL": "x"}}
+    local.add_group(
+        name, {"flow-run": {"PREFECT__FLOW_RUN_ID": str(run_id), "PREFECT_API_URL": "x"}}
     )
 
 
 @dataclass
 class Scene:
-    """What the stand-in and the server hold, and what the sweep must do with each."""
+    """What local ACI and the server hold, and what the sweep must do with each."""
 
-    arm: ArmStandIn
+    arm: Local
     groups: dict[str, str]  # name -> "delete", "keep", "skip" (listed only) or "untouched"
     deployments: dict[str, str]
     env: dict[str, str]  # the Prefect side of the command's environment
@@ -93,16 +96,16 @@ def identity():
 
 
 @pytest.fixture
-def management(identity, tmp_path):
-    """The ARM stand-in at https://management.azure.com, reached through a proxy; small pages,
-    so the SDKs follow nextLink. Yields (stand-in, environment for the command)."""
+def management(tmp_path):
+    """Local ACI at https://management.azure.com, reached through a proxy; small pages, so the
+    SDKs follow nextLink. Yields (local ACI, environment for the command)."""
     tls = make_tls(tmp_path / "tls", names=("management.azure.com",))
-    arm = ArmStandIn(bearer=identity.access_token, page_size=3, tls=tls)
-    proxy = AzureHostsProxy({"management.azure.com:443": ("127.0.0.1", arm.port)})
-    env = {**TARGET, **UNSET_AZURE, **identity.identity_env(), **proxy.env(), **tls.env()}
-    yield arm, env
+    local = start_local(tmp_path, local_azure(list_page_size=3), tls=tls)
+    proxy = AzureHostsProxy({"management.azure.com:443": ("127.0.0.1", local.server.port)})
+    env = {**TARGET, **UNSET_AZURE, **local.identity_env(), **proxy.env(), **tls.env()}
+    yield local, env
     proxy.close()
-    arm.close()
+    local.close()
 
 
 @pytest.fixture
@@ -140,29 +143,29 @@ def scene(management, prefect_server) -> Scene:
             run = client.create_flow_run(noop)
             client.set_flow_run_state(run.id, state, force=True)
             names[label] = group_name(flow_name, run.id)
-            arm.container_groups[names[label]] = flow_run_group(run.id)
+            add_flow_run_group(arm, names[label], run.id)
     unknown = uuid.uuid4()
     names["unknown"] = group_name(flow_name, unknown)
-    arm.container_groups[names["unknown"]] = flow_run_group(unknown)
-    arm.container_groups["prefect-worker"] = ContainerGroup({"prefect-worker": {}})
-    arm.container_groups["my-app"] = ContainerGroup({"web": {}})
+    add_flow_run_group(arm, names["unknown"], unknown)
+    arm.add_group("prefect-worker", {"prefect-worker": {}})
+    arm.add_group("my-app", {"web": {}})
     lookalike = f"lookalike-{uuid.uuid4()}"
-    arm.container_groups[lookalike] = ContainerGroup({"web": {}})
+    arm.add_group(lookalike, {"web": {}})
     over = ("completed", "failed", "crashed", "cancelled", "unknown")
     groups = {names[label]: "delete" if label in over else "keep" for label in names}
     groups.update({"prefect-worker": "skip", "my-app": "skip", lookalike: "skip"})
 
-    history = {
-        f"prefect-{names['completed']}": (DeploymentRecord(DAYS_AGO), "delete"),
-        f"prefect-{names['running']}": (DeploymentRecord(DAYS_AGO, state="Failed"), "delete"),
-        f"prefect-{names['crashed']}": (DeploymentRecord(HOURS_AGO), "keep"),
-        f"prefect-{names['scheduled']}": (DeploymentRecord(DAYS_AGO, state="Running"), "keep"),
-        "prefect-aci-infra": (DeploymentRecord(DAYS_AGO), "skip"),
-        "someone-elses": (DeploymentRecord(DAYS_AGO), "untouched"),
+    history = {  # name -> (deployed at, provisioning state, verdict)
+        f"prefect-{names['completed']}": (DAYS_AGO, "Succeeded", "delete"),
+        f"prefect-{names['running']}": (DAYS_AGO, "Failed", "delete"),
+        f"prefect-{names['crashed']}": (HOURS_AGO, "Succeeded", "keep"),
+        f"prefect-{names['scheduled']}": (DAYS_AGO, "Running", "keep"),
+        "prefect-aci-infra": (DAYS_AGO, "Succeeded", "skip"),
+        "someone-elses": (DAYS_AGO, "Succeeded", "untouched"),
     }
-    for name, (record, _) in history.items():
-        arm.deployments[name] = record
-    deployments = {name: verdict for name, (_, verdict) in history.items()}
+    for name, (deployed, state, _) in history.items():
+        arm.add_deployment(name, deployed, state)
+    deployments = {name: verdict for name, (_, _, verdict) in history.items()}
     env = {"PREFECT_API_URL": prefect_server, "PREFECT_ACI_WORK_POOL_NAME": pool}
     return Scene(arm, groups, deployments, env)
 
@@ -197,8 +200,8 @@ def test_sweep_deletes_groups_of_runs_that_are_over_and_old_deployments_only(man
     arm = scene.arm
     result = sweep_command(management, scene)
     assert result.returncode == 0, result.stderr
-    assert set(arm.container_groups) == {n for n, v in scene.groups.items() if v != "delete"}
-    assert set(arm.deployments) == {n for n, v in scene.deployments.items() if v != "delete"}
+    assert arm.group_names() == {n for n, v in scene.groups.items() if v != "delete"}
+    assert arm.deployment_names() == {n for n, v in scene.deployments.items() if v != "delete"}
     deleted = {n for n, v in {**scene.groups, **scene.deployments}.items() if v == "delete"}
     for name in deleted:
         [line] = lines_for(result.stdout, name)
@@ -212,11 +215,13 @@ def test_sweep_deletes_groups_of_runs_that_are_over_and_old_deployments_only(man
     assert len(arm.of("DELETE", "")) == len(deleted)
     assert API_KEY not in result.stdout + result.stderr
     # A shorter age takes the young deployment too, and nothing else.
-    young = next(n for n, v in scene.deployments.items() if v == "keep" and n in arm.deployments)
+    young = next(
+        n for n, v in scene.deployments.items() if v == "keep" and n in arm.deployment_names()
+    )
     again = sweep_command(management, scene, "--older-than", "1h")
     assert again.returncode == 0, again.stderr
-    assert young not in arm.deployments
-    assert set(arm.container_groups) == {n for n, v in scene.groups.items() if v != "delete"}
+    assert young not in arm.deployment_names()
+    assert arm.group_names() == {n for n, v in scene.groups.items() if v != "delete"}
 
 
 def test_a_prefect_api_without_the_workers_pool_deletes_nothing(management, scene):
@@ -235,19 +240,25 @@ def _settings(monkeypatch, **env) -> SweepSettings:
     return load(SweepSettings)
 
 
-@pytest.fixture
-def arm(identity, monkeypatch):
-    for name, value in identity.identity_env().items():
+def _local(folder, monkeypatch, role: str | None = None) -> Local:
+    """Local ACI in this process, signed in as the deployer (Owner, or ``role``)."""
+    local = start_local(folder, local_azure(**({"role": role} if role else {})))
+    for name, value in local.identity_env().items():
         monkeypatch.setenv(name, value)
-    stand_in = ArmStandIn(bearer=identity.access_token)
-    yield stand_in
-    stand_in.close()
+    return local
+
+
+@pytest.fixture
+def arm(tmp_path, monkeypatch):
+    local = _local(tmp_path, monkeypatch)
+    yield local
+    local.close()
 
 
 def test_an_unreachable_prefect_api_deletes_nothing(arm, monkeypatch):
     run_id = uuid.uuid4()
-    arm.container_groups[group_name("demo", run_id)] = flow_run_group(run_id)
-    arm.deployments[f"prefect-{group_name('demo', run_id)}"] = DeploymentRecord(DAYS_AGO)
+    add_flow_run_group(arm, group_name("demo", run_id), run_id)
+    arm.add_deployment(f"prefect-{group_name('demo', run_id)}", DAYS_AGO)
     settings = _settings(monkeypatch)
     with pytest.raises(UserError, match=r"cannot reach the Prefect API at http://127\.0\.0\.1:9/"):
         sweep(settings, ManagedIdentityCredential(), DAY, False, print, arm.transport())
@@ -256,29 +267,36 @@ def test_an_unreachable_prefect_api_deletes_nothing(arm, monkeypatch):
 
 def test_without_flow_run_groups_prefect_is_not_asked(arm, monkeypatch):
     """Old deployments go even when the Prefect API is down: they need no flow run's state."""
-    arm.deployments["prefect-demo-" + str(uuid.uuid4())] = DeploymentRecord(DAYS_AGO)
-    arm.container_groups["prefect-worker"] = ContainerGroup({"prefect-worker": {}})
+    arm.add_deployment("prefect-demo-" + str(uuid.uuid4()), DAYS_AGO)
+    arm.add_group("prefect-worker", {"prefect-worker": {}})
     lines: list[str] = []
     settings = _settings(monkeypatch)
     credential = ManagedIdentityCredential()
     verdicts = sweep(settings, credential, DAY, False, lines.append, arm.transport())
     assert [v.action for v in verdicts if v.kind == "deployment"] == [DELETE]
-    assert arm.deployments == {}
-    assert "prefect-worker" in arm.container_groups
+    assert arm.deployment_names() == set()
+    assert "prefect-worker" in arm.group_names()
     [deleted] = arm.of("DELETE", "/deployments/")
-    assert deleted["query"]["api-version"]
+    assert deleted.query["api-version"]
 
 
-def test_refused_deletions_are_each_reported_then_fail_the_command(arm, monkeypatch):
-    for _ in range(2):
-        arm.deployments["prefect-demo-" + str(uuid.uuid4())] = DeploymentRecord(DAYS_AGO)
-    arm.refuse_deletes = True
-    lines: list[str] = []
-    settings = _settings(monkeypatch)
-    with pytest.raises(UserError, match=r"2 deletion\(s\) failed.*worker role"):
-        sweep(settings, ManagedIdentityCredential(), DAY, False, lines.append, arm.transport())
+def test_refused_deletions_are_each_reported_then_fail_the_command(tmp_path, monkeypatch):
+    """The deployer may read the group (Reader) but not delete in it: Azure RBAC refuses."""
+    reader = _local(tmp_path, monkeypatch, role=READER)
+    try:
+        for _ in range(2):
+            reader.add_deployment("prefect-demo-" + str(uuid.uuid4()), DAYS_AGO)
+        lines: list[str] = []
+        settings = _settings(monkeypatch)
+        with pytest.raises(UserError, match=r"2 deletion\(s\) failed.*worker role"):
+            sweep(
+                settings, ManagedIdentityCredential(), DAY, False, lines.append, reader.transport()
+            )
+    finally:
+        reader.close()
     assert [line.split()[0] for line in lines] == ["failed", "failed"]
     assert all("AuthorizationFailed" in line for line in lines)
+    assert len(reader.deployment_names()) == 2
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,8 @@ from prefect_azure import AzureBlobStorageContainer
 from prefect_azure.workers.container_instance import AzureContainerJobConfiguration
 
 from prefect_aci.core.records import Publication
-from tests.arm_stand_in import template_outputs
 from tests.conftest import run_cli
+from tests.local_aci.arm_helpers import template_outputs
 
 SUB = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
 RG = f"/subscriptions/{SUB}/resourceGroups/prefect-aci"

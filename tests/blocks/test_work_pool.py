@@ -10,7 +10,7 @@ from prefect_azure.workers.container_instance import AzureContainerVariables
 from blocks.work_pool import base_job_template, check_defaults, pool_defaults
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.records import AzureRecord
-from tests.arm_stand_in import template_outputs
+from tests.local_aci.arm_helpers import template_outputs
 
 AZURE = AzureRecord.model_validate(template_outputs(str(uuid.uuid4()), "prefect-aci"))
 REFERENCE = "prefectacr1.azurecr.io/prefect-aci@sha256:" + "4" * 64

@@ -1,8 +1,10 @@
 """What the local Resource Manager tests share: the real template, the parameters `prefect-aci
-azure deploy` sends (arm/deploy.py's parameters(), from settings), and Groups without Docker."""
+azure deploy` sends (arm/deploy.py's parameters(), from settings), a complete set of the
+template's outputs (for the tests that register from a record), and Groups without Docker."""
 
 import copy
 import json
+import uuid
 
 from arm.deploy import Principal, parameters
 from arm.settings import InfraSettings
@@ -17,7 +19,7 @@ from prefect_aci.local_aci.authorization import (
 )
 from prefect_aci.local_aci.config import Identity
 from prefect_aci.local_aci.expressions import Scope, evaluate
-from prefect_aci.local_aci.groups import Group
+from prefect_aci.local_aci.groups import DeleteOperation, Group
 from prefect_aci.local_aci.schema import ResourceSchemas
 
 SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
@@ -47,6 +49,31 @@ IMAGE = published(
 )
 
 
+def template_outputs(subscription: str, group: str, **changes: str) -> dict[str, str]:
+    """A complete, valid set of arm/azuredeploy.json's outputs for a deployment in ``group``."""
+    scope = f"/subscriptions/{subscription}/resourceGroups/{group}/providers"
+    identities = f"{scope}/Microsoft.ManagedIdentity/userAssignedIdentities"
+    outputs = {
+        "subscriptionId": subscription,
+        "resourceGroupName": group,
+        "location": "westeurope",
+        "keyVaultName": "prefectkv1",
+        "keyVaultUri": "https://prefectkv1.vault.azure.net/",
+        "workerIdentityId": f"{identities}/prefect-worker-id",
+        "workerIdentityClientId": "22222222-3333-4444-5555-666666666666",
+        "jobIdentityId": f"{identities}/prefect-job-id",
+        "jobIdentityClientId": "11111111-2222-3333-4444-555555555555",
+        "subnetId": f"{scope}/Microsoft.Network/virtualNetworks/prefect-vnet/subnets/aci",
+        "natPublicIp": "20.0.0.1",
+        "registryLoginServer": "prefectacr1.azurecr.io",
+        "storageAccountName": "prefectst1",
+        "storageBlobEndpoint": "https://prefectst1.blob.core.windows.net/",
+        "flowCodeContainerName": "flow-code",
+        "workPoolName": "aci-pool",
+    }
+    return {**outputs, **changes}
+
+
 class FakeGroups:
     """Groups without Docker: a group is provisioned at once; `events` is shared with the store's
     listener, so the order of everything deployed can be read back."""
@@ -55,6 +82,7 @@ class FakeGroups:
         self.events = events
         self.groups: dict[str, Group] = {}
         self.created: list[dict] = []
+        self.operations: dict[str, DeleteOperation] = {}
 
     def create(self, resource_group: str, resource: dict) -> Group:
         group = Group(resource_group, resource["name"], copy.deepcopy(resource), "Succeeded")
@@ -68,6 +96,24 @@ class FakeGroups:
 
     def get(self, resource_group: str, name: str) -> Group | None:
         return self.groups.get(f"{resource_group}/{name}".lower())
+
+    def all_in(self, resource_group: str) -> list[Group]:
+        prefix = f"{resource_group}/".lower()
+        return [g for key, g in sorted(self.groups.items()) if key.startswith(prefix)]
+
+    def instance_view(self, group: Group) -> list[tuple[str, dict]]:
+        return []  # nothing runs
+
+    def begin_delete(self, group: Group, seconds: float) -> DeleteOperation:
+        """Deleted at once: the operation has ended when the client first polls it."""
+        self.groups.pop(group.key, None)
+        operation = DeleteOperation(uuid.uuid4().hex, group.key, group.name, seconds)
+        operation.ended = operation.started
+        self.operations[operation.id] = operation
+        return operation
+
+    def operation(self, operation_id: str) -> DeleteOperation | None:
+        return self.operations.get(operation_id.lower())
 
 
 def deploy_settings(monkeypatch) -> InfraSettings:

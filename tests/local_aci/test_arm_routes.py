@@ -2,89 +2,33 @@
 socket) against local Resource Manager's routes: what-if (202 + Location, then the changes),
 the deployment of the whole template to the record it makes from the outputs, and the recorded
 resources read back by id (the vault's retention, the worker's custom role at the subscription).
-Container groups go to a stand-in for Groups (no Docker); the caller is let through (who may do
-what is the authorisation's tests' subject)."""
+Container groups go to a stand-in for Groups (no Docker); the caller is the deployer, signed in
+through local ACI's own identity endpoint and holding Owner on the resource group."""
 
-import time
-from types import SimpleNamespace
-
-import jwt
 import pytest
-from azure.core.credentials import AccessToken
-from fastapi.testclient import TestClient
+from azure.identity import ManagedIdentityCredential
 
 from arm.deploy import WORKER_ROLE_PREFIX, Infra
-from prefect_aci.local_aci.app import MANAGEMENT, LocalAci, https_app
-from prefect_aci.local_aci.resource_manager import ResourceManager
+from prefect_aci.local_aci.app import MANAGEMENT
 from tests.local_aci.arm_helpers import (
-    DEPLOYER,
     GROUP,
     GROUP_ID,
-    SCHEMAS,
     SUBSCRIPTION,
     TEMPLATE,
-    TENANT,
-    FakeGroups,
     deploy_parameters,
     deploy_settings,
+    template_outputs,
 )
-from tests.redirect import RedirectTransport
-from tests.stand_ins import Answer, Request, StandIn
-
-PASSED_ON = ("content-type", "location", "azure-asyncoperation", "retry-after")
-
-
-class Unchecked(LocalAci):
-    """Local ACI that lets every caller through."""
-
-    def _arm_caller(self, *args, **kwargs):
-        return None
-
-    def _deploy_authorizer(self, claims):
-        return None
-
-
-class LocalArm(StandIn):
-    """The app's HTTPS routes behind a loopback socket, as management.azure.com."""
-
-    def __init__(self, aci: LocalAci) -> None:
-        super().__init__()
-        self.client = TestClient(https_app(aci), base_url=MANAGEMENT)
-
-    def answer(self, request: Request) -> Answer:
-        response = self.client.request(
-            request.method,
-            request.path,
-            params=request.query,
-            content=request.body,
-            headers={"content-type": request.headers.get("content-type", "application/json")},
-        )
-        headers = {k: v for k, v in response.headers.items() if k.lower() in PASSED_ON}
-        return Answer(response.status_code, response.content, headers)
-
-
-class Credential:
-    """A token whose claims say the deployer (arm/deploy.py reads the object id from it)."""
-
-    def get_token(self, *scopes, **kwargs) -> AccessToken:
-        claims = {"oid": DEPLOYER, "idtyp": "user", "scp": "user_impersonation", "tid": TENANT}
-        return AccessToken(jwt.encode(claims, "k" * 32, algorithm="HS256"), int(time.time()) + 3600)
+from tests.local_azure_helpers import start_local
 
 
 @pytest.fixture
-def local():
-    groups = FakeGroups([])
-    arm = ResourceManager(SUBSCRIPTION, groups, SCHEMAS, tenant_id=TENANT)
-    config = SimpleNamespace(
-        subscription_id=SUBSCRIPTION,
-        resource_group=GROUP,
-        resource_group_id=GROUP_ID,
-        location="westeurope",
-        tenant_id=TENANT,
-    )
-    server = LocalArm(Unchecked(config, groups, arm, None, "secret"))
-    yield arm, server
-    server.close()
+def local(tmp_path, monkeypatch):
+    found = start_local(tmp_path)
+    for name, value in found.identity_env().items():
+        monkeypatch.setenv(name, value)
+    yield found
+    found.close()
 
 
 @pytest.fixture
@@ -99,14 +43,11 @@ def params(settings) -> dict:
 
 @pytest.fixture
 def infra(local, settings):
-    _, server = local
-    return Infra.connect(
-        settings, Credential(), transport=RedirectTransport(MANAGEMENT, server.url)
-    )
+    return Infra.connect(settings, ManagedIdentityCredential(), transport=local.transport())
 
 
 def test_what_if_deploy_and_read_back_through_azure_mgmt_resource(local, infra, params):
-    arm, server = local
+    arm, server = local.arm, local.server
     infra.ensure_resource_group()
     changes = infra.what_if(TEMPLATE, params)
     assert changes and {kind for kind, _ in changes} == {"Create"}
@@ -122,6 +63,9 @@ def test_what_if_deploy_and_read_back_through_azure_mgmt_resource(local, infra, 
     )
     assert record.job_identity_client_id == job.properties["clientId"]
     assert record.resource_group == GROUP and record.subscription_id == SUBSCRIPTION
+    # What the registration tests take for a deployment's outputs names the same outputs.
+    deployment = arm.get(GROUP, "prefect-aci-infra")
+    assert set(template_outputs(SUBSCRIPTION, GROUP)) == set(deployment.outputs)
 
     # Read back by id with the SDK: the vault (as deploy reads it before a redeploy) and the
     # worker's custom role at the subscription (as destroy finds it).
@@ -145,9 +89,11 @@ def test_a_refused_deployment_reaches_the_sdk_as_arms_error(local, infra, params
 
 
 def test_recorded_resources_are_read_and_listed_on_their_arm_paths(local, infra, params):
-    arm, server = local
+    arm, server = local.arm, local.server
     infra.deploy(TEMPLATE, params)
     client = server.client
+    token = ManagedIdentityCredential().get_token(f"{MANAGEMENT}/.default").token
+    client.headers["Authorization"] = f"Bearer {token}"  # the deployer's, on every request
     query = {"api-version": "2026-02-01"}
     [vault] = arm.store.by_type("Microsoft.KeyVault/vaults")
     listed = client.get(f"{GROUP_ID}/providers/Microsoft.KeyVault/vaults", params=query)

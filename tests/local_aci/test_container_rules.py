@@ -341,6 +341,7 @@ def test_settings_change_at_run_time_through_the_stacks_door_only():
     assert door.get("/_local/settings", headers=headers).json() == {
         "container_group_delete_seconds": 1.0,
         "standard_cores_quota": 100,
+        "role_assignment_delay_seconds": 0.0,
     }
     answer = door.post(
         "/_local/settings", headers=headers, json={"container_group_delete_seconds": 35}

@@ -4,12 +4,18 @@ image under tini with the job identity, the flow reads its secret from the local
 worker watches the group to its exit code and deletes it. Then the UI, opened in headless
 Chromium, shows the run."""
 
+import os
+import shlex
+import subprocess
+import sys
+
 from prefect import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from prefect_aci.core.names import DEMO_SECRET
 from prefect_aci.core.paths import DEMO_DIR
+from prefect_aci.core.records import AzureRecord, read_record
 from prefect_aci.demo.stack import server_container, stack_id
 from prefect_aci.local_aci.groups import LABEL
 from tests.browser import open_flow_run_page
@@ -113,3 +119,31 @@ def test_the_browser_check_fails_for_a_page_without_that_run(stack, tmp_path):
 def test_the_stack_is_not_the_users(stack):
     assert server_container(stack.folder) != server_container(DEMO_DIR)
     assert stack_id(stack.folder) != stack_id(DEMO_DIR)
+
+
+def test_demo_env_points_deploy_all_at_the_stacks_local_azure(stack, tmp_path):
+    """`eval "$(prefect-aci demo env)"`, then deploy-all as the line it prints says: the same
+    deployment again, on the stack's local Azure, from a shell whose own Azure sign-in is unset;
+    no secret is printed."""
+    env = demo("env", state_dir=stack.folder, timeout=60)
+    assert env.returncode == 0, env.stderr
+    assert stack.side.deployer_secret not in env.stdout
+    assert stack.demo_secret() not in env.stdout
+    [line] = [line for line in env.stdout.splitlines() if "make deploy-all" in line]
+    flags = shlex.split(line.split("DEPLOY_ALL_FLAGS=", 1)[1])[0]
+    outputs = tmp_path / "azure.json"
+    flags = flags.replace(str(stack.folder / "azure.json"), str(outputs))
+    script = (
+        f'{env.stdout}\ncd "{tmp_path}" && "{sys.executable}" -m prefect_aci deploy-all {flags}'
+    )
+    done = subprocess.run(
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "AZURE_CLIENT_SECRET": "this-machine-s-own-never-used"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    again = read_record(outputs, AzureRecord)
+    assert again.key_vault_name == stack.record.key_vault_name
+    assert again.job_identity_client_id == stack.record.job_identity_client_id

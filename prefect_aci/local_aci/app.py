@@ -39,6 +39,7 @@ from prefect_aci.local_aci.config import LocalAzure
 from prefect_aci.local_aci.groups import Group, GroupError, Groups
 from prefect_aci.local_aci.imds_router import ADDRESS as IMDS_ADDRESS
 from prefect_aci.local_aci.imds_router import CALLER_HEADER
+from prefect_aci.local_aci.registry import ContainerRegistries
 from prefect_aci.local_aci.resource_manager import ArmError, Deployment, ResourceManager
 from prefect_aci.local_aci.resources import resource_request, split_path
 from prefect_aci.local_aci.tokens import TokenIssuer
@@ -755,10 +756,14 @@ def https_app(aci: LocalAci) -> FastAPI:
             return _error(400, "BadRequest", "JSON body expected.")
         return aci.add_fault(request, payload)
 
+    registries = ContainerRegistries(aci.config, aci.arm.store, aci.issuer)
+
     @app.api_route("/{path:path}", methods=["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD"])
     async def anything(request: Request, path: str) -> Response:
         body = await request.body()
         host = (request.headers.get("host") or "").split(":")[0].lower()
+        if host.endswith(".azurecr.io"):
+            return await registries.handle(request, host, f"/{path}", body)
         if host.endswith(".vault.azure.net"):
             if host != aci.config.vault_host:
                 return _error(404, "VaultNotFound", f"No vault at {host} in the local Azure.")

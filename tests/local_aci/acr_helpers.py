@@ -1,0 +1,180 @@
+"""Local ACR for tests: the local ACI's HTTPS app (prefect_aci.local_aci.app.https_app) served by
+uvicorn on a loopback port with the local CA, two deployed registries in its store, Debian's
+docker-registry as their upstream, and a CONNECT proxy that takes `<name>.azurecr.io:443` there,
+so that azure-containerregistry, azure-identity and our own ACR code reach the registries by
+their Azure names, over HTTPS, unmodified."""
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import uvicorn
+from azure.core.credentials import AccessToken
+
+from image_builder.local_registry import LocalRegistry, free_port
+from prefect_aci.local_aci.app import LocalAci, https_app
+from prefect_aci.local_aci.authorization import ACR_DELETE, ACR_PULL, ACR_PUSH, assignment
+from prefect_aci.local_aci.config import Identity, LocalAzure, Wiring
+from prefect_aci.local_aci.registry import REGISTRIES
+from prefect_aci.local_aci.resources import Recorded, ResourceStore
+from prefect_aci.local_aci.tls import make_tls
+from prefect_aci.local_aci.tokens import TokenIssuer, make_signing_key
+from tests.stand_ins import AzureHostsProxy
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
+GROUP = "prefect-aci-rg"
+GROUP_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{GROUP}"
+REGISTRY = "prefectacitest"
+OTHER_REGISTRY = "otherteam"
+LOGIN_SERVER = f"{REGISTRY}.azurecr.io"
+OTHER_LOGIN_SERVER = f"{OTHER_REGISTRY}.azurecr.io"
+UNKNOWN_LOGIN_SERVER = "unknown.azurecr.io"  # answered by the stand-in, deployed by nobody
+DEPLOYER_SECRET = "local-identity-header"
+
+
+def registry_id(name: str) -> str:
+    return f"{GROUP_ID}/providers/{REGISTRIES}/{name}"
+
+
+def identity(name: str, number: int) -> Identity:
+    return Identity(
+        name=name,
+        resource_id=f"{GROUP_ID}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}",
+        client_id=f"00000000-0000-4000-8000-{number:012d}",
+        principal_id=f"00000000-0000-4000-9000-{number:012d}",
+    )
+
+
+# Who may do what: the pusher (the stack's deployer, behind the door's identity endpoint) pushes
+# to both registries; the puller only pulls; the cleaner pushes and deletes; nobody has no role.
+PUSHER = identity("pusher", 1)
+PULLER = identity("puller", 2)
+CLEANER = identity("cleaner", 3)
+NOBODY = identity("nobody", 4)
+ROLES = [
+    (PUSHER, ACR_PUSH, registry_id(REGISTRY)),
+    (PUSHER, ACR_PUSH, registry_id(OTHER_REGISTRY)),
+    (PULLER, ACR_PULL, registry_id(REGISTRY)),
+    (CLEANER, ACR_PUSH, registry_id(REGISTRY)),
+    (CLEANER, ACR_DELETE, registry_id(REGISTRY)),
+]
+
+
+@dataclass
+class IssuedCredential:
+    """azure-core's TokenCredential over the local Azure's token issuer: the tokens a managed
+    identity of this principal gets (IMDS's own route is the IMDS tests' subject)."""
+
+    issuer: TokenIssuer
+    who: Identity
+
+    def get_token(self, *scopes: str, **kwargs) -> AccessToken:
+        issued = self.issuer.issue(
+            scopes[0].removesuffix("/.default"),
+            self.who.client_id,
+            self.who.principal_id,
+            self.who.resource_id,
+        )
+        return AccessToken(issued.token, issued.expires_on)
+
+
+def local_azure(upstream: str | None) -> LocalAzure:
+    return LocalAzure(
+        tenant_id=TENANT,
+        subscription_id=SUBSCRIPTION,
+        resource_group=GROUP,
+        identities=[PUSHER, PULLER, CLEANER, NOBODY],
+        role_assignments=[assignment(w.principal_id, role, scope) for w, role, scope in ROLES],
+        vault_name="prefect-aci-kv",
+        secrets={},
+        admin_principal_id=PUSHER.principal_id,
+        wiring=Wiring(
+            stack_id="test",
+            network="none",
+            imds_network="none",
+            extra_hosts={},
+            ca_bundle_host_path="/dev/null",
+        ),
+        registry_upstream=upstream,
+    )
+
+
+def deployed_registries() -> ResourceStore:
+    """The store as the local Resource Manager leaves it after deploying two registries."""
+    store = ResourceStore()
+    for name in (REGISTRY, OTHER_REGISTRY):
+        body = {
+            "id": registry_id(name),
+            "name": name,
+            "type": REGISTRIES,
+            "location": "westeurope",
+            "sku": {"name": "Basic", "tier": "Basic"},
+            "properties": {"loginServer": f"{name}.azurecr.io", "adminUserEnabled": False},
+        }
+        store.put(Recorded(registry_id(name), REGISTRIES, body, "test"))
+    return store
+
+
+class LocalAcr:
+    def __init__(self, folder: Path) -> None:
+        self.upstream = LocalRegistry(folder / "upstream").start()
+        self.tls = make_tls(
+            folder / "tls", names=(LOGIN_SERVER, OTHER_LOGIN_SERVER, UNKNOWN_LOGIN_SERVER)
+        )
+        make_signing_key(folder / "signing-key.pem")
+        self.issuer = TokenIssuer(folder / "signing-key.pem", TENANT)
+        self.config = local_azure(f"http://{self.upstream.host}")
+        self.store = deployed_registries()
+        aci = LocalAci(
+            self.config, None, SimpleNamespace(store=self.store), self.issuer, DEPLOYER_SECRET
+        )
+        self.port = free_port()
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                https_app(aci),
+                host="127.0.0.1",
+                port=self.port,
+                ssl_certfile=str(self.tls.certificate),
+                ssl_keyfile=str(self.tls.key),
+                log_level="warning",
+                # The SDKs' kept-alive connections through the proxy would hold a shutdown.
+                timeout_graceful_shutdown=1,
+            )
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                self.close()
+                raise RuntimeError("the local ACI's HTTPS app did not start")
+            time.sleep(0.02)
+        self.proxy = AzureHostsProxy(
+            {
+                f"{server}:443": ("127.0.0.1", self.port)
+                for server in (LOGIN_SERVER, OTHER_LOGIN_SERVER, UNKNOWN_LOGIN_SERVER)
+            }
+        )
+
+    def credential(self, who: Identity) -> IssuedCredential:
+        return IssuedCredential(self.issuer, who)
+
+    def env(self) -> dict[str, str]:
+        """The SDKs reach `<name>.azurecr.io` through the proxy and trust the local CA; the
+        App Service identity variables give azure-identity the deployer (PUSHER)."""
+        return {
+            **self.proxy.env(),
+            **self.tls.env(),
+            "IDENTITY_ENDPOINT": f"https://127.0.0.1:{self.port}/_local/msi/token",
+            "IDENTITY_HEADER": DEPLOYER_SECRET,
+        }
+
+    def close(self) -> None:
+        if getattr(self, "proxy", None):
+            self.proxy.close()
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.upstream.stop()

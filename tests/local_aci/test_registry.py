@@ -1,0 +1,309 @@
+"""Local ACR (prefect_aci.local_aci.registry) as its clients meet it: azure-containerregistry's
+ContainerRegistryClient and our own ACR code (image_builder.acr's exchange, image_builder.acr_tags)
+reach `<name>.azurecr.io` over loopback HTTPS, go through ACR's bearer challenge and token
+exchange, and push and pull through to Debian's docker-registry behind it."""
+
+import base64
+import hashlib
+import io
+import json
+import uuid
+
+import httpx
+import jwt
+import pytest
+from azure.containerregistry import ContainerRegistryClient
+from azure.core.exceptions import ClientAuthenticationError
+from azure.identity import ManagedIdentityCredential
+
+from image_builder.acr import exchange_login
+from image_builder.acr_tags import ACR_AUDIENCE, acr_client, delete_tags, list_tags, prune_plan
+from image_builder.registry import ACR_TOKEN_USER
+from prefect_aci.core.errors import UserError
+from prefect_aci.local_aci.registry import ACR_PULL_ACTION, ACR_PUSH_ACTION
+from tests.local_aci.acr_helpers import (
+    CLEANER,
+    LOGIN_SERVER,
+    NOBODY,
+    OTHER_LOGIN_SERVER,
+    OTHER_REGISTRY,
+    PULLER,
+    PUSHER,
+    REGISTRY,
+    UNKNOWN_LOGIN_SERVER,
+    LocalAcr,
+)
+
+
+@pytest.fixture(scope="module")
+def acr(tmp_path_factory):
+    local = LocalAcr(tmp_path_factory.mktemp("acr"))
+    yield local
+    local.close()
+
+
+@pytest.fixture(autouse=True)
+def reach(acr, monkeypatch):
+    for name, value in acr.env().items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def repository() -> str:
+    return f"team/app-{uuid.uuid4().hex[:8]}"
+
+
+def http(acr: LocalAcr) -> httpx.Client:
+    """A plain HTTPS client through the proxy, for the wire shapes themselves."""
+    return httpx.Client(proxy=f"http://{acr.proxy.host}", verify=acr.tls.client_context())
+
+
+def client(acr: LocalAcr, who, server: str = LOGIN_SERVER) -> ContainerRegistryClient:
+    return ContainerRegistryClient(f"https://{server}", acr.credential(who), audience=ACR_AUDIENCE)
+
+
+def push(registry: ContainerRegistryClient, repository: str, tag: str, seed: str) -> str:
+    """An image (config and one layer) pushed with the SDK; its manifest's digest."""
+    layer = seed.encode() * 100
+    config = json.dumps(
+        {"architecture": "amd64", "os": "linux", "created": "2026-01-01T00:00:00Z"}
+    ).encode()
+    layer_digest, layer_size = registry.upload_blob(repository, io.BytesIO(layer))
+    config_digest, config_size = registry.upload_blob(repository, io.BytesIO(config))
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest,
+            "size": config_size,
+        },
+        "layers": [
+            {
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": layer_digest,
+                "size": layer_size,
+            }
+        ],
+    }
+    return registry.set_manifest(repository, manifest, tag=tag)
+
+
+def token(acr: LocalAcr, who, scope: str, server: str = LOGIN_SERVER) -> dict:
+    """The claims of the access token ACR gives ``who`` for ``scope``, through the exchange."""
+    refresh = exchange_login(server, acr.credential(who)).password.get_secret_value()
+    with http(acr) as web:
+        answer = web.post(
+            f"https://{server}/oauth2/token",
+            data={
+                "grant_type": "refresh_token",
+                "service": server,
+                "scope": scope,
+                "refresh_token": refresh,
+            },
+        )
+    assert answer.status_code == 200, answer.text
+    return jwt.decode(answer.json()["access_token"], options={"verify_signature": False})
+
+
+# -- the challenge and the token exchange ------------------------------------------------------
+
+
+def test_v2_without_a_token_answers_acrs_bearer_challenge(acr):
+    with http(acr) as web:
+        base = web.get(f"https://{LOGIN_SERVER}/v2/")
+        manifest = web.get(f"https://{LOGIN_SERVER}/v2/team/app/manifests/latest")
+    assert base.status_code == 401
+    assert base.headers["www-authenticate"] == (
+        f'Bearer realm="https://{LOGIN_SERVER}/oauth2/token",service="{LOGIN_SERVER}"'
+    )
+    assert manifest.status_code == 401
+    assert manifest.headers["www-authenticate"].endswith(',scope="repository:team/app:pull"')
+    [error] = manifest.json()["errors"]
+    assert error["code"] == "UNAUTHORIZED"
+    assert error["detail"] == [{"Type": "repository", "Name": "team/app", "Action": "pull"}]
+
+
+def test_the_exchange_turns_the_deployers_azure_token_into_acr_docker_credentials(acr):
+    # azure-identity's real ManagedIdentityCredential, from the stack's identity endpoint.
+    login = exchange_login(LOGIN_SERVER, ManagedIdentityCredential())
+    assert login.username == ACR_TOKEN_USER
+    refresh = jwt.decode(login.password.get_secret_value(), options={"verify_signature": False})
+    assert refresh["aud"] == LOGIN_SERVER
+    assert refresh["sub"] == PUSHER.principal_id
+    assert refresh["grant_type"] == "refresh_token"
+    assert refresh["permissions"]["actions"] == [ACR_PULL_ACTION, ACR_PUSH_ACTION]
+
+
+def test_an_identity_without_any_acr_role_is_refused_at_the_exchange(acr):
+    with pytest.raises(UserError, match="needs AcrPush"):
+        exchange_login(LOGIN_SERVER, acr.credential(NOBODY))
+
+
+def test_an_azure_token_this_local_azure_did_not_issue_is_refused(acr):
+    forged = jwt.encode(
+        {"aud": "https://containerregistry.azure.net", "oid": PUSHER.principal_id, "tid": "t"},
+        "not-the-local-key-0123456789abcdef",
+        algorithm="HS256",
+    )
+    with http(acr) as web:
+        answer = web.post(
+            f"https://{LOGIN_SERVER}/oauth2/exchange",
+            data={"grant_type": "access_token", "service": LOGIN_SERVER, "access_token": forged},
+        )
+    assert answer.status_code == 401
+    assert answer.json()["errors"][0]["code"] == "UNAUTHORIZED"
+
+
+def test_only_the_scopes_the_roles_allow_are_granted(acr):
+    pusher = token(acr, PUSHER, "repository:team/app:pull,push,delete")
+    puller = token(acr, PULLER, "repository:team/app:pull,push")
+    assert pusher["access"] == [
+        {"type": "repository", "name": "team/app", "actions": ["pull", "push"]}
+    ]
+    assert puller["access"] == [{"type": "repository", "name": "team/app", "actions": ["pull"]}]
+    assert pusher["aud"] == LOGIN_SERVER
+
+
+def test_docker_basic_auth_at_the_token_endpoint_gets_an_access_token(acr):
+    # What the Docker engine sends when it holds the refresh token as the null GUID's password.
+    refresh = exchange_login(LOGIN_SERVER, acr.credential(PUSHER)).password.get_secret_value()
+    basic = base64.b64encode(f"{ACR_TOKEN_USER}:{refresh}".encode()).decode()
+    with http(acr) as web:
+        answer = web.get(
+            f"https://{LOGIN_SERVER}/oauth2/token",
+            params={"service": LOGIN_SERVER, "scope": "repository:team/app:pull"},
+            headers={"Authorization": f"Basic {basic}"},
+        )
+        access = answer.json()["access_token"]
+        base = web.get(f"https://{LOGIN_SERVER}/v2/", headers={"Authorization": f"Bearer {access}"})
+    assert answer.status_code == 200
+    assert base.status_code == 200
+
+
+# -- push and pull through to the upstream ---------------------------------------------------------
+
+
+def test_a_push_with_acrpush_lands_upstream_under_the_registrys_name(acr, repository):
+    digest = push(client(acr, PUSHER), repository, "v1", "a")
+    assert acr.upstream.tags(f"{REGISTRY}/{repository}") == ["v1"]
+    assert acr.upstream.manifest_digest(f"{REGISTRY}/{repository}", "v1") == digest
+    pulled = client(acr, PULLER).get_manifest(repository, "v1")
+    assert pulled.digest == digest
+    layer = pulled.manifest["layers"][0]["digest"]
+    stream = client(acr, PULLER).download_blob(repository, layer)
+    data = b"".join(stream)
+    assert data == b"a" * 100
+    assert "sha256:" + hashlib.sha256(data).hexdigest() == layer
+
+
+def test_an_identity_without_acrpush_cannot_push(acr, repository):
+    with pytest.raises(ClientAuthenticationError, match="authentication required"):
+        push(client(acr, PULLER), repository, "v1", "b")
+    assert not any(f"{REGISTRY}/{repository}" in r for r in _upstream_repositories(acr))
+
+
+def test_tokens_of_one_registry_are_refused_by_another(acr):
+    # The pusher may push to both registries; a token is still good for its own registry only.
+    refresh = exchange_login(LOGIN_SERVER, acr.credential(PUSHER)).password.get_secret_value()
+    access = _access_token(acr, refresh)
+    with http(acr) as web:
+        exchanged = web.post(
+            f"https://{OTHER_LOGIN_SERVER}/oauth2/token",
+            data={
+                "grant_type": "refresh_token",
+                "service": OTHER_LOGIN_SERVER,
+                "scope": "repository:team/app:pull",
+                "refresh_token": refresh,
+            },
+        )
+        used = web.get(
+            f"https://{OTHER_LOGIN_SERVER}/v2/team/app/tags/list",
+            headers={"Authorization": f"Bearer {access}"},
+        )
+        at_home = web.get(
+            f"https://{LOGIN_SERVER}/v2/team/app/tags/list",
+            headers={"Authorization": f"Bearer {access}"},
+        )
+    assert exchanged.status_code == 401
+    assert exchanged.json()["errors"][0]["code"] == "UNAUTHORIZED"
+    assert used.status_code == 401
+    assert f'service="{OTHER_LOGIN_SERVER}"' in used.headers["www-authenticate"]
+    assert at_home.status_code == 404  # past the check: the repository does not exist
+
+
+def test_two_registries_keep_their_images_apart(acr, repository):
+    push(client(acr, PUSHER, OTHER_LOGIN_SERVER), repository, "v1", "c")
+    assert acr.upstream.tags(f"{OTHER_REGISTRY}/{repository}") == ["v1"]
+    with pytest.raises(UserError, match="does not exist"):
+        list_tags(acr_client(LOGIN_SERVER, acr.credential(PUSHER)), repository)
+
+
+def test_an_unknown_registry_name_is_name_unknown(acr):
+    with http(acr) as web:
+        answer = web.get(f"https://{UNKNOWN_LOGIN_SERVER}/v2/")
+    assert answer.status_code == 404
+    assert answer.json()["errors"][0]["code"] == "NAME_UNKNOWN"
+
+
+# -- the tag API our housekeeping uses -------------------------------------------------------------
+
+
+def test_tags_are_listed_newest_first_with_their_digests(acr, repository):
+    registry = client(acr, PUSHER)
+    digests = {tag: push(registry, repository, tag, tag) for tag in ("old", "mid", "new")}
+    tags = list_tags(acr_client(LOGIN_SERVER, acr.credential(PULLER)), repository)
+    assert [t.name for t in tags] == ["new", "mid", "old"]
+    assert {t.name: t.digest for t in tags} == digests
+
+
+def test_prune_deletes_old_tags_and_keeps_a_tag_that_shares_a_kept_digest(acr, repository):
+    registry = client(acr, CLEANER)
+    shared = push(registry, repository, "old-1", "x")
+    push(registry, repository, "old-2", "y")
+    push(registry, repository, "pinned", "z")
+    push(registry, repository, "new-1", "w")
+    assert push(registry, repository, "new-2", "x") == shared  # same image as old-1
+    tags_client = acr_client(LOGIN_SERVER, acr.credential(CLEANER))
+    pinned = acr.upstream.manifest_digest(f"{REGISTRY}/{repository}", "pinned")
+    doomed = prune_plan(
+        list_tags(tags_client, repository), keep=2, pinned_digest=pinned, pinned_tags=set()
+    )
+    assert sorted(t.name for t in doomed) == ["old-1", "old-2"]
+    delete_tags(tags_client, repository, doomed)
+    left = acr.upstream.tags(f"{REGISTRY}/{repository}")
+    assert sorted(left) == ["new-1", "new-2", "pinned"]
+    assert acr.upstream.manifest_digest(f"{REGISTRY}/{repository}", "new-2") == shared
+
+
+def test_deleting_a_tag_without_acrdelete_is_refused(acr, repository):
+    push(client(acr, PUSHER), repository, "v1", "d")
+    tags_client = acr_client(LOGIN_SERVER, acr.credential(PUSHER))
+    [tag] = list_tags(tags_client, repository)
+    with pytest.raises(UserError, match="needs AcrDelete"):
+        delete_tags(tags_client, repository, [tag])
+    assert acr.upstream.tags(f"{REGISTRY}/{repository}") == ["v1"]
+
+
+def test_listing_a_repository_that_does_not_exist_is_name_unknown(acr):
+    with pytest.raises(UserError, match="repository nope does not exist"):
+        list_tags(acr_client(LOGIN_SERVER, acr.credential(PULLER)), "nope")
+
+
+def _upstream_repositories(acr: LocalAcr) -> list[str]:
+    with httpx.Client() as web:
+        return web.get(f"http://{acr.upstream.host}/v2/_catalog").json()["repositories"] or []
+
+
+def _access_token(acr: LocalAcr, refresh: str) -> str:
+    with http(acr) as web:
+        answer = web.post(
+            f"https://{LOGIN_SERVER}/oauth2/token",
+            data={
+                "grant_type": "refresh_token",
+                "service": LOGIN_SERVER,
+                "scope": "repository:team/app:pull",
+                "refresh_token": refresh,
+            },
+        )
+    return answer.json()["access_token"]

@@ -570,7 +570,7 @@ class ContainerRegistries:
     def _tag_list(self, request: Request, registry, name: str, tags: list[dict]) -> Response:
         order = request.query_params.get("orderby", "")
         if order in ("timedesc", "timeasc"):
-            tags.sort(key=lambda t: t["lastUpdateTime"], reverse=order == "timedesc")
+            tags.sort(key=lambda t: _moment(t["lastUpdateTime"]), reverse=order == "timedesc")
         else:
             tags.sort(key=lambda t: t["name"])
         last = request.query_params.get("last")
@@ -658,7 +658,15 @@ async def _image_created(client: _Repository, manifest: dict) -> str:
 
 
 def _iso(stamp: float) -> str:
-    return datetime.fromtimestamp(stamp, UTC).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _moment(text: str) -> datetime:
+    """A time as ACR and image configs write it (any fraction of a second), comparable."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return datetime.fromtimestamp(0, UTC)
 
 
 def _basic(header: str) -> tuple[str | None, str | None]:

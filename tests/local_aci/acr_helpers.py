@@ -4,13 +4,17 @@ docker-registry as their upstream, and a CONNECT proxy that takes `<name>.azurec
 so that azure-containerregistry, azure-identity and our own ACR code reach the registries by
 their Azure names, over HTTPS, unmodified."""
 
+import io
+import json
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import parse_qsl
 
 import uvicorn
+from azure.containerregistry import ContainerRegistryClient
 from azure.core.credentials import AccessToken
 
 from image_builder.local_registry import LocalRegistry, free_port
@@ -118,6 +122,79 @@ def deployed_registries() -> ResourceStore:
     return store
 
 
+@dataclass(frozen=True)
+class Seen:
+    """A request the app answered: its form fields when it sent a form (ACR's token requests)."""
+
+    method: str
+    host: str
+    path: str
+    query: dict[str, str]
+    form: dict[str, str]
+
+
+class Recording:
+    """An ASGI wrapper that notes each request the app answers (not the blobs' bytes)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.seen: list[Seen] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        is_form = headers.get(b"content-type", b"").startswith(b"application/x-www-form-urlencoded")
+        chunks: list[bytes] = []
+
+        async def noted():
+            message = await receive()
+            if is_form and message["type"] == "http.request":
+                chunks.append(message.get("body", b""))
+            return message
+
+        try:
+            await self.app(scope, noted, send)
+        finally:
+            self.seen.append(
+                Seen(
+                    scope["method"],
+                    headers.get(b"host", b"").decode().split(":")[0],
+                    scope["path"],
+                    dict(parse_qsl(scope["query_string"].decode())),
+                    dict(parse_qsl(b"".join(chunks).decode(errors="replace"))),
+                )
+            )
+
+
+def push_image(registry: ContainerRegistryClient, repository: str, tag: str, seed: str) -> str:
+    """An image (a config and one layer of ``seed``) pushed with the SDK; its manifest digest."""
+    layer = seed.encode() * 100
+    config = json.dumps(
+        {"architecture": "amd64", "os": "linux", "created": "2026-01-01T00:00:00Z"}
+    ).encode()
+    layer_digest, layer_size = registry.upload_blob(repository, io.BytesIO(layer))
+    config_digest, config_size = registry.upload_blob(repository, io.BytesIO(config))
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest,
+            "size": config_size,
+        },
+        "layers": [
+            {
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": layer_digest,
+                "size": layer_size,
+            }
+        ],
+    }
+    return registry.set_manifest(repository, manifest, tag=tag)
+
+
 class LocalAcr:
     def __init__(self, folder: Path) -> None:
         self.upstream = LocalRegistry(folder / "upstream").start()
@@ -132,9 +209,10 @@ class LocalAcr:
             self.config, None, SimpleNamespace(store=self.store), self.issuer, DEPLOYER_SECRET
         )
         self.port = free_port()
+        self.recording = Recording(https_app(aci))
         self.server = uvicorn.Server(
             uvicorn.Config(
-                https_app(aci),
+                self.recording,
                 host="127.0.0.1",
                 port=self.port,
                 ssl_certfile=str(self.tls.certificate),
@@ -157,6 +235,18 @@ class LocalAcr:
                 f"{server}:443": ("127.0.0.1", self.port)
                 for server in (LOGIN_SERVER, OTHER_LOGIN_SERVER, UNKNOWN_LOGIN_SERVER)
             }
+        )
+
+    @property
+    def seen(self) -> list[Seen]:
+        return self.recording.seen
+
+    def client(self, who: Identity, server: str = LOGIN_SERVER) -> ContainerRegistryClient:
+        """azure-containerregistry's client for ``server`` as ``who``."""
+        return ContainerRegistryClient(
+            f"https://{server}",
+            self.credential(who),
+            audience="https://containerregistry.azure.net",
         )
 
     def credential(self, who: Identity) -> IssuedCredential:

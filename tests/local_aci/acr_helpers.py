@@ -107,16 +107,21 @@ def local_azure(upstream: str | None) -> LocalAzure:
 
 
 def deployed_registries() -> ResourceStore:
-    """The store as the local Resource Manager leaves it after deploying two registries."""
+    """The store as the local Resource Manager leaves it after deploying two registries; the
+    other one lets anyone pull (`anonymousPullEnabled`, a Standard registry's option)."""
     store = ResourceStore()
-    for name in (REGISTRY, OTHER_REGISTRY):
+    for name, sku, anonymous in ((REGISTRY, "Basic", False), (OTHER_REGISTRY, "Standard", True)):
         body = {
             "id": registry_id(name),
             "name": name,
             "type": REGISTRIES,
             "location": "westeurope",
-            "sku": {"name": "Basic", "tier": "Basic"},
-            "properties": {"loginServer": f"{name}.azurecr.io", "adminUserEnabled": False},
+            "sku": {"name": sku, "tier": sku},
+            "properties": {
+                "loginServer": f"{name}.azurecr.io",
+                "adminUserEnabled": False,
+                "anonymousPullEnabled": anonymous,
+            },
         }
         store.put(Recorded(registry_id(name), REGISTRIES, body, "test"))
     return store

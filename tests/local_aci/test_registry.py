@@ -10,6 +10,7 @@ import uuid
 import httpx
 import jwt
 import pytest
+from azure.containerregistry import ContainerRegistryClient
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import ManagedIdentityCredential
 
@@ -148,6 +149,38 @@ def test_docker_basic_auth_at_the_token_endpoint_gets_an_access_token(acr):
     assert base.status_code == 200
 
 
+def test_docker_login_posts_the_refresh_token_as_the_null_users_password(acr):
+    # `docker login` asks for a token with OAuth's password grant before it falls back to GET.
+    refresh = exchange_login(LOGIN_SERVER, acr.credential(PUSHER)).password.get_secret_value()
+    with http(acr) as web:
+        answer = web.post(
+            f"https://{LOGIN_SERVER}/oauth2/token",
+            data={
+                "grant_type": "password",
+                "service": LOGIN_SERVER,
+                "client_id": "docker",
+                "access_type": "offline",
+                "username": ACR_TOKEN_USER,
+                "password": refresh,
+            },
+        )
+        wrong = web.post(
+            f"https://{LOGIN_SERVER}/oauth2/token",
+            data={
+                "grant_type": "password",
+                "service": LOGIN_SERVER,
+                "username": "someone",
+                "password": refresh,
+            },
+        )
+    assert answer.status_code == 200
+    assert (
+        jwt.decode(answer.json()["access_token"], options={"verify_signature": False})["access"]
+        == []
+    )
+    assert wrong.status_code == 401
+
+
 # -- push and pull through to the upstream ---------------------------------------------------------
 
 
@@ -204,6 +237,39 @@ def test_two_registries_keep_their_images_apart(acr, repository):
     assert acr.upstream.tags(f"{OTHER_REGISTRY}/{repository}") == ["v1"]
     with pytest.raises(UserError, match="does not exist"):
         list_tags(acr_client(LOGIN_SERVER, acr.credential(PUSHER)), repository)
+
+
+def test_the_catalog_lists_this_registrys_repositories_only(acr, repository):
+    push_image(acr.client(PUSHER, OTHER_LOGIN_SERVER), repository, "v1", "e")
+    access = token(acr, PULLER, "registry:catalog:*")
+    assert access["access"] == [{"type": "registry", "name": "catalog", "actions": ["*"]}]
+    refresh = exchange_login(LOGIN_SERVER, acr.credential(PULLER)).password.get_secret_value()
+    with http(acr) as web:
+        bearer = web.post(
+            f"https://{LOGIN_SERVER}/oauth2/token",
+            data={
+                "grant_type": "refresh_token",
+                "service": LOGIN_SERVER,
+                "scope": "registry:catalog:*",
+                "refresh_token": refresh,
+            },
+        ).json()["access_token"]
+        listed = web.get(
+            f"https://{LOGIN_SERVER}/v2/_catalog", headers={"Authorization": f"Bearer {bearer}"}
+        )
+    assert listed.status_code == 200
+    assert repository not in listed.json()["repositories"]
+    assert not any(name.startswith(OTHER_REGISTRY) for name in listed.json()["repositories"])
+
+
+def test_anonymous_pull_is_granted_only_where_the_registry_allows_it(acr, repository):
+    digest = push_image(acr.client(PUSHER, OTHER_LOGIN_SERVER), repository, "v1", "f")
+    anonymous = ContainerRegistryClient(f"https://{OTHER_LOGIN_SERVER}", None)
+    assert anonymous.get_manifest(repository, "v1").digest == digest
+    with pytest.raises(ClientAuthenticationError):
+        push_image(anonymous, repository, "v2", "g")
+    with pytest.raises(ClientAuthenticationError):
+        ContainerRegistryClient(f"https://{LOGIN_SERVER}", None).get_manifest(repository, "v1")
 
 
 def test_an_unknown_registry_name_is_name_unknown(acr):

@@ -10,7 +10,7 @@ import uuid
 import httpx
 import jwt
 import pytest
-from azure.containerregistry import ContainerRegistryClient
+from azure.containerregistry import ArtifactTagOrder, ContainerRegistryClient
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import ManagedIdentityCredential
 
@@ -299,6 +299,20 @@ def test_prune_deletes_old_tags_and_keeps_a_tag_that_shares_a_kept_digest(acr, r
     left = acr.upstream.tags(f"{REGISTRY}/{repository}")
     assert sorted(left) == ["new-1", "new-2", "pinned"]
     assert acr.upstream.manifest_digest(f"{REGISTRY}/{repository}", "new-2") == shared
+
+
+def test_tags_come_in_pages_newest_first(acr, repository):
+    registry = acr.client(PUSHER)
+    for tag in ("t1", "t2", "t3", "t4", "t5"):
+        push_image(registry, repository, tag, tag)
+    pages = acr.client(PULLER).list_tag_properties(
+        repository, order_by=ArtifactTagOrder.LAST_UPDATED_ON_DESCENDING, results_per_page=2
+    )
+    assert [[t.name for t in page] for page in pages.by_page()] == [
+        ["t5", "t4"],
+        ["t3", "t2"],
+        ["t1"],
+    ]
 
 
 def test_deleting_a_tag_without_acrdelete_is_refused(acr, repository):

@@ -46,7 +46,7 @@ from starlette.responses import StreamingResponse
 
 from prefect_aci.local_aci.authorization import ACR_PULL_ACTION
 from prefect_aci.local_aci.config import LocalAzure
-from prefect_aci.local_aci.resources import ResourceStore
+from prefect_aci.local_aci.resources import Recorded, ResourceStore
 from prefect_aci.local_aci.tokens import TokenIssuer
 
 REGISTRIES = "Microsoft.ContainerRegistry/registries"
@@ -134,7 +134,7 @@ class ContainerRegistries:
 
     # -- the registry behind a login server ------------------------------------------------------
 
-    def registry(self, login_server: str):
+    def registry(self, login_server: str) -> Recorded | None:
         wanted = login_server.lower()
         return next(
             (
@@ -180,7 +180,7 @@ class ContainerRegistries:
 
     # -- /oauth2 -----------------------------------------------------------------------------
 
-    def _exchange(self, request: Request, registry, body: bytes) -> Response:
+    def _exchange(self, request: Request, registry: Recorded, body: bytes) -> Response:
         if request.method != "POST":
             return acr_error(405, "UNSUPPORTED", "Use POST.")
         form = dict(parse_qsl(body.decode(errors="replace")))
@@ -249,7 +249,7 @@ class ContainerRegistries:
             return None
         return claims if claims.get("grant_type") == grant_type else None
 
-    def _token(self, request: Request, registry, body: bytes) -> Response:
+    def _token(self, request: Request, registry: Recorded, body: bytes) -> Response:
         login_server = registry.properties["loginServer"]
         if request.method == "POST":
             pairs = parse_qsl(body.decode(errors="replace"))
@@ -261,16 +261,21 @@ class ContainerRegistries:
         if (form.get("service") or "").lower() != login_server:
             return acr_error(400, "UNSUPPORTED", f"service must be this registry, {login_server}")
         grant = form.get("grant_type", "")
-        refresh_token = None
+        # The refresh token presented; "" for an anonymous caller; None for credentials local ACR
+        # does not have (an admin user, repository-scoped tokens).
+        refresh_token: str | None
         if request.method == "GET":
-            user, password = _basic(request.headers.get("authorization", ""))
-            refresh_token = password if user == NULL_USER else None
+            header = request.headers.get("authorization")
+            user, password = _basic(header or "")
+            refresh_token = "" if header is None else password if user == NULL_USER else None
         elif grant == "refresh_token":
             refresh_token = form.get("refresh_token")
         elif grant == "password" and form.get("username") == NULL_USER:
             refresh_token = form.get("password")
-        elif grant == "password" and not form.get("refresh_token"):
-            refresh_token = ""  # azure-containerregistry's anonymous client
+        elif grant == "password" and not form.get("username"):
+            refresh_token = form.get("refresh_token") or ""  # the SDK's anonymous client
+        elif grant == "password":
+            refresh_token = None
         else:
             return acr_error(
                 400,
@@ -329,14 +334,14 @@ class ContainerRegistries:
 
     # -- the bearer challenge ----------------------------------------------------------------------
 
-    def _access(self, request: Request, registry) -> list[dict] | None:
+    def _access(self, request: Request, registry: Recorded) -> list[dict] | None:
         header = request.headers.get("authorization", "")
         if not header.lower().startswith("bearer "):
             return None
         claims = self._acr_claims(header[7:], registry.properties["loginServer"], "access_token")
         return None if claims is None else claims.get("access") or []
 
-    def _challenge(self, request: Request, registry, scope: Scope | None) -> Response:
+    def _challenge(self, request: Request, registry: Recorded, scope: Scope | None) -> Response:
         login_server = registry.properties["loginServer"]
         host = request.headers.get("host") or login_server
         challenge = f'Bearer realm="https://{host}/oauth2/token",service="{login_server}"'
@@ -355,7 +360,7 @@ class ContainerRegistries:
             {"WWW-Authenticate": challenge, "Docker-Distribution-Api-Version": "registry/2.0"},
         )
 
-    def _refused(self, request: Request, registry, scope: Scope) -> Response | None:
+    def _refused(self, request: Request, registry: Recorded, scope: Scope) -> Response | None:
         """None when the request's access token grants ``scope``; else ACR's 401 challenge."""
         access = self._access(request, registry)
         if access is not None:
@@ -369,7 +374,7 @@ class ContainerRegistries:
                 return None
         return self._challenge(request, registry, scope)
 
-    def _base(self, request: Request, registry) -> Response:
+    def _base(self, request: Request, registry: Recorded) -> Response:
         if self._access(request, registry) is None:
             return self._challenge(request, registry, None)
         return JSONResponse({}, headers={"Docker-Distribution-Api-Version": "registry/2.0"})
@@ -401,7 +406,7 @@ class ContainerRegistries:
             "behind it) is not set",
         )
 
-    async def _catalog(self, request: Request, registry) -> Response:
+    async def _catalog(self, request: Request, registry: Recorded) -> Response:
         refused = self._refused(request, registry, Scope("registry", "catalog", ("*",)))
         if refused is not None:
             return refused
@@ -415,7 +420,9 @@ class ContainerRegistries:
             {"repositories": sorted(n[len(prefix) :] for n in names if n.startswith(prefix))}
         )
 
-    async def _proxy(self, request: Request, registry, path: str, body: bytes) -> Response:
+    async def _proxy(
+        self, request: Request, registry: Recorded, path: str, body: bytes
+    ) -> Response:
         match = V2_PATH.match(path)
         assert match is not None
         name = match["name"]
@@ -503,7 +510,7 @@ class ContainerRegistries:
 
     # -- /acr/v1/<repository>/_tags ---------------------------------------------------------------
 
-    async def _tags(self, request: Request, registry, path: str) -> Response:
+    async def _tags(self, request: Request, registry: Recorded, path: str) -> Response:
         match = TAGS_PATH.match(path)
         if match is None:
             return acr_error(
@@ -567,7 +574,9 @@ class ContainerRegistries:
             },
         }
 
-    def _tag_list(self, request: Request, registry, name: str, tags: list[dict]) -> Response:
+    def _tag_list(
+        self, request: Request, registry: Recorded, name: str, tags: list[dict]
+    ) -> Response:
         order = request.query_params.get("orderby", "")
         if order in ("timedesc", "timeasc"):
             tags.sort(key=lambda t: _moment(t["lastUpdateTime"]), reverse=order == "timedesc")

@@ -151,26 +151,28 @@ class Recording:
             return
         headers = dict(scope["headers"])
         is_form = headers.get(b"content-type", b"").startswith(b"application/x-www-form-urlencoded")
+        form: dict[str, str] = {}  # filled as the app reads the body, before it answers
         chunks: list[bytes] = []
+        # Noted before the app answers: once a client has its answer, the request is in `seen`.
+        self.seen.append(
+            Seen(
+                scope["method"],
+                headers.get(b"host", b"").decode().split(":")[0],
+                scope["path"],
+                dict(parse_qsl(scope["query_string"].decode())),
+                form,
+            )
+        )
 
         async def noted():
             message = await receive()
             if is_form and message["type"] == "http.request":
                 chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    form.update(parse_qsl(b"".join(chunks).decode(errors="replace")))
             return message
 
-        try:
-            await self.app(scope, noted, send)
-        finally:
-            self.seen.append(
-                Seen(
-                    scope["method"],
-                    headers.get(b"host", b"").decode().split(":")[0],
-                    scope["path"],
-                    dict(parse_qsl(scope["query_string"].decode())),
-                    dict(parse_qsl(b"".join(chunks).decode(errors="replace"))),
-                )
-            )
+        await self.app(scope, noted, send)
 
 
 def push_image(registry: ContainerRegistryClient, repository: str, tag: str, seed: str) -> str:

@@ -270,6 +270,23 @@ def test_anonymous_pull_is_granted_only_where_the_registry_allows_it(acr, reposi
         push_image(anonymous, repository, "v2", "g")
     with pytest.raises(ClientAuthenticationError):
         ContainerRegistryClient(f"https://{LOGIN_SERVER}", None).get_manifest(repository, "v1")
+    with http(acr) as web:  # the Docker engine's anonymous pull asks without credentials
+        docker = web.get(
+            f"https://{OTHER_LOGIN_SERVER}/oauth2/token",
+            params={"service": OTHER_LOGIN_SERVER, "scope": f"repository:{repository}:pull"},
+        )
+        stranger = web.post(
+            f"https://{OTHER_LOGIN_SERVER}/oauth2/token",
+            data={
+                "grant_type": "password",
+                "service": OTHER_LOGIN_SERVER,
+                "username": "someone",
+                "password": "guess",
+            },
+        )
+    granted = jwt.decode(docker.json()["access_token"], options={"verify_signature": False})
+    assert granted["access"] == [{"type": "repository", "name": repository, "actions": ["pull"]}]
+    assert stranger.status_code == 401
 
 
 def test_an_unknown_registry_name_is_name_unknown(acr):

@@ -756,7 +756,7 @@ def https_app(aci: LocalAci) -> FastAPI:
             return _error(400, "BadRequest", "JSON body expected.")
         return aci.add_fault(request, payload)
 
-    registries = ContainerRegistries(aci.config, aci.arm.store, aci.issuer)
+    registries = ContainerRegistries(aci.config, lambda: aci.arm.store, aci.issuer)
 
     @app.api_route("/{path:path}", methods=["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD"])
     async def anything(request: Request, path: str) -> Response:

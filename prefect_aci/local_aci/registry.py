@@ -33,6 +33,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -118,9 +119,12 @@ class Scope:
 
 
 class ContainerRegistries:
-    """The data plane of every registry in ``store`` (one per login server)."""
+    """The data plane of every deployed registry (one per login server)."""
 
-    def __init__(self, config: LocalAzure, store: ResourceStore, issuer: TokenIssuer) -> None:
+    def __init__(
+        self, config: LocalAzure, store: Callable[[], ResourceStore], issuer: TokenIssuer
+    ) -> None:
+        """``store``: the local Resource Manager's, asked on each request (what it deployed)."""
         self.config = config
         self.store = store
         self.issuer = issuer
@@ -139,7 +143,7 @@ class ContainerRegistries:
         return next(
             (
                 r
-                for r in self.store.by_type(REGISTRIES)
+                for r in self.store().by_type(REGISTRIES)
                 if str(r.properties.get("loginServer", "")).lower() == wanted
             ),
             None,

@@ -13,7 +13,7 @@ from image_builder.acr import ACR_SCOPE, exchange_login
 from image_builder.acr_tags import TagInfo, acr_client, delete_tags, list_tags, prune_plan
 from image_builder.registry import ACR_TOKEN_USER
 from prefect_aci.core.errors import UserError
-from prefect_aci.core.records import ImageRecord
+from prefect_aci.core.records import ImageRecord, Publication
 from tests.conftest import run_builder, run_cli
 from tests.local_aci.acr_helpers import (
     CLEANER,
@@ -102,21 +102,13 @@ def test_no_managed_identity_says_how_to_log_in(azure, monkeypatch):
     assert [s.path for s in azure.seen] == ["/_local/msi/token"]  # and no exchange
 
 
+@pytest.mark.slow
 def test_push_to_acr_without_any_azure_credential_is_one_line(tmp_path, local_acr):
     # DefaultAzureCredential, as the CLI builds it: no env service principal, no az CLI, and a
     # managed identity endpoint (local) that has no identity; IMDS is never asked. The Azure
     # credential is asked before the Docker engine, so a recorded image that was never built
     # does here.
-    record = tmp_path / "image.json"
-    record.write_text(
-        ImageRecord(
-            image_id="sha256:" + "1" * 64,
-            repository="prefect-aci",
-            local_tags=[],
-            base_image="b",
-            versions={},
-        ).model_dump_json()
-    )
+    record = _record(tmp_path)
     local_acr.seen.clear()
     result = run_builder(
         "push",
@@ -158,6 +150,21 @@ def test_blank_service_principal_settings_are_one_line(tmp_path, built_image):
     assert "Traceback" not in result.stderr
     [error] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert "settings are incomplete" in error
+
+
+def _record(folder, published: Publication | None = None):
+    """An image record (of an image never built: nothing here asks the Docker engine)."""
+    record = folder / "image.json"
+    image = ImageRecord(
+        image_id="sha256:" + "1" * 64,
+        repository="prefect-aci",
+        local_tags=[],
+        base_image="b",
+        versions={},
+        published=published,
+    )
+    record.write_text(image.model_dump_json())
+    return record
 
 
 def _stocked(azure: LocalAcr, repository: str) -> dict[str, str]:
@@ -210,6 +217,48 @@ def test_prune_spares_tags_named_in_the_record():
 def test_prune_keep_below_one_is_refused():
     with pytest.raises(UserError, match="at least 1"):
         prune_plan([], keep=0, pinned_digest=None, pinned_tags=set())
+
+
+@pytest.mark.slow
+def test_the_acr_commands_list_and_prune_what_the_record_does_not_pin(tmp_path, azure):
+    # `prefect-aci azure acr ...` as a user runs it: DefaultAzureCredential finds the deployer's
+    # identity (AcrPush: it may list, not delete).
+    digests = _stocked(azure, "cli")
+    record = _record(
+        tmp_path,
+        Publication(
+            registry=LOGIN_SERVER, repository="cli", tags=["new-2"], digest=digests["new-2"]
+        ),
+    )
+    env = {**AZURE_UNSET, **azure.env()}
+
+    def acr(*args: str):
+        return run_cli(
+            "azure",
+            "acr",
+            *args,
+            "--registry",
+            LOGIN_SERVER,
+            "--record",
+            str(record),
+            env=env,
+            timeout=300,
+        )
+
+    listed = acr("list")
+    assert listed.returncode == 0, listed.stderr
+    shown = [t for t in ("new-2", "new-1", "pinned-old", "old-2", "old-1") if t in listed.stdout]
+    assert sorted(shown, key=listed.stdout.index) == shown  # newest first, all of them
+    assert len(shown) == 5
+    planned = acr("prune", "--keep", "1", "--dry-run")
+    assert planned.returncode == 0, planned.stderr
+    doomed = [line.split()[2] for line in planned.stdout.splitlines() if line.startswith("would")]
+    assert doomed == ["cli:new-1", "cli:old-2", "cli:old-1"]  # pinned-old shares new-2's digest
+    refused = acr("prune", "--keep", "1")
+    assert refused.returncode == 1
+    [error] = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert "needs AcrDelete" in error
+    assert sorted(azure.upstream.tags(f"{REGISTRY}/cli")) == sorted(digests)
 
 
 def test_list_of_a_missing_repository_is_a_clear_error(azure):

@@ -418,8 +418,15 @@ class ContainerRegistries:
         if upstream is None:
             return self._unavailable()
         prefix = f"{registry.body['name'].lower()}/"
-        response = await self._client().get("/v2/_catalog", params={"n": 100000})
-        names = response.json().get("repositories") or [] if response.status_code == 200 else []
+        names: list[str] = []
+        while True:  # distribution's pages (at most 1000 names each), followed to the end
+            params = {"n": "1000", **({"last": names[-1]} if names else {})}
+            response = await self._client().get("/v2/_catalog", params=params)
+            response.raise_for_status()
+            page = response.json().get("repositories") or []
+            names += page
+            if not page or "link" not in response.headers:
+                break
         return JSONResponse(
             {"repositories": sorted(n[len(prefix) :] for n in names if n.startswith(prefix))}
         )

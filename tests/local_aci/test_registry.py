@@ -241,6 +241,7 @@ def test_two_registries_keep_their_images_apart(acr, repository):
 
 def test_the_catalog_lists_this_registrys_repositories_only(acr, repository):
     push_image(acr.client(PUSHER, OTHER_LOGIN_SERVER), repository, "v1", "e")
+    push_image(acr.client(PUSHER), f"{repository}-here", "v1", "e")
     access = token(acr, PULLER, "registry:catalog:*")
     assert access["access"] == [{"type": "registry", "name": "catalog", "actions": ["*"]}]
     refresh = exchange_login(LOGIN_SERVER, acr.credential(PULLER)).password.get_secret_value()
@@ -258,6 +259,7 @@ def test_the_catalog_lists_this_registrys_repositories_only(acr, repository):
             f"https://{LOGIN_SERVER}/v2/_catalog", headers={"Authorization": f"Bearer {bearer}"}
         )
     assert listed.status_code == 200
+    assert f"{repository}-here" in listed.json()["repositories"]
     assert repository not in listed.json()["repositories"]
     assert not any(name.startswith(OTHER_REGISTRY) for name in listed.json()["repositories"])
 

@@ -487,6 +487,15 @@ class ContainerRegistries:
             await response.aclose()
             listed["name"] = name
             return JSONResponse(listed, headers=_without(answer_headers, "content-length"))
+        if response.status_code >= 400 and request.method != "HEAD":
+            # The upstream's errors name its repository (`<registry>/<name>`): ACR's name theirs.
+            text = (await response.aread()).decode(errors="replace")
+            await response.aclose()
+            return Response(
+                text.replace(f'"{registry_name}/{name}"', json.dumps(name)),
+                response.status_code,
+                headers=_without(answer_headers, "content-length"),
+            )
         if request.method == "HEAD":
             await response.aclose()
             return Response(status_code=response.status_code, headers=answer_headers)

@@ -197,6 +197,19 @@ def test_a_push_with_acrpush_lands_upstream_under_the_registrys_name(acr, reposi
     assert "sha256:" + hashlib.sha256(data).hexdigest() == layer
 
 
+def test_the_upstreams_errors_name_the_repository_as_the_client_does(acr, repository):
+    access = _access_token(acr, _refresh(acr, PULLER), f"repository:{repository}:pull")
+    with http(acr) as web:
+        missing = web.get(
+            f"https://{LOGIN_SERVER}/v2/{repository}/tags/list",
+            headers={"Authorization": f"Bearer {access}"},
+        )
+    assert missing.status_code == 404
+    [error] = missing.json()["errors"]
+    assert error["code"] == "NAME_UNKNOWN"
+    assert error["detail"] == {"name": repository}
+
+
 def test_an_identity_without_acrpush_cannot_push(acr, repository):
     with pytest.raises(ClientAuthenticationError, match="authentication required"):
         push_image(acr.client(PULLER), repository, "v1", "b")
@@ -348,14 +361,18 @@ def _upstream_repositories(acr: LocalAcr) -> list[str]:
         return web.get(f"http://{acr.upstream.host}/v2/_catalog").json()["repositories"] or []
 
 
-def _access_token(acr: LocalAcr, refresh: str) -> str:
+def _refresh(acr: LocalAcr, who) -> str:
+    return exchange_login(LOGIN_SERVER, acr.credential(who)).password.get_secret_value()
+
+
+def _access_token(acr: LocalAcr, refresh: str, scope: str = "repository:team/app:pull") -> str:
     with http(acr) as web:
         answer = web.post(
             f"https://{LOGIN_SERVER}/oauth2/token",
             data={
                 "grant_type": "refresh_token",
                 "service": LOGIN_SERVER,
-                "scope": "repository:team/app:pull",
+                "scope": scope,
                 "refresh_token": refresh,
             },
         )

@@ -92,8 +92,6 @@ def local_azure(upstream: str | None) -> LocalAzure:
         resource_group=GROUP,
         identities=[PUSHER, PULLER, CLEANER, NOBODY],
         role_assignments=[assignment(w.principal_id, role, scope) for w, role, scope in ROLES],
-        vault_name="prefect-aci-kv",
-        secrets={},
         admin_principal_id=PUSHER.principal_id,
         wiring=Wiring(
             stack_id="test",

@@ -133,6 +133,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(502, f"no connection to {address}: {error}")
             return
         with upstream:
+            # A relay forwards what each side wrote as it came: without this, Nagle's algorithm
+            # meets the peer's delayed ACK and every small request waits ~40 ms.
+            for sock in (upstream, self.connection):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.send_response(200, "Connection established")
             self.end_headers()
             back = threading.Thread(target=_relay, args=(upstream, self.connection), daemon=True)

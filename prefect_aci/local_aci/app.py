@@ -41,6 +41,7 @@ from prefect_aci.local_aci.groups import Group, GroupError, Groups
 from prefect_aci.local_aci.imds_router import ADDRESS as IMDS_ADDRESS
 from prefect_aci.local_aci.imds_router import CALLER_HEADER
 from prefect_aci.local_aci.paging import Pager
+from prefect_aci.local_aci.registry import ContainerRegistries
 from prefect_aci.local_aci.resource_manager import ArmError, Deployment, Planned, ResourceManager
 from prefect_aci.local_aci.resources import (
     ROLE_ASSIGNMENTS,
@@ -885,10 +886,14 @@ def https_app(aci: LocalAci) -> FastAPI:
             return _error(400, "BadRequest", "JSON body expected.")
         return aci.add_fault(request, payload)
 
+    registries = ContainerRegistries(aci.config, lambda: aci.arm.store, aci.issuer)
+
     @app.api_route("/{path:path}", methods=["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD"])
     async def anything(request: Request, path: str) -> Response:
         body = await request.body()
         host = (request.headers.get("host") or "").split(":")[0].lower()
+        if host.endswith(".azurecr.io"):
+            return await registries.handle(request, host, f"/{path}", body)
         if host.endswith(".vault.azure.net"):
             return await _threaded(aci.vault, request, host, f"/{path}")
         return await _threaded(aci.management, request, f"/{path}", body)

@@ -82,6 +82,12 @@ class LocalAzure(BaseModel):
         "account deployed here answers as; None: storage accounts are only recorded.",
     )
     admin_principal_id: str = Field(description="The deployer: the stack's own calls.")
+    registry_upstream: str | None = Field(
+        None,
+        description="Base URL of the plain OCI registry (e.g. http://127.0.0.1:5000) that stores "
+        "the images of the deployed registries served at <name>.azurecr.io; None: ACR's token "
+        "exchange only.",
+    )
     wiring: Wiring
 
     @property

@@ -178,6 +178,7 @@ BUILT_IN = {
     "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9": "User Access Administrator",
     "7f951dda-4ed3-4680-a7ca-43fe172d538d": "AcrPull",
     "8311e382-0749-4cb8-b61a-304f252e45ec": "AcrPush",
+    "c2f4ef07-c644-48eb-af81-4b1b4947fb11": "AcrDelete",
     "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
     "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": "Key Vault Secrets Officer",
     "00482a5a-887f-4fb3-b363-3b7fe8e74483": "Key Vault Administrator",

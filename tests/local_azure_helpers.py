@@ -124,6 +124,14 @@ class Local:
             and not r.path.startswith("/_local/")
         ]
 
+    def inject_fault(self, **fault) -> None:
+        """A fault as a test posts it to the stack's door (/_local/faults; LocalAci.add_fault
+        reads ``fault``)."""
+        answer = self.server.client.post(
+            "/_local/faults", json=fault, headers={"X-IDENTITY-HEADER": DEPLOYER_SECRET}
+        )
+        assert answer.status_code == 201, answer.text
+
     def add_group(self, name: str, containers: dict[str, dict[str, str]], **requests) -> None:
         """A container group as if deployed: each container with its plain environment and
         ``requests`` (cpu, memoryInGB; 1 and 1 unless given)."""

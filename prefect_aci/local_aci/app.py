@@ -19,7 +19,8 @@ import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
@@ -101,6 +102,8 @@ ROUTES = [
     ),
     ("resource", rf"^{SUBSCRIPTION}/[^/]+/.+$"),
     ("resource_group", r"^/subscriptions/(?P<sub>[^/]+)/resourcegroups/(?P<rg>[^/]+)/?$"),
+    # A resource group DELETE's operation (its Location, at the subscription).
+    ("resource_group_operation", r"^/subscriptions/(?P<sub>[^/]+)/operationresults/(?P<op>[^/]+)$"),
 ]
 
 
@@ -176,10 +179,37 @@ SETTINGS = (
 
 @dataclass
 class Fault:
+    """Azure's error for the next ``times`` requests of ``method`` whose path contains
+    ``path_contains``: ``status`` with ``code``, ``message`` and ``details`` (ARM's error shape).
+    ``in_operation``: the request is accepted (202) and its long-running operation ends with the
+    error, as a resource group deletion that Azure blocks does; only a resource group DELETE
+    takes such a fault."""
+
     method: str
     path_contains: str
     status: int
     times: int
+    code: str = "ServiceUnavailable"
+    message: str = "Injected by a test."
+    details: list = field(default_factory=list)
+    in_operation: bool = False
+
+    def body(self) -> dict:
+        error: dict = {"code": self.code, "message": self.message}
+        if self.details:
+            error["details"] = self.details
+        return {"error": error}
+
+
+@dataclass
+class GroupDeletion:
+    """A resource group DELETE as ARM runs it (ResourceGroups_Delete: 202 with a Location to
+    poll): done once the container groups it deletes are gone, or failed with ``error``."""
+
+    id: str
+    groups: list[str] = field(default_factory=list)  # the container groups it deletes
+    error: Fault | None = None
+    done: bool = False
 
 
 class LocalAci:
@@ -200,17 +230,25 @@ class LocalAci:
         self.deployer_secret = deployer_secret
         self.faults: list[Fault] = []
         self.lock = threading.Lock()
+        # The one resource group's GET body (None while it does not exist) and its deletions.
+        exists = config is not None and config.resource_group_exists
+        self.group: dict | None = self._group_body_at(config.location, None) if exists else None
+        self.group_deletions: dict[str, GroupDeletion] = {}
 
     # -- faults (tests) -------------------------------------------------------------------------
 
-    def _fault(self, method: str, path: str) -> JSONResponse | None:
+    def _fault(self, method: str, path: str, in_operation: bool = False) -> Fault | None:
         with self.lock:
             for fault in self.faults:
-                if fault.method == method and fault.path_contains.lower() in path.lower():
+                if (
+                    fault.method == method
+                    and fault.path_contains.lower() in path.lower()
+                    and fault.in_operation == in_operation
+                ):
                     fault.times -= 1
                     if fault.times <= 0:
                         self.faults.remove(fault)
-                    return _error(fault.status, "ServiceUnavailable", "Injected by a test.")
+                    return fault
         return None
 
     # -- authentication ---------------------------------------------------------------------------
@@ -324,7 +362,10 @@ class LocalAci:
                 f"The subscription '{params['sub']}' could not be found.",
             )
         group = params.get("rg")  # None for what lives at the subscription (role definitions)
-        if group is not None and group.lower() != self.config.resource_group.lower():
+        if group is not None and (
+            group.lower() != self.config.resource_group.lower()
+            or (route != "resource_group" and self._group_state() is None)
+        ):
             return _error(
                 404, "ResourceGroupNotFound", f"Resource group '{params['rg']}' could not be found."
             )
@@ -335,12 +376,13 @@ class LocalAci:
                 "The api-version query parameter (?api-version=) is required for all requests.",
             )
         needed = request_action(request.method, path)
-        denied = self._arm_caller(request, needed)
-        if denied is not None:
-            return denied
+        for scoped in self._role_deletion_scopes(needed) or [needed]:
+            denied = self._arm_caller(request, scoped)
+            if denied is not None:
+                return denied
         injected = self._fault(request.method, path)
         if injected is not None:
-            return injected
+            return JSONResponse(injected.body(), injected.status)
         try:
             payload = json.loads(body) if body else None
         except ValueError:
@@ -432,23 +474,130 @@ class LocalAci:
             return _error(404, "OperationNotFound", "The operation could not be found.")
         return JSONResponse(found.result)
 
+    def _group_body_at(self, location: str, tags: dict | None) -> dict:
+        body = {
+            "id": self.config.resource_group_id,
+            "name": self.config.resource_group,
+            "type": "Microsoft.Resources/resourceGroups",
+            "location": location,
+            "properties": {"provisioningState": "Succeeded"},
+        }
+        return {**body, "tags": tags} if tags else body
+
+    def _group_state(self) -> str | None:
+        """The resource group's provisioning state (Succeeded, Deleting), None when there is
+        none; a deletion whose container groups are all gone ends here."""
+        with self.lock:
+            for deletion in self.group_deletions.values():
+                if deletion.done or deletion.error is not None:
+                    continue
+                rg = self.config.resource_group
+                if all(self.groups.get(rg, name) is None for name in deletion.groups):
+                    deletion.done = True
+                    self.group = None
+            return self.group["properties"]["provisioningState"] if self.group else None
+
     def _resource_group(self, request: Request, params: dict, payload) -> Response:
-        """The one resource group local Azure holds (a PUT of it changes nothing)."""
+        """The one resource group local Azure holds (azure-rest-api-specs, Microsoft.Resources
+        resources.json: ResourceGroups_CheckExistence, _Get, _CreateOrUpdate, _Delete). A PUT
+        creates it in the location it gives when there is none (201; a PUT of an existing group
+        changes nothing, 200); what a deployment makes stays in LocalAzure.location."""
+        state = self._group_state()
+        name = self.config.resource_group
+        if request.method == "PUT":
+            if state == "Deleting":
+                return _error(
+                    409,
+                    "ResourceGroupBeingDeleted",
+                    f"The resource group '{name}' is in deprovisioning state and cannot perform "
+                    "this operation.",
+                )
+            if state is not None:
+                return JSONResponse(self.group)
+            location = payload.get("location") if isinstance(payload, dict) else None
+            if not isinstance(location, str) or not location:
+                return _error(
+                    400,
+                    "LocationRequired",
+                    "The location property is required for this definition.",
+                )
+            tags = payload.get("tags") if isinstance(payload.get("tags"), dict) else None
+            with self.lock:
+                self.group = self._group_body_at(location, tags)
+            return JSONResponse(self.group, 201)
+        if state is None:
+            if request.method == "HEAD":
+                return Response(status_code=404)
+            if request.method in ("GET", "DELETE"):
+                return _error(
+                    404, "ResourceGroupNotFound", f"Resource group '{name}' could not be found."
+                )
         if request.method == "HEAD":
             return Response(status_code=204)
-        if request.method not in ("GET", "PUT"):
-            return _error(
-                405, "MethodNotAllowed", f"{request.method} of the resource group is not supported."
-            )
-        return JSONResponse(
-            {
-                "id": self.config.resource_group_id,
-                "name": self.config.resource_group,
-                "type": "Microsoft.Resources/resourceGroups",
-                "location": self.config.location,
-                "properties": {"provisioningState": "Succeeded"},
-            }
+        if request.method == "GET":
+            return JSONResponse(self.group)
+        if request.method == "DELETE":
+            return self._delete_resource_group(request)
+        return _error(
+            405, "MethodNotAllowed", f"{request.method} of the resource group is not supported."
         )
+
+    def _delete_resource_group(self, request: Request) -> Response:
+        """Accept the deletion (202, Location to poll): every recorded resource and deployment in
+        the group goes at once, its container groups as ACI deletes them; the group is gone when
+        they are. Role definitions live at the subscription and stay, as in Azure. A fault
+        ``in_operation`` fails the operation instead, leaving everything in place."""
+        fault = self._fault("DELETE", request.url.path, in_operation=True)
+        deletion = GroupDeletion(uuid.uuid4().hex.upper(), error=fault)
+        if fault is None:
+            rg = self.config.resource_group
+            for recorded in self.arm.store.under(self.config.resource_group_id):
+                self.arm.store.remove(recorded.id)
+            for deployment in self.arm.all_in(rg):
+                self.arm.delete(deployment)
+            for group in self.groups.all_in(rg):
+                self.groups.begin_delete(group, self.config.container_group_delete_seconds)
+                deletion.groups.append(group.name)
+            with self.lock:
+                self.group["properties"]["provisioningState"] = "Deleting"
+        with self.lock:
+            self.group_deletions[deletion.id] = deletion
+        return Response(status_code=202, headers=self._group_deletion_headers(request, deletion))
+
+    def _group_deletion_headers(self, request: Request, deletion: GroupDeletion) -> dict:
+        query = urlencode({"api-version": request.query_params["api-version"]})
+        location = (
+            f"{_origin(request)}/subscriptions/{self.config.subscription_id}/operationresults/"
+            f"{deletion.id}?{query}"
+        )
+        return {"Location": location, "Retry-After": "1"}
+
+    def _resource_group_operation(self, request: Request, params: dict, payload) -> Response:
+        """A resource group deletion's Location: 202 while it runs, 200 once the group is gone,
+        its error when it failed."""
+        if request.method != "GET":
+            return _error(405, "MethodNotAllowed", "Use GET.")
+        self._group_state()
+        deletion = self.group_deletions.get(params["op"].upper())
+        if deletion is None:
+            return _error(404, "OperationNotFound", "The operation could not be found.")
+        if deletion.error is not None:
+            return JSONResponse(deletion.error.body(), deletion.error.status)
+        if not deletion.done:
+            return Response(
+                status_code=202, headers=self._group_deletion_headers(request, deletion)
+            )
+        return Response(status_code=200)
+
+    def _role_deletion_scopes(self, needed: RequestAction) -> list[RequestAction]:
+        """A custom role's deletion is authorised on each of its assignable scopes (Microsoft
+        Learn, "Azure custom roles": roleDefinitions/delete on all AssignableScopes), not where
+        the role lives; empty for any other request, or a role that is not recorded."""
+        if needed.action.lower() != f"{ROLE_DEFINITIONS}/delete".lower():
+            return []
+        role = self.arm.store.get(needed.scope)
+        scopes = (role.properties.get("assignableScopes") or []) if role else []
+        return [RequestAction(needed.action, str(scope)) for scope in scopes]
 
     def _resource(self, request: Request, params: dict, payload) -> Response:
         """A resource a deployment recorded (GET), or those of one type under a parent (list);
@@ -841,10 +990,17 @@ class LocalAci:
                 payload["path_contains"],
                 int(payload["status"]),
                 int(payload.get("times", 1)),
+                str(payload.get("code", Fault.code)),
+                str(payload.get("message", Fault.message)),
+                list(payload.get("details") or []),
+                payload.get("in_operation", False) is True,
             )
         except (KeyError, TypeError, ValueError, AttributeError):
             return _error(
-                400, "BadRequest", "A fault needs method, path_contains, status and times."
+                400,
+                "BadRequest",
+                "A fault needs method, path_contains, status and times (code, message, details "
+                "and in_operation are optional).",
             )
         with self.lock:
             self.faults.append(fault)

@@ -327,6 +327,9 @@ UNCHECKED_ACTIONS = frozenset(
     a.lower()
     for a in (
         "Microsoft.Resources/locations/operationResults/read",
+        # A resource group deletion's result, at the subscription (ResourceGroups_Delete's
+        # Location): the same, for a caller who may hold rights on the group only.
+        "Microsoft.Resources/subscriptions/operationResults/read",
         # A container group DELETE's async operation (its status, its result): the same, for
         # Container Instances (prefect-azure's worker polls it with the worker role).
         "Microsoft.ContainerInstance/locations/operations/read",

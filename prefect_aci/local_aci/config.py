@@ -41,6 +41,11 @@ class LocalAzure(BaseModel):
     subscription_id: str
     resource_group: str
     location: str = "local"
+    resource_group_exists: bool = Field(
+        True,
+        description="Whether the resource group exists when local Azure starts; False: every "
+        "call in it answers ResourceGroupNotFound until a PUT creates it.",
+    )
     # Container Instances' behaviour (prefect_aci/local_aci/container_rules.py); a test changes
     # them at run time through the stack's door (/_local/settings).
     container_group_delete_seconds: float = Field(

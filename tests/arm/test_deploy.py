@@ -2,13 +2,14 @@
 azure-mgmt-resource sends, through azure-core's transport to local ACI in the test process (its
 Resource Manager deploys the template; its container groups run nothing), signed in as the
 deployer through local ACI's identity endpoint with a real role assignment; one-line errors.
-Deleting the resource group and the worker's role (destroy) is not served by local ACI: those
-tests still use tests/arm_stand_in.py. Azure itself is never reached."""
+Azure itself is never reached."""
 
+import datetime
 import json
 import os
 import subprocess
 import sys
+import uuid
 
 import pytest
 from azure.identity import ManagedIdentityCredential
@@ -33,9 +34,9 @@ from prefect_aci.core.settings import load
 from prefect_aci.local_aci.app import MANAGEMENT
 from prefect_aci.local_aci.authorization import READER
 from prefect_aci.local_aci.groups import GroupError
+from prefect_aci.local_aci.resources import IDENTITIES, ROLE_DEFINITIONS, Context
 from tests.acr_stand_in import PRINCIPAL_ID, TENANT, AzureStandIn, fake_jwt
 from tests.arm.conftest import TEMPLATE
-from tests.arm_stand_in import ArmStandIn
 from tests.local_aci.arm_helpers import DEPLOYER, GROUP_ID, FakeGroups
 from tests.local_azure_helpers import Local, local_azure, start_local
 
@@ -89,19 +90,6 @@ def local(tmp_path, monkeypatch):
     found = _signed_in(start_local(tmp_path), monkeypatch)
     yield found
     found.close()
-
-
-@pytest.fixture
-def azure(monkeypatch):
-    """The ARM stand-in, for what local ACI does not serve: resource group creation and
-    deletion, role definition deletion."""
-    identity = AzureStandIn()
-    for name, value in identity.identity_env().items():
-        monkeypatch.setenv(name, value)
-    arm = ArmStandIn(bearer=identity.access_token)
-    yield identity, arm
-    arm.close()
-    identity.close()
 
 
 @pytest.fixture
@@ -162,15 +150,18 @@ def test_deploy_sends_one_incremental_deployment_of_our_template(local, settings
     assert local.token_requests()[0].query["resource"] == MANAGEMENT
 
 
-def test_missing_resource_group_is_created_in_the_given_location(azure, settings, monkeypatch):
-    _, arm = azure
-    arm.group_exists = False
-    settings = load(InfraSettings, azure_location="westeurope")
-    Infra.connect(
-        settings, ManagedIdentityCredential(), transport=arm.transport()
-    ).ensure_resource_group()
-    [put] = arm.of("PUT", "/resourcegroups/prefect-aci-rg")
-    assert put["body"]["location"] == "westeurope"
+def test_missing_resource_group_is_created_in_the_given_location(tmp_path, monkeypatch, settings):
+    local = _signed_in(start_local(tmp_path, local_azure(resource_group_exists=False)), monkeypatch)
+    try:
+        settings = load(InfraSettings, azure_location="northeurope")
+        infra = Infra.connect(settings, ManagedIdentityCredential(), transport=local.transport())
+        infra.ensure_resource_group()
+        group = infra.client.resource_groups.get("prefect-aci-rg")
+    finally:
+        local.close()
+    [put] = local.of("PUT", "/resourcegroups/prefect-aci-rg")
+    assert put.json()["location"] == "northeurope"
+    assert group.location == "northeurope"
 
 
 def test_missing_resource_group_without_location_is_a_clear_error(local, settings):
@@ -226,10 +217,19 @@ def test_failed_provisioning_is_reported_as_arms_error(tmp_path, monkeypatch, se
     assert local.arm.get(settings.azure_resource_group, DEPLOYMENT_NAME).state == "Failed"
 
 
-def test_destroy_deletes_the_group(azure, settings):
-    _, arm = azure
-    Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport()).destroy()
-    assert arm.of("DELETE", "/resourcegroups/prefect-aci-rg")
+@pytest.mark.timeout(30)  # a deletion that never ends is polled for ever
+def test_destroy_deletes_the_group_and_everything_in_it(local, settings):
+    _worker(local, 1, 2)
+    local.add_deployment(DEPLOYMENT_NAME, datetime.datetime.now(datetime.UTC))
+    identity = {"type": IDENTITIES, "name": "prefect-worker-id", "location": "westeurope"}
+    local.arm.store.record(identity, _context(local))
+    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=local.transport())
+    infra.destroy()
+    assert local.of("DELETE", "/resourcegroups/prefect-aci-rg")
+    assert not infra.client.resource_groups.check_existence("prefect-aci-rg")
+    assert local.group_names() == set()
+    assert local.deployment_names() == set()
+    assert local.arm.store.under(GROUP_ID) == []
 
 
 def test_worker_without_a_pushed_image_is_refused(settings):
@@ -422,30 +422,54 @@ def test_the_same_worker_size_redeploys_in_place(local, settings):
     assert local.of("PUT", "/deployments/")
 
 
-def test_destroy_also_deletes_the_workers_custom_role(azure, settings):
+def _context(local: Local) -> Context:
+    return Context(SUBSCRIPTION, "prefect-aci-rg", local.config.tenant_id, DEPLOYMENT_NAME)
+
+
+def _role(local: Local, name: str, role_name: str) -> str:
+    """A custom role assignable in the group, recorded as a deployment records one (at the
+    subscription); its id."""
+    role = {
+        "type": ROLE_DEFINITIONS,
+        "name": name,
+        "properties": {
+            "roleName": role_name,
+            "assignableScopes": [GROUP_ID],
+            "permissions": [{"actions": ["Microsoft.ContainerInstance/containerGroups/read"]}],
+        },
+    }
+    return local.arm.store.record(role, _context(local)).id
+
+
+def _worker_role_guid() -> str:
+    return arm_guid(
+        f"/subscriptions/{SUBSCRIPTION}/resourceGroups/prefect-aci-rg", WORKER_ROLE_SEED
+    )
+
+
+def test_destroy_also_deletes_the_workers_custom_role(local, settings):
     """A role definition lives in the subscription: deleting the group leaves it behind."""
-    _, arm = azure
-    group_id = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/prefect-aci-rg"
-    role = arm_guid(group_id, WORKER_ROLE_SEED)
-    arm.role_definitions[role] = {"roleName": "Prefect ACI worker (prefect-aci-rg, ...)"}
-    arm.role_definitions["other"] = {"roleName": "Someone else's role"}
-    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
+    role = _worker_role_guid()
+    ours = _role(local, role, "Prefect ACI worker (prefect-aci-rg, ...)")
+    other = _role(local, str(uuid.uuid4()), "Someone else's role")
+    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=local.transport())
     deleted = infra.destroy()
     assert deleted.name == "Prefect ACI worker (prefect-aci-rg, ...)"
+    assert local.arm.store.get(ours) is not None
     infra.delete_role(deleted)
-    assert set(arm.role_definitions) == {"other"}
-    [group_delete] = arm.of("DELETE", "/resourcegroups/prefect-aci-rg")
-    [role_delete] = arm.of("DELETE", f"/roleDefinitions/{role}")
-    assert arm.requests.index(group_delete) < arm.requests.index(role_delete)
+    assert local.arm.store.get(ours) is None
+    assert local.arm.store.get(other) is not None
+    [group_delete] = local.of("DELETE", "/resourcegroups/prefect-aci-rg")
+    [role_delete] = local.of("DELETE", f"/roleDefinitions/{role}")
+    assert _index(local, group_delete) < _index(local, role_delete)
 
 
-def test_destroy_leaves_a_role_of_another_name_alone(azure, settings):
-    _, arm = azure
-    group_id = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/prefect-aci-rg"
-    arm.role_definitions[arm_guid(group_id, WORKER_ROLE_SEED)] = {"roleName": "Not ours"}
-    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
+def test_destroy_leaves_a_role_of_another_name_alone(local, settings):
+    kept = _role(local, _worker_role_guid(), "Not ours")
+    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=local.transport())
     assert infra.destroy() is None
-    assert arm.of("DELETE", "/roleDefinitions/") == []
+    assert local.of("DELETE", "/roleDefinitions/") == []
+    assert local.arm.store.get(kept) is not None
 
 
 @pytest.mark.parametrize(
@@ -558,39 +582,76 @@ def test_a_vault_the_next_deployment_will_not_touch_is_not_read(local, settings)
     assert _since(local, "PUT", "/deployments/", before)
 
 
+def _subnet_in_use() -> dict:
+    """The Network provider's refusal to delete a subnet ACI still holds, as
+    Azure/azure-sdk-for-go#5082 and Azure/azure-rest-api-specs#17443 quote it."""
+    subnet = f"{GROUP_ID}/providers/Microsoft.Network/virtualNetworks/prefect-vnet/subnets/aci"
+    return {
+        "code": SUBNET_IN_USE,
+        "message": f"Subnet aci is in use by {subnet}/serviceAssociationLinks/acisal and cannot "
+        "be deleted. In order to delete the subnet, delete all the resources within the subnet. "
+        "See aka.ms/deletesubnet.",
+        "details": [],
+    }
+
+
+def _subnet_fault(local: Local, shape: str, times: int) -> None:
+    """Resource group deletions refused while ACI holds the subnet: at once (400
+    InUseSubnetCannotBeDeleted), or from the group operation after a 202 (ResourceGroupDeletion
+    Blocked, the subnet's error in its details: MicrosoftDocs/azure-docs#52282 shows the shape)."""
+    fault = {"method": "DELETE", "path_contains": "/resourcegroups/prefect-aci-rg", "times": times}
+    if shape == "subnet":
+        local.inject_fault(**fault, status=400, **_subnet_in_use())
+        return
+    vnet = f"{GROUP_ID}/providers/Microsoft.Network/virtualNetworks/prefect-vnet"
+    local.inject_fault(
+        **fault,
+        status=400,
+        in_operation=True,
+        code="ResourceGroupDeletionBlocked",
+        message="Deletion of resource group 'prefect-aci-rg' failed as resources with "
+        "identifiers 'Microsoft.Network/virtualNetworks/prefect-vnet' could not be deleted. "
+        f"The provisioning state of the resource group will be rolled back. The tracking Id is "
+        f"'{uuid.uuid4()}'. Please check audit logs for more details.",
+        details=[
+            {
+                "code": None,
+                "target": vnet,
+                "message": json.dumps({"error": _subnet_in_use()}),
+            }
+        ],
+    )
+
+
 @pytest.mark.parametrize("shape", ["subnet", "blocked"])
-def test_destroy_tries_again_while_aci_holds_the_subnet(azure, settings, shape):
+def test_destroy_tries_again_while_aci_holds_the_subnet(local, settings, shape):
     """Azure's refusal comes at once (400 InUseSubnetCannotBeDeleted) or from the group
     operation (ResourceGroupDeletionBlocked, with the subnet's error in its details)."""
-    _, arm = azure
-    arm.subnet_in_use_deletes = 2
-    arm.subnet_in_use_shape = shape
+    _subnet_fault(local, shape, times=2)
     waits: list[str] = []
-    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
+    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=local.transport())
     infra.destroy(attempts=3, wait=0.01, notify=waits.append)
-    assert len(arm.of("DELETE", "/resourcegroups/prefect-aci-rg")) == 3
-    assert not arm.group_exists
+    assert len(local.of("DELETE", "/resourcegroups/prefect-aci-rg")) == 3
+    assert not infra.client.resource_groups.check_existence("prefect-aci-rg")
     assert len(waits) == 2
     assert all(SUBNET_IN_USE in line and "trying again" in line for line in waits)
 
 
 @pytest.mark.parametrize("shape", ["subnet", "blocked"])
-def test_destroy_gives_up_after_its_attempts_with_what_to_do(azure, settings, shape):
-    _, arm = azure
-    group_id = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/prefect-aci-rg"
-    arm.role_definitions[arm_guid(group_id, WORKER_ROLE_SEED)] = {"roleName": "Prefect ACI worker"}
-    arm.subnet_in_use_deletes = 10
-    arm.subnet_in_use_shape = shape
-    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
+def test_destroy_gives_up_after_its_attempts_with_what_to_do(local, settings, shape):
+    role = _role(local, _worker_role_guid(), "Prefect ACI worker (prefect-aci-rg, ...)")
+    _subnet_fault(local, shape, times=10)
+    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=local.transport())
     with pytest.raises(UserError) as caught:
         infra.destroy(attempts=3, wait=0.01, notify=lambda _: None)
     message = str(caught.value)
     assert "\n" not in message
     assert SUBNET_IN_USE in message and "3 attempts" in message
     assert "wait a few minutes and run make destroy CONFIRM=yes again" in message
-    assert len(arm.of("DELETE", "/resourcegroups/prefect-aci-rg")) == 3
-    assert arm.group_exists
-    assert arm.of("DELETE", "/roleDefinitions/") == []
+    assert len(local.of("DELETE", "/resourcegroups/prefect-aci-rg")) == 3
+    assert infra.client.resource_groups.check_existence("prefect-aci-rg")
+    assert local.of("DELETE", "/roleDefinitions/") == []
+    assert local.arm.store.get(role) is not None
 
 
 def test_destroy_does_not_retry_other_refusals(tmp_path, monkeypatch, settings):

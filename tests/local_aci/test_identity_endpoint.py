@@ -31,6 +31,7 @@ def claims_of(local, credential: ManagedIdentityCredential) -> dict:
 
 
 def test_without_an_identity_named_the_token_is_the_deployers(local):
+    local.add_identity("prefect-job-id")  # another identity the local Azure knows
     claims = claims_of(local, ManagedIdentityCredential())
     assert (claims["appid"], claims["oid"]) == (
         DEPLOYER_IDENTITY.client_id,

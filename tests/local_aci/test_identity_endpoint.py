@@ -4,6 +4,7 @@ user-assigned identity, the token of another identity the local Azure knows when
 names it by client id, object id or resource id; an identity it does not know is App Service's
 400."""
 
+import httpx
 import pytest
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import ManagedIdentityCredential
@@ -69,3 +70,20 @@ def test_without_the_stacks_secret_no_identity_gets_a_token(local, monkeypatch):
     with pytest.raises(ClientAuthenticationError):
         ManagedIdentityCredential(client_id=job.client_id).get_token(f"{VAULT_AUDIENCE}/.default")
     assert [r.query["client_id"] for r in local.token_requests()] == [job.client_id]
+
+
+def test_an_identity_named_twice_over_is_refused(local):
+    job = local.add_identity("prefect-job-id")
+    query = {
+        "api-version": "2019-08-01",
+        "resource": VAULT_AUDIENCE,
+        "client_id": job.client_id,
+        "mi_res_id": job.resource_id,
+    }
+    answer = httpx.get(
+        local.identity_env()["IDENTITY_ENDPOINT"],
+        params=query,
+        headers={"X-IDENTITY-HEADER": local.identity_env()["IDENTITY_HEADER"]},
+    )
+    assert answer.status_code == 400
+    assert "not several" in answer.json()["error_description"]

@@ -3,10 +3,12 @@
 RedirectTransport, or HTTPS with a LocalTls for a command in a subprocess that reaches
 management.azure.com through AzureHostsProxy), with its own token issuer, Azure RBAC over a real
 role assignment of the deployer, its App Service-style identity endpoint for
-ManagedIdentityCredential, local Resource Manager, and container groups that run nothing
-(FakeGroups). Every request is recorded, as the stand-ins record theirs."""
+ManagedIdentityCredential, local Resource Manager, Key Vault at `<vault>.vault.azure.net` for
+what a test records as deployed (identities, vaults, secrets, role assignments), and container
+groups that run nothing (FakeGroups). Every request is recorded, as the stand-ins record theirs."""
 
 import datetime
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,14 @@ from prefect_aci.local_aci.app import MANAGEMENT, LocalAci, https_app
 from prefect_aci.local_aci.authorization import OWNER, assignment, definition_id
 from prefect_aci.local_aci.config import Identity, LocalAzure, Wiring
 from prefect_aci.local_aci.resource_manager import Deployment, ResourceManager
+from prefect_aci.local_aci.resources import (
+    IDENTITIES,
+    ROLE_ASSIGNMENTS,
+    VAULT_SECRETS,
+    VAULTS,
+    Context,
+    Recorded,
+)
 from prefect_aci.local_aci.tls import LocalTls
 from prefect_aci.local_aci.tokens import TokenIssuer, make_signing_key
 from tests.local_aci.arm_helpers import (
@@ -68,7 +78,9 @@ def local_azure(role: str | None = OWNER, **fields) -> LocalAzure:
 
 
 class LocalAciServer(StandIn):
-    """The app's HTTPS routes behind a loopback socket, as management.azure.com."""
+    """The app's HTTPS routes behind a loopback socket: at the Azure host name the client asked
+    for through AzureHostsProxy (the app dispatches vaults and registries by host), else as
+    management.azure.com."""
 
     def __init__(self, aci: LocalAci, tls: LocalTls | None = None) -> None:
         super().__init__(tls)
@@ -76,9 +88,11 @@ class LocalAciServer(StandIn):
 
     def answer(self, request: Request) -> Answer:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in NOT_PASSED}
+        host = (request.headers.get("Host") or "").rsplit(":", 1)[0]
+        at_name = host and host not in ("127.0.0.1", "localhost")
         response = self.client.request(
             request.method,
-            request.path,
+            f"https://{host}{request.path}" if at_name else request.path,
             params=request.query,
             content=request.body,
             headers=headers,
@@ -99,6 +113,7 @@ class Local:
     groups: FakeGroups
     arm: ResourceManager
     server: LocalAciServer
+    issuer: TokenIssuer
 
     def transport(self) -> RedirectTransport:
         return RedirectTransport(MANAGEMENT, self.server.url)
@@ -112,6 +127,74 @@ class Local:
 
     def token_requests(self) -> list[Request]:
         return [r for r in self.server.received if r.path == "/_local/msi/token"]
+
+    def at_host(self, host: str) -> list[Request]:
+        """The requests that came for ``host`` (a vault's, through AzureHostsProxy)."""
+        return [
+            r
+            for r in self.server.received
+            if (r.headers.get("Host") or "").rsplit(":", 1)[0].lower() == host.lower()
+        ]
+
+    def deploy(self, resource: dict) -> Recorded:
+        """A resource in a template's shape (type, name, properties, scope), recorded as if the
+        deployer had deployed it: its provider's GET shape in Resource Manager's store."""
+        context = Context(
+            self.config.subscription_id,
+            self.config.resource_group,
+            self.config.tenant_id,
+            "tests",
+            caller=self.config.admin_principal_id,
+        )
+        return self.arm.store.record(resource, context)
+
+    def add_identity(self, name: str) -> Identity:
+        """A user-assigned identity as if deployed (its client and principal ids made by its
+        provider)."""
+        found = self.deploy({"type": IDENTITIES, "name": name, "location": self.config.location})
+        return Identity(
+            name=name,
+            resource_id=found.id,
+            client_id=found.properties["clientId"],
+            principal_id=found.properties["principalId"],
+        )
+
+    def add_vault(self, name: str, secrets: dict[str, str]) -> Recorded:
+        """A vault with RBAC authorisation and its secrets, as if deployed: it answers at
+        https://<name>.vault.azure.net."""
+        vault = self.deploy(
+            {
+                "type": VAULTS,
+                "name": name,
+                "location": self.config.location,
+                "properties": {
+                    "tenantId": self.config.tenant_id,
+                    "sku": {"family": "A", "name": "standard"},
+                    "enableRbacAuthorization": True,
+                },
+            }
+        )
+        for secret, value in secrets.items():
+            self.deploy(
+                {"type": VAULT_SECRETS, "name": f"{name}/{secret}", "properties": {"value": value}}
+            )
+        return vault
+
+    def add_role_assignment(self, principal_id: str, role: str, scope: str) -> Recorded:
+        """``principal_id`` holds the built-in ``role`` (its GUID) on ``scope``, as a template's
+        role assignment with principalType ServicePrincipal."""
+        return self.deploy(
+            {
+                "type": ROLE_ASSIGNMENTS,
+                "name": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{scope}/{principal_id}/{role}")),
+                "scope": scope,
+                "properties": {
+                    "roleDefinitionId": definition_id(self.config.subscription_id, role),
+                    "principalId": principal_id,
+                    "principalType": "ServicePrincipal",
+                },
+            }
+        )
 
     def of(self, method: str, contains: str) -> list[Request]:
         """The Resource Manager requests of ``method`` whose path contains ``contains``
@@ -203,4 +286,4 @@ def start_local(
     groups = groups if groups is not None else FakeGroups([])
     arm = ResourceManager(config.subscription_id, groups, SCHEMAS, tenant_id=config.tenant_id)
     aci = LocalAci(config, groups, arm, issuer, DEPLOYER_SECRET)
-    return Local(config, groups, arm, LocalAciServer(aci, tls))
+    return Local(config, groups, arm, LocalAciServer(aci, tls), issuer)

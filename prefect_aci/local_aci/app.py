@@ -935,16 +935,47 @@ class LocalAci:
 
     def deployer_token(self, request: Request) -> Response:
         """The App Service managed identity protocol (IDENTITY_ENDPOINT / IDENTITY_HEADER) for the
-        stack's own calls from the host, as the deployer."""
+        stack's own calls from the host: the deployer's token, or, as App Service gives a
+        user-assigned identity named by `client_id`, `principal_id` (alias `object_id`) or
+        `mi_res_id` (its 2019-08-01 REST reference; MSAL sends one of client_id, object_id,
+        mi_res_id), the token of any identity the local Azure knows; one it does not know gets
+        App Service's 400 "Unable to load the proper Managed Identity"."""
         if not self._from_deployer(request):
             return _identity_error(401, "X-IDENTITY-HEADER is missing or wrong")
-        resource = request.query_params.get("resource")
+        query = request.query_params
+        resource = query.get("resource")
         if not resource:
             return _identity_error(400, "resource is required")
-        deployer = self.directory.identity_by_principal(self.config.admin_principal_id)
-        assert deployer is not None
+        named = [
+            (key, query[key])
+            for key in ("client_id", "principal_id", "object_id", "mi_res_id")
+            if query.get(key)
+        ]
+        if len(named) > 1:
+            return _identity_error(
+                400, "Give one of client_id, principal_id, object_id or mi_res_id, not several"
+            )
+        if named:
+            [(key, wanted)] = named
+            field = {"client_id": "client_id", "mi_res_id": "resource_id"}.get(key, "principal_id")
+            chosen = next(
+                (
+                    i
+                    for i in self.directory.identities()
+                    if getattr(i, field).lower() == wanted.lower()
+                ),
+                None,
+            )
+            if chosen is None:
+                return JSONResponse(
+                    {"statusCode": 400, "message": "Unable to load the proper Managed Identity."},
+                    400,
+                )
+        else:
+            chosen = self.directory.identity_by_principal(self.config.admin_principal_id)
+            assert chosen is not None
         return JSONResponse(
-            self._token(resource, deployer.client_id, deployer.principal_id, deployer.resource_id)
+            self._token(resource, chosen.client_id, chosen.principal_id, chosen.resource_id)
         )
 
     def _from_deployer(self, request: Request) -> bool:

@@ -1,6 +1,9 @@
-"""The demo flow against a real Prefect server: Key Vault at its Azure host name, over HTTPS through
-a proxy that knows only that host (challenge, managed identity token for the job identity); without
-a vault the run fails and says what to set. No secret value may appear in the flow run's logs."""
+"""The demo flow against a real Prefect server and local ACI's Key Vault, at the vault's Azure host
+name over HTTPS through a proxy that knows only that host: Key Vault's challenge, then a token of
+the job identity (AZURE_CLIENT_ID) from local ACI's identity endpoint, which Key Vault takes only
+as the identity's Key Vault Secrets User role allows. Without a vault the run fails and says what
+to set; without the role it fails with Key Vault's ForbiddenByRbac. No secret value may appear in
+the flow run's logs."""
 
 import time
 
@@ -11,12 +14,15 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.variables import Variable
 
 from flows.key_vault_demo import flow as demo
+from prefect_aci.local_aci.authorization import KEY_VAULT_SECRETS_USER
 from prefect_aci.local_aci.tls import make_tls
-from tests.acr_stand_in import AzureStandIn
-from tests.key_vault_stand_in import VAULT, VAULT_HOST, KeyVaultStandIn
+from tests.local_azure_helpers import start_local
 from tests.stand_ins import AzureHostsProxy
 
-JOB_CLIENT_ID = "22222222-3333-4444-5555-666666666666"
+VAULT_NAME = "prefectacitest"
+VAULT_HOST = f"{VAULT_NAME}.vault.azure.net"
+VAULT = f"https://{VAULT_HOST}"
+VAULT_AUDIENCE = "https://vault.azure.net"
 SECRET = "kv-s3cret-value-never-logged"
 
 
@@ -45,30 +51,36 @@ def run_logs(state) -> list[str]:
 
 @pytest.fixture
 def vault(prefect_api, monkeypatch, tmp_path):
-    """Stand-ins for the job identity and a vault, the Variable set. The flow's SDK reaches the
-    vault at its real name: the environment sends its HTTPS through a proxy that tunnels that
-    host alone to the stand-in, and trusts the stand-in's throwaway CA. Call it with the vault's
-    secrets; it returns (identity, vault, proxy)."""
+    """Local ACI with a deployed vault, a job identity and the Variable set. The flow's SDK reaches
+    the vault at its real name: the environment sends its HTTPS through a proxy that tunnels that
+    host alone to local ACI, and trusts local ACI's throwaway CA; it signs in through local ACI's
+    identity endpoint as the identity AZURE_CLIENT_ID names. Call it with the vault's secrets
+    (and role=None for a job identity without Key Vault Secrets User on the vault); it returns
+    (local ACI, job identity, proxy)."""
     started = []
 
-    def start(secrets: dict[str, str]):
-        identity = AzureStandIn()
+    def start(secrets: dict[str, str], role: str | None = KEY_VAULT_SECRETS_USER):
         tls = make_tls(tmp_path / "tls", names=(VAULT_HOST,))
-        stand_in = KeyVaultStandIn(bearer=identity.access_token, secrets=secrets, tls=tls)
-        proxy = AzureHostsProxy({f"{VAULT_HOST}:443": ("127.0.0.1", stand_in.port)})
-        started.extend([identity, stand_in, proxy])
+        local = start_local(tmp_path, tls=tls)
+        started.append(local)
+        vault = local.add_vault(VAULT_NAME, secrets)
+        job = local.add_identity("prefect-job-id")
+        if role:
+            local.add_role_assignment(job.principal_id, role, vault.id)
+        proxy = AzureHostsProxy({f"{VAULT_HOST}:443": ("127.0.0.1", local.server.port)})
+        started.append(proxy)
         env = {
-            **identity.identity_env(),
+            **local.identity_env(),
             **proxy.env(),
-            "REQUESTS_CA_BUNDLE": str(tls.bundle),
-            "AZURE_CLIENT_ID": JOB_CLIENT_ID,
+            **tls.env(),
+            "AZURE_CLIENT_ID": job.client_id,
         }
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         for name in ("AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE"):
             monkeypatch.delenv(name, raising=False)
         Variable.set("key_vault_url", f"{VAULT}/", overwrite=True)
-        return identity, stand_in, proxy
+        return local, job, proxy
 
     yield start
     Variable.unset("key_vault_url")
@@ -77,20 +89,26 @@ def vault(prefect_api, monkeypatch, tmp_path):
 
 
 def test_flow_reads_key_vault_as_the_job_identity(vault):
-    identity, vault, proxy = vault({"prefect-aci-demo-secret": SECRET})
+    local, job, proxy = vault({"prefect-aci-demo-secret": SECRET})
     state = demo.key_vault_demo(return_state=True)
     assert state.is_completed(), state.message
     assert state.result() == {"prefect-aci-demo-secret": len(SECRET)}
-    # One tunnel a request (the stand-in closes each connection) and nothing else: the SDK went
-    # over the wire, to the vault's own host name.
-    assert [r.path for r in proxy.received] == [f"{VAULT_HOST}:443"] * len(vault.requests)
-    # The SDK met the challenge, then came back with the managed identity's token.
-    assert vault.requests[0]["authorization"] is None
-    assert vault.requests[-1]["authorization"] == f"Bearer {identity.access_token}"
-    assert identity.token_requests[0]["query"]["client_id"] == JOB_CLIENT_ID
-    assert identity.token_requests[0]["query"]["resource"] == "https://vault.azure.net"
+    requests = local.at_host(VAULT_HOST)
+    # One tunnel a request (local ACI's socket closes each connection) and nothing else: the SDK
+    # went over the wire, to the vault's own host name.
+    assert requests
+    assert [r.path for r in proxy.received] == [f"{VAULT_HOST}:443"] * len(requests)
+    # The SDK met the challenge, then came back with the job identity's token for Key Vault.
+    assert requests[0].headers.get("Authorization") is None
+    scheme, token = requests[-1].headers["Authorization"].split(" ", 1)
+    claims = local.issuer.verify(token, VAULT_AUDIENCE)
+    assert scheme == "Bearer" and claims is not None
+    assert (claims["appid"], claims["oid"]) == (job.client_id, job.principal_id)
+    [token_request] = local.token_requests()
+    assert token_request.query["client_id"] == job.client_id
+    assert token_request.query["resource"] == VAULT_AUDIENCE
     logs = run_logs(state)
-    assert any(f"from Key Vault {VAULT}/ as {JOB_CLIENT_ID}" in line for line in logs)
+    assert any(f"from Key Vault {VAULT}/ as {job.client_id}" in line for line in logs)
     assert any(f"prefect-aci-demo-secret: {len(SECRET)} characters" in line for line in logs)
     assert not [line for line in logs if SECRET in line]
 
@@ -107,4 +125,13 @@ def test_missing_secret_fails_the_run_with_the_vault_error(vault):
     vault({})
     state = demo.key_vault_demo(return_state=True)
     assert state.is_failed()
-    assert "SecretNotFound" in state.message or "not found" in str(state.message).lower()
+    assert "SecretNotFound" in state.message
+
+
+def test_job_identity_without_a_key_vault_role_fails_with_forbidden_by_rbac(vault):
+    local, job, _ = vault({"prefect-aci-demo-secret": SECRET}, role=None)
+    state = demo.key_vault_demo(rbac_wait_seconds=0, return_state=True)
+    assert state.is_failed()
+    assert "ForbiddenByRbac" in state.message
+    # Refused with the job identity's own token, not for want of one.
+    assert [r.query["client_id"] for r in local.token_requests()] == [job.client_id]

@@ -1,8 +1,9 @@
 """A flow run in the built (trimmed) image, started the way ACI starts it (tini, entrypoint.sh,
 `prefect flow-run execute`): its code pulled from Blob storage by the deployment's pull step as a
 managed identity (Azurite over HTTPS with OAuth), its secret read from Key Vault at the vault's
-Azure host name (a stand-in behind a proxy), against a Prefect server from the image. And what a
-failing EXTRA_PIP_PACKAGES leaves in the flow run's logs and state."""
+Azure host name (local ACI's, behind a proxy) as the job identity, which holds Key Vault Secrets
+User on the vault and signs in through local ACI's identity endpoint, against a Prefect server
+from the image. And what a failing EXTRA_PIP_PACKAGES leaves in the flow run's logs and state."""
 
 import time
 import uuid
@@ -13,12 +14,15 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from prefect_aci.local_aci.authorization import KEY_VAULT_SECRETS_USER
 from prefect_aci.local_aci.tls import make_tls
-from tests.acr_stand_in import AzureStandIn
-from tests.key_vault_stand_in import VAULT, VAULT_HOST, KeyVaultStandIn
+from tests.local_azure_helpers import start_local
 from tests.stand_ins import AzureHostsProxy
 
-JOB_CLIENT_ID = "22222222-3333-4444-5555-666666666666"
+VAULT_NAME = "prefectacitest"
+VAULT_HOST = f"{VAULT_NAME}.vault.azure.net"
+VAULT = f"https://{VAULT_HOST}"
+VAULT_AUDIENCE = "https://vault.azure.net"
 SECRET = "kv-s3cret-from-the-image-never-logged"
 CA_IN_CONTAINER = "/etc/prefect-aci/ca.pem"
 ACI_ENTRYPOINT = ["/usr/bin/tini"]
@@ -27,8 +31,9 @@ ACI_COMMAND = ["-g", "--", "/opt/prefect/entrypoint.sh", "prefect", "flow-run", 
 
 @pytest.fixture(scope="module")
 def azure(tmp_path_factory):
-    """Azurite (HTTPS, OAuth), a managed identity endpoint, a vault and a proxy to it; one
-    certificate good for 127.0.0.1 and the vault's host name."""
+    """Azurite (HTTPS, OAuth); local ACI (HTTPS) with a deployed vault and a job identity that
+    holds Key Vault Secrets User on it, whose identity endpoint gives the job identity's tokens;
+    a proxy to the vault's host name; one certificate good for 127.0.0.1 and that name."""
     import subprocess
 
     from image_builder.local_registry import free_port, wait_for_port
@@ -52,23 +57,23 @@ def azure(tmp_path_factory):
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    identity = AzureStandIn()
-    vault = KeyVaultStandIn(
-        bearer=identity.access_token, secrets={"prefect-aci-demo-secret": SECRET}, tls=tls
-    )
-    proxy = AzureHostsProxy({f"{VAULT_HOST}:443": ("127.0.0.1", vault.port)})
+    local = start_local(folder / "local-aci", tls=tls)
+    vault = local.add_vault(VAULT_NAME, {"prefect-aci-demo-secret": SECRET})
+    job = local.add_identity("prefect-job-id")
+    local.add_role_assignment(job.principal_id, KEY_VAULT_SECRETS_USER, vault.id)
+    proxy = AzureHostsProxy({f"{VAULT_HOST}:443": ("127.0.0.1", local.server.port)})
     try:
         wait_for_port(port, timeout=60)
         yield {
             "account": f"https://127.0.0.1:{port}/{azurite.ACCOUNT}",
             "admin_key": (azurite.ACCOUNT, azurite.ACCOUNT_KEY),
             "tls": tls,
-            "identity": identity,
-            "vault": vault,
+            "local": local,
+            "job": job,
             "proxy": proxy,
         }
     finally:
-        for stand_in in (identity, vault, proxy):
+        for stand_in in (local, proxy):
             stand_in.close()
         process.kill()
         process.wait(10)
@@ -171,13 +176,14 @@ def test_flow_run_pulls_from_blob_and_reads_key_vault_in_the_trimmed_image(
     docker_client, image, prefect_server, azure, deployment, trace
 ):
     flow_run_id = new_flow_run(prefect_server, deployment)
+    local, job = azure["local"], azure["job"]
     environment = {
         "PREFECT_API_URL": prefect_server,
         "PREFECT__FLOW_RUN_ID": str(flow_run_id),
-        "AZURE_CLIENT_ID": JOB_CLIENT_ID,
+        "AZURE_CLIENT_ID": job.client_id,
         "REQUESTS_CA_BUNDLE": CA_IN_CONTAINER,
         "SSL_CERT_FILE": CA_IN_CONTAINER,
-        **azure["identity"].identity_env(),
+        **local.identity_env(),
         **azure["proxy"].env(),
     }
     volumes = {str(azure["tls"].bundle): {"bind": CA_IN_CONTAINER, "mode": "ro"}}
@@ -188,12 +194,17 @@ def test_flow_run_pulls_from_blob_and_reads_key_vault_in_the_trimmed_image(
         assert c.read_flow_run(flow_run_id).state.is_completed()
     logs = run_logs(prefect_server, flow_run_id, "Finished in state")
     assert "Process 1 of this container is /usr/bin/tini" in logs
-    assert any(f"from Key Vault {VAULT}/ as {JOB_CLIENT_ID}" in line for line in logs)
+    assert any(f"from Key Vault {VAULT}/ as {job.client_id}" in line for line in logs)
     assert any(f"prefect-aci-demo-secret: {len(SECRET)} characters" in line for line in logs)
     assert not [line for line in [*logs, output] if SECRET in line]
-    assert azure["vault"].requests[-1]["authorization"] == (
-        f"Bearer {azure['identity'].access_token}"
-    )
+    # Key Vault took the job identity's token (the challenge met first), through the proxy.
+    vault_requests = local.at_host(VAULT_HOST)
+    assert vault_requests[0].headers.get("Authorization") is None
+    token = vault_requests[-1].headers["Authorization"].removeprefix("Bearer ")
+    claims = local.issuer.verify(token, VAULT_AUDIENCE)
+    assert claims is not None
+    assert (claims["appid"], claims["oid"]) == (job.client_id, job.principal_id)
+    assert {r.path for r in azure["proxy"].received} == {f"{VAULT_HOST}:443"}
     # The bytecode trim kept what this run imports: nothing of site-packages compiled at start.
     assert trace.loaded_modules() >= {"prefect.flow_engine", "azure.keyvault.secrets"}
     assert trace.compiled_modules() == set()

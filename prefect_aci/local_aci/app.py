@@ -1,13 +1,16 @@
 """The local ACI's endpoints, each speaking its Azure REST protocol, on FastAPI:
 
-- https://management.azure.com: Resource Manager deployments, Container Instances groups (stop,
-  start, logs).
-- https://<vault>.vault.azure.net: Key Vault secrets behind the 401 bearer challenge.
+- https://management.azure.com: Resource Manager (deployments, resource groups, what the
+  templates recorded, role assignments), Container Instances groups (stop, start, logs).
+- https://<vault>.vault.azure.net: each deployed vault's secrets behind the 401 bearer challenge.
+- https://<registry>.azurecr.io: each deployed registry's data plane
+  (prefect_aci.local_aci.registry).
 - http://169.254.169.254: the instance metadata service's managed identity tokens (IMDS), served
   on port 80 and reached through the IMDS router (prefect_aci.local_aci.imds_router).
 - /_local/... on the HTTPS port (which the stack publishes on 127.0.0.1 only): the stack's own
-  door: an App Service-style identity endpoint for the deployer and fault injection for tests,
-  both behind the deployer's secret, and health.
+  door: an App Service-style identity endpoint (the deployer by default, or an identity the local
+  Azure knows, named as App Service names one), run-time settings and fault injection for tests,
+  all behind the deployer's secret, and health.
 
 Resource Manager paths are matched without regard to case, as Azure does (azure-mgmt-resource
 sends `resourcegroups`, azure-mgmt-containerinstance `resourceGroups`). Malformed requests get

@@ -16,6 +16,7 @@ from azure.identity import ManagedIdentityCredential
 from arm.deploy import (
     DEPLOYMENT_NAME,
     KEY_VAULT_API,
+    LINKED_ROLE_SEED,
     SUBNET_IN_USE,
     WORKER_CONTAINER,
     WORKER_ROLE_SEED,
@@ -427,12 +428,18 @@ def test_destroy_also_deletes_the_workers_custom_role(azure, settings):
     _, arm = azure
     group_id = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/prefect-aci-rg"
     role = arm_guid(group_id, WORKER_ROLE_SEED)
+    linked = arm_guid(group_id, LINKED_ROLE_SEED)
     arm.role_definitions[role] = {"roleName": "Prefect ACI worker (prefect-aci-rg, ...)"}
+    arm.role_definitions[linked] = {"roleName": "Prefect ACI worker, linked (prefect-aci-rg, ...)"}
     arm.role_definitions["other"] = {"roleName": "Someone else's role"}
     infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
     deleted = infra.destroy()
-    assert deleted.name == "Prefect ACI worker (prefect-aci-rg, ...)"
-    infra.delete_role(deleted)
+    assert [d.name for d in deleted] == [
+        "Prefect ACI worker (prefect-aci-rg, ...)",
+        "Prefect ACI worker, linked (prefect-aci-rg, ...)",
+    ]
+    for each in deleted:
+        infra.delete_role(each)
     assert set(arm.role_definitions) == {"other"}
     [group_delete] = arm.of("DELETE", "/resourcegroups/prefect-aci-rg")
     [role_delete] = arm.of("DELETE", f"/roleDefinitions/{role}")
@@ -444,7 +451,7 @@ def test_destroy_leaves_a_role_of_another_name_alone(azure, settings):
     group_id = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/prefect-aci-rg"
     arm.role_definitions[arm_guid(group_id, WORKER_ROLE_SEED)] = {"roleName": "Not ours"}
     infra = Infra.connect(settings, ManagedIdentityCredential(), transport=arm.transport())
-    assert infra.destroy() is None
+    assert infra.destroy() == []
     assert arm.of("DELETE", "/roleDefinitions/") == []
 
 

@@ -119,6 +119,14 @@ def test_rendered_aci_job_is_what_aci_needs(prefect_server, records, pool_name):
         with get_client(sync_client=True) as client:
             pool = client.read_work_pool(pool_name)
         config = _render(pool.base_job_template)
+        # A flow run naming another identity, subnet or resource group changes none of them.
+        worker = JOB_ID.replace("job", "worker")
+        overridden = _render(
+            pool.base_job_template,
+            {"identities": [worker], "subnet_ids": ["/other"], "resource_group_name": "other"},
+        )
+    assert overridden.identities == [JOB_ID] and overridden.subnet_ids == [SUBNET]
+    assert overridden.resource_group_name == "prefect-aci"
     group = config.arm_template["resources"][0]
     container = group["properties"]["containers"][0]["properties"]
     assert container["image"] == REFERENCE
@@ -148,15 +156,15 @@ def test_rendered_aci_job_is_what_aci_needs(prefect_server, records, pool_name):
     assert config.resource_group_name == "prefect-aci"
 
 
-def _render(base_job_template: dict) -> AzureContainerJobConfiguration:
-    """What the worker does with a pool: resolve the template (block refs through the API), then
-    prepare it for a flow run."""
+def _render(base_job_template: dict, values: dict | None = None) -> AzureContainerJobConfiguration:
+    """What the worker does with a pool and a flow run's job variables (``values``): resolve the
+    template (block refs through the API), then prepare it for a flow run."""
     import asyncio
 
     async def render():
         async with get_client() as client:
             config = await AzureContainerJobConfiguration.from_template_and_values(
-                base_job_template, {}, client=client
+                base_job_template, values or {}, client=client
             )
         config.prepare_for_flow_run(FlowRun(flow_id=uuid.uuid4(), name="demo-run"))
         return config

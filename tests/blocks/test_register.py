@@ -190,7 +190,11 @@ def test_pool_of_another_type_is_refused_before_anything_is_written(
 def test_service_principal_goes_into_the_block_and_never_into_output(
     prefect_server, records, pool_name
 ):
-    env = {"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c", "AZURE_CLIENT_SECRET": SP_SECRET}
+    env = {
+        "PREFECT_ACI_WORKER_TENANT_ID": "t",
+        "PREFECT_ACI_WORKER_CLIENT_ID": "c",
+        "PREFECT_ACI_WORKER_CLIENT_SECRET": SP_SECRET,
+    }
     result = register(prefect_server, records, pool_name, env=env)
     assert result.returncode == 0, result.stderr
     assert SP_SECRET not in result.stdout + result.stderr
@@ -200,6 +204,36 @@ def test_service_principal_goes_into_the_block_and_never_into_output(
         block = AzureContainerInstanceCredentials.load("prefect-aci")
     assert block.client_secret.get_secret_value() == SP_SECRET
     register(prefect_server, records, pool_name)  # back to the managed identity for others
+
+
+def test_the_principal_signed_in_here_is_never_stored_for_the_worker(
+    prefect_server, records, pool_name
+):
+    """AZURE_* sign in whoever runs prefect-aci (the deployer, often an Owner): register never
+    reads them for the worker, and refuses a worker principal that is the signed-in one."""
+    deployer = {
+        "AZURE_TENANT_ID": "t",
+        "AZURE_CLIENT_ID": "deployer",
+        "AZURE_CLIENT_SECRET": SP_SECRET,
+    }
+    result = register(prefect_server, records, pool_name, env=deployer)
+    assert result.returncode == 0, result.stderr
+    from prefect_azure import AzureContainerInstanceCredentials
+
+    with temporary_settings({PREFECT_API_URL: prefect_server}):
+        block = AzureContainerInstanceCredentials.load("prefect-aci")
+    assert block.client_id is None and block.client_secret is None
+    same = {
+        **deployer,
+        "PREFECT_ACI_WORKER_TENANT_ID": "t",
+        "PREFECT_ACI_WORKER_CLIENT_ID": "DEPLOYER",
+        "PREFECT_ACI_WORKER_CLIENT_SECRET": SP_SECRET,
+    }
+    refused = register(prefect_server, records, pool_name, env=same)
+    assert refused.returncode == 1
+    [error] = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert "is the service principal signed in here" in error
+    assert SP_SECRET not in refused.stdout + refused.stderr
 
 
 @pytest.mark.parametrize(
@@ -229,6 +263,6 @@ def test_unpushed_image_is_refused(prefect_server, records, pool_name, built_ima
 
 
 def test_half_a_service_principal_is_refused(prefect_server, records, pool_name):
-    result = register(prefect_server, records, pool_name, env={"AZURE_CLIENT_ID": "c"})
+    result = register(prefect_server, records, pool_name, env={"PREFECT_ACI_WORKER_CLIENT_ID": "c"})
     assert result.returncode == 1
-    assert "set all of AZURE_TENANT_ID" in result.stderr
+    assert "set all of PREFECT_ACI_WORKER_TENANT_ID" in result.stderr

@@ -52,6 +52,12 @@ MANAGEMENT_SCOPE = "https://management.azure.com/.default"
 WORKER_CONTAINER = "prefect-worker"
 WORKER_ROLE_SEED = "prefect-aci-worker-role"
 WORKER_ROLE_PREFIX = "Prefect ACI worker ("
+# The template's second custom role: assigning the job identity and joining the subnet, held by
+# the worker on those two resources only.
+LINKED_ROLE_SEED = "prefect-aci-worker-linked-role"
+LINKED_ROLE_PREFIX = "Prefect ACI worker, linked ("
+# (guid seed, display name prefix) of each custom role the template makes.
+CUSTOM_ROLES = ((WORKER_ROLE_SEED, WORKER_ROLE_PREFIX), (LINKED_ROLE_SEED, LINKED_ROLE_PREFIX))
 ROLE_DEFINITIONS_API = "2022-04-01"
 # The template's Key Vault apiVersion (tests/arm checks they agree): the existing vault is read
 # with it before a deployment.
@@ -87,6 +93,7 @@ class WorkerRole:
 
     id: str
     name: str
+    seed: str = WORKER_ROLE_SEED
 
 
 @dataclass(frozen=True)
@@ -325,20 +332,20 @@ class Infra:
         attempts: int = DESTROY_ATTEMPTS,
         wait: float = DESTROY_RETRY_SECONDS,
         notify: Callable[[str], None] | None = None,
-    ) -> WorkerRole | None:
-        """Delete the resource group; return the worker's custom role, which survives it.
+    ) -> list[WorkerRole]:
+        """Delete the resource group; return the template's custom roles, which survive it.
 
         A deletion refused because ACI still holds the delegated subnet is tried again, up to
         ``attempts`` times in all, ``wait`` seconds apart (``notify`` hears of each wait)."""
         group = self.settings.azure_resource_group
         if not arm_call(lambda: self.client.resource_groups.check_existence(group)):
             raise UserError(f"resource group {group} does not exist; nothing to destroy")
-        role = self.worker_role()
+        roles = self.worker_roles()
         notify = notify or _warn
         for attempt in range(1, attempts + 1):
             try:
                 arm_call(lambda: self.client.resource_groups.begin_delete(group).result())
-                return role
+                return roles
             except ArmRefused as exc:
                 if SUBNET_IN_USE not in exc.codes:
                     raise
@@ -355,21 +362,33 @@ class Infra:
         )
 
     def worker_role(self) -> WorkerRole | None:
-        """The template's custom role for this group, found by the id the template gives it
-        (guid of the group's id, as ARM spells it); None when there is none of that name."""
+        """The template's custom worker role for this group (the one at the resource group)."""
+        return next((r for r in self.worker_roles() if r.seed == WORKER_ROLE_SEED), None)
+
+    def worker_roles(self) -> list[WorkerRole]:
+        """The template's custom roles for this group, each found by the id the template gives
+        it (guid of the group's id, as ARM spells it) and kept when its name is the template's."""
         group = arm_call(
             lambda: self.client.resource_groups.get(self.settings.azure_resource_group)
         )
-        role_id = (
-            f"/subscriptions/{self.settings.azure_subscription_id}/providers/"
-            f"Microsoft.Authorization/roleDefinitions/{arm_guid(group.id, WORKER_ROLE_SEED)}"
-        )
-        try:
-            role = arm_call(lambda: self.client.resources.get_by_id(role_id, ROLE_DEFINITIONS_API))
-        except NotFound:
-            return None
-        name = str((role.properties or {}).get("roleName", ""))
-        return WorkerRole(role_id, name) if name.startswith(WORKER_ROLE_PREFIX) else None
+        found = []
+        for seed, prefix in CUSTOM_ROLES:
+            role_id = (
+                f"/subscriptions/{self.settings.azure_subscription_id}/providers/"
+                f"Microsoft.Authorization/roleDefinitions/{arm_guid(group.id, seed)}"
+            )
+            try:
+                role = arm_call(
+                    lambda role_id=role_id: self.client.resources.get_by_id(
+                        role_id, ROLE_DEFINITIONS_API
+                    )
+                )
+            except NotFound:
+                continue
+            name = str((role.properties or {}).get("roleName", ""))
+            if name.startswith(prefix):
+                found.append(WorkerRole(role_id, name, seed))
+        return found
 
     def delete_role(self, role: WorkerRole) -> None:
         try:

@@ -6,17 +6,24 @@ from prefect_aci.core.settings import ProjectSettings
 
 
 class RegistrationSettings(ProjectSettings):
-    # A service principal for the worker's Azure calls; unset means the worker's managed identity.
-    azure_tenant_id: str | None = Field(None, validation_alias="AZURE_TENANT_ID")
-    azure_client_id: str | None = Field(None, validation_alias="AZURE_CLIENT_ID")
-    azure_client_secret: SecretStr | None = Field(None, validation_alias="AZURE_CLIENT_SECRET")
+    # A service principal for the worker's Azure calls, under names of its own
+    # (PREFECT_ACI_WORKER_TENANT_ID, _CLIENT_ID, _CLIENT_SECRET); unset means the worker's managed
+    # identity. Never AZURE_*: those sign in whoever runs prefect-aci, often an Owner.
+    worker_tenant_id: str | None = None
+    worker_client_id: str | None = None
+    worker_client_secret: SecretStr | None = None
+    # Who is signed in here, read only so that register refuses to store that principal.
+    signed_in_client_id: str | None = Field(None, validation_alias="AZURE_CLIENT_ID")
     # Overrides the pool name the ARM deployment recorded.
     work_pool_name: str | None = None
 
     def with_managed_identity(self) -> "RegistrationSettings":
-        """These settings without a service principal: where the AZURE_* variables sign *you* in
-        (deploy-all, the demo), the worker must use its own managed identity, never your
-        secret."""
+        """These settings without a service principal for the worker: where the worker runs in
+        ACI with its own managed identity (deploy-all, the demo)."""
         return self.model_copy(
-            update={"azure_tenant_id": None, "azure_client_id": None, "azure_client_secret": None}
+            update={
+                "worker_tenant_id": None,
+                "worker_client_id": None,
+                "worker_client_secret": None,
+            }
         )

@@ -41,18 +41,29 @@ class Report:
 
 
 def aci_credentials(settings: RegistrationSettings) -> AzureContainerInstanceCredentials:
-    """A service principal when all three AZURE_* are set; else the worker's managed identity."""
-    given = [settings.azure_tenant_id, settings.azure_client_id, settings.azure_client_secret]
+    """The worker's own service principal when all three PREFECT_ACI_WORKER_* are set (never the
+    one signed in here, which deploys); else the worker's managed identity."""
+    given = [settings.worker_tenant_id, settings.worker_client_id, settings.worker_client_secret]
     if all(given):
+        signed_in = (settings.signed_in_client_id or "").strip().lower()
+        if signed_in and signed_in == str(settings.worker_client_id).strip().lower():
+            raise UserError(
+                "PREFECT_ACI_WORKER_CLIENT_ID is the service principal signed in here "
+                "(AZURE_CLIENT_ID), which deploys and may hold Owner; give the worker a principal "
+                "of its own with the worker roles (arm/prefect-aci-role.json, "
+                "arm/prefect-aci-linked-role.json), or unset PREFECT_ACI_WORKER_* to use the "
+                "worker's managed identity"
+            )
         return AzureContainerInstanceCredentials(
-            tenant_id=settings.azure_tenant_id,
-            client_id=settings.azure_client_id,
-            client_secret=settings.azure_client_secret,
+            tenant_id=settings.worker_tenant_id,
+            client_id=settings.worker_client_id,
+            client_secret=settings.worker_client_secret,
         )
     if any(given):
         raise UserError(
-            "set all of AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET for a "
-            "service principal, or none to use the worker's managed identity"
+            "set all of PREFECT_ACI_WORKER_TENANT_ID, PREFECT_ACI_WORKER_CLIENT_ID and "
+            "PREFECT_ACI_WORKER_CLIENT_SECRET for the worker's service principal, or none to use "
+            "the worker's managed identity"
         )
     return AzureContainerInstanceCredentials()
 

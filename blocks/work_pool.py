@@ -1,6 +1,12 @@
 """The ACI work pool's base job template: prefect-azure's default, with our defaults on its
 variables, each checked against the worker's own `AzureContainerVariables` model so that a
-misspelt key or a wrong type fails here, not in a flow run."""
+misspelt key or a wrong type fails here, not in a flow run.
+
+What decides who a flow run is and where it runs (its identities, the registry credential, the
+subscription, the resource group, the subnets, the credentials block) is fixed in the template's
+`job_configuration` and not offered as a variable: a deployment or a flow run may set its image,
+command, env and size, but cannot start a group as the worker's identity or outside the pool's
+subnet (Prefect renders only variables the template names)."""
 
 import copy
 
@@ -24,6 +30,15 @@ MEMORY_GB = 2.0
 MANAGED_IDENTITY_ONLY = "ManagedIdentityCredential"
 # A block reference, resolved by the worker; the model would want the block itself.
 BLOCK_REFERENCES = ("aci_credentials",)
+# What no deployment or flow run may change: fixed in job_configuration, not variables.
+FIXED = (
+    "identities",
+    "image_registry",
+    "subscription_id",
+    "resource_group_name",
+    "subnet_ids",
+    "aci_credentials",
+)
 
 
 def pool_defaults(
@@ -84,11 +99,17 @@ def base_job_template(
     credentials_block_id: str,
     acr_login_server: str | None,
 ) -> dict:
-    """prefect-azure's default template with our defaults on its variables."""
+    """prefect-azure's default template with our defaults on its variables, and what must not
+    vary per run (FIXED) written into its job configuration instead of offered as variables."""
     defaults = pool_defaults(azure, image_reference, credentials_block_id, acr_login_server)
     check_defaults(defaults)
     template = copy.deepcopy(AzureContainerWorker.get_default_base_job_template())
-    properties = template["variables"]["properties"]
+    variables = template["variables"]
+    properties = variables["properties"]
+    for name in FIXED:
+        template["job_configuration"][name] = defaults.pop(name, None)
+        properties.pop(name, None)
+    variables["required"] = [r for r in variables.get("required", []) if r not in FIXED]
     for name, value in defaults.items():
         properties[name]["default"] = value
     return template

@@ -153,7 +153,7 @@ def destroy(
         )
     vault = _vault_name(outputs)
     infra = Infra.connect(target, default_credential())
-    role = infra.destroy()
+    roles = infra.destroy()
     outputs.unlink(missing_ok=True)
     console.print(
         f"Deleted resource group {target.azure_resource_group}. Key Vault {vault} is now "
@@ -164,12 +164,13 @@ def destroy(
         "protection on it cannot be purged, so set PREFECT_ACI_KEY_VAULT_NAME to a new name "
         "instead."
     )
-    if role is None:
+    if not roles:
         console.print("No custom worker role of this resource group was found to delete.")
         return
     # A role definition lives in the subscription, not in the group: it outlives the group.
-    infra.delete_role(role)
-    console.print(f"Deleted the worker's custom role {role.name!r}.")
+    for role in roles:
+        infra.delete_role(role)
+        console.print(f"Deleted the worker's custom role {role.name!r}.")
 
 
 @app.command()

@@ -25,9 +25,9 @@ def register_command(
     flow-code storage block, and the key_vault_url Variable. Idempotent.
 
     Settings: PREFECT_API_URL (and PREFECT_API_KEY for Prefect Cloud); PREFECT_ACI_WORK_POOL_NAME
-    overrides the recorded pool name; AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET,
-    all three, put a service principal in the credentials block instead of the worker's managed
-    identity.
+    overrides the recorded pool name; PREFECT_ACI_WORKER_TENANT_ID, PREFECT_ACI_WORKER_CLIENT_ID
+    and PREFECT_ACI_WORKER_CLIENT_SECRET, all three, put the worker's own service principal in the
+    credentials block instead of the worker's managed identity (never the one AZURE_* signs in).
     """
     settings = load(RegistrationSettings)
     image = read_record(image_record, PublishedImage)

@@ -31,11 +31,15 @@ class DemoRun:
     logs: list[str] = field(default_factory=list)
 
 
-def run(api: str, parameters: dict | None = None) -> DemoRun:
-    """Run the demo deployment, wait for its end, and read its logs back from the API."""
+def run(api: str, parameters: dict | None = None, job_variables: dict | None = None) -> DemoRun:
+    """Run the demo deployment (with ``parameters`` and ``job_variables`` when given), wait for
+    its end, and read its logs back from the API."""
     with temporary_settings(updates={PREFECT_API_URL: api}):
         flow_run = run_deployment(
-            f"{FLOW_NAME}/{DEPLOYMENT}", parameters=parameters, timeout=RUN_TIMEOUT_SECONDS
+            f"{FLOW_NAME}/{DEPLOYMENT}",
+            parameters=parameters,
+            job_variables=job_variables,
+            timeout=RUN_TIMEOUT_SECONDS,
         )
         deadline = time.monotonic() + LOGS_GRACE_SECONDS
         with get_client(sync_client=True) as client:

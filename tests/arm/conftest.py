@@ -7,6 +7,7 @@ from prefect_aci.core.paths import PROJECT_ROOT
 
 TEMPLATE = PROJECT_ROOT / "arm" / "azuredeploy.json"
 ROLE = PROJECT_ROOT / "arm" / "prefect-aci-role.json"
+LINKED_ROLE = PROJECT_ROOT / "arm" / "prefect-aci-linked-role.json"
 
 
 @pytest.fixture(scope="session")

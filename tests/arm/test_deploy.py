@@ -17,6 +17,7 @@ from azure.identity import ManagedIdentityCredential
 from arm.deploy import (
     DEPLOYMENT_NAME,
     KEY_VAULT_API,
+    LINKED_ROLE_SEED,
     SUBNET_IN_USE,
     WORKER_CONTAINER,
     WORKER_ROLE_SEED,
@@ -451,13 +452,22 @@ def test_destroy_also_deletes_the_workers_custom_role(local, settings):
     """A role definition lives in the subscription: deleting the group leaves it behind."""
     role = _worker_role_guid()
     ours = _role(local, role, "Prefect ACI worker (prefect-aci-rg, ...)")
+    linked = _role(
+        local,
+        arm_guid(f"/subscriptions/{SUBSCRIPTION}/resourceGroups/prefect-aci-rg", LINKED_ROLE_SEED),
+        "Prefect ACI worker, linked (prefect-aci-rg, ...)",
+    )
     other = _role(local, str(uuid.uuid4()), "Someone else's role")
     infra = Infra.connect(settings, ManagedIdentityCredential(), transport=local.transport())
     deleted = infra.destroy()
-    assert deleted.name == "Prefect ACI worker (prefect-aci-rg, ...)"
-    assert local.arm.store.get(ours) is not None
-    infra.delete_role(deleted)
-    assert local.arm.store.get(ours) is None
+    assert [d.name for d in deleted] == [
+        "Prefect ACI worker (prefect-aci-rg, ...)",
+        "Prefect ACI worker, linked (prefect-aci-rg, ...)",
+    ]
+    assert local.arm.store.get(ours) is not None and local.arm.store.get(linked) is not None
+    for each in deleted:
+        infra.delete_role(each)
+    assert local.arm.store.get(ours) is None and local.arm.store.get(linked) is None
     assert local.arm.store.get(other) is not None
     [group_delete] = local.of("DELETE", "/resourcegroups/prefect-aci-rg")
     [role_delete] = local.of("DELETE", f"/roleDefinitions/{role}")
@@ -467,7 +477,7 @@ def test_destroy_also_deletes_the_workers_custom_role(local, settings):
 def test_destroy_leaves_a_role_of_another_name_alone(local, settings):
     kept = _role(local, _worker_role_guid(), "Not ours")
     infra = Infra.connect(settings, ManagedIdentityCredential(), transport=local.transport())
-    assert infra.destroy() is None
+    assert infra.destroy() == []
     assert local.of("DELETE", "/roleDefinitions/") == []
     assert local.arm.store.get(kept) is not None
 

@@ -27,7 +27,7 @@ from prefect_aci.core.arm_template import (
     template_calls,
     walk,
 )
-from tests.arm.conftest import ROLE, resources_of, worker_group
+from tests.arm.conftest import LINKED_ROLE, ROLE, resources_of, worker_group
 
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
@@ -47,6 +47,9 @@ WORKER_CALLS = {
     "Microsoft.ContainerInstance/containerGroups/delete": "container_groups.begin_delete",
     "Microsoft.ContainerInstance/containerGroups/stop/action": "container_groups.stop",
     "Microsoft.ContainerInstance/containerGroups/containers/logs/read": "containers.list_logs",
+}
+# What a container group write needs beyond the write, held only on the job identity and subnet.
+LINKED_CALLS = {
     "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action": "identities in the group",
     "Microsoft.Network/virtualNetworks/subnets/join/action": "subnetIds in the group",
 }
@@ -378,11 +381,35 @@ def test_storage_has_shared_key_access_off_by_default(template):
 
 def test_worker_role_has_exactly_what_the_worker_calls(template):
     assert sorted(template["variables"]["workerActions"]) == sorted(WORKER_CALLS)
+    assert sorted(template["variables"]["workerLinkedActions"]) == sorted(LINKED_CALLS)
 
 
-def test_custom_role_file_matches_the_template_and_az_format(template):
-    role = json.loads(ROLE.read_text())
-    assert sorted(role["Actions"]) == sorted(template["variables"]["workerActions"])
+def test_the_worker_may_assign_only_the_job_identity_and_join_only_the_subnet(template):
+    """assign/action at the resource group would let a flow run (which may set its own job
+    variables) start a group as the worker's identity: the linked role is assigned on the job
+    identity and on the subnet, and nowhere else."""
+    linked = "variables('workerLinkedRoleName')"
+    scopes = sorted(
+        a.get("scope", "the resource group")
+        for a in resources_of(template, "Microsoft.Authorization/roleAssignments")
+        if linked in a["properties"]["roleDefinitionId"]
+    )
+    assert scopes == [
+        "[resourceId('Microsoft.ManagedIdentity/userAssignedIdentities', "
+        "variables('jobIdentityName'))]",
+        "[resourceId('Microsoft.Network/virtualNetworks/subnets', variables('vnetName'), "
+        "variables('subnetName'))]",
+    ]
+    assert not set(LINKED_CALLS) & set(template["variables"]["workerActions"])
+
+
+@pytest.mark.parametrize(
+    ("role_file", "variable"),
+    [(ROLE, "workerActions"), (LINKED_ROLE, "workerLinkedActions")],
+)
+def test_custom_role_files_match_the_template_and_az_format(template, role_file, variable):
+    role = json.loads(role_file.read_text())
+    assert sorted(role["Actions"]) == sorted(template["variables"][variable])
     assert role["IsCustom"] is True
     assert set(role) >= {"Name", "Description", "Actions", "NotActions", "AssignableScopes"}
     assert not any("*" in action for action in role["Actions"])
@@ -498,7 +525,11 @@ def test_worker_role_lets_arm_prune_deployment_history_and_sweep(template):
 
 
 def _role_definition(template: dict) -> dict:
-    [role] = resources_of(template, "Microsoft.Authorization/roleDefinitions")
+    [role] = [
+        r
+        for r in resources_of(template, "Microsoft.Authorization/roleDefinitions")
+        if r["name"] == "[variables('workerRoleName')]"
+    ]
     return role
 
 

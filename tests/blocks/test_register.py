@@ -119,6 +119,14 @@ def test_rendered_aci_job_is_what_aci_needs(prefect_server, records, pool_name):
         with get_client(sync_client=True) as client:
             pool = client.read_work_pool(pool_name)
         config = _render(pool.base_job_template)
+        # A flow run naming another identity, subnet or resource group changes none of them.
+        worker = JOB_ID.replace("job", "worker")
+        overridden = _render(
+            pool.base_job_template,
+            {"identities": [worker], "subnet_ids": ["/other"], "resource_group_name": "other"},
+        )
+    assert overridden.identities == [JOB_ID] and overridden.subnet_ids == [SUBNET]
+    assert overridden.resource_group_name == "prefect-aci"
     group = config.arm_template["resources"][0]
     container = group["properties"]["containers"][0]["properties"]
     assert container["image"] == REFERENCE
@@ -148,15 +156,15 @@ def test_rendered_aci_job_is_what_aci_needs(prefect_server, records, pool_name):
     assert config.resource_group_name == "prefect-aci"
 
 
-def _render(base_job_template: dict) -> AzureContainerJobConfiguration:
-    """What the worker does with a pool: resolve the template (block refs through the API), then
-    prepare it for a flow run."""
+def _render(base_job_template: dict, values: dict | None = None) -> AzureContainerJobConfiguration:
+    """What the worker does with a pool and a flow run's job variables (``values``): resolve the
+    template (block refs through the API), then prepare it for a flow run."""
     import asyncio
 
     async def render():
         async with get_client() as client:
             config = await AzureContainerJobConfiguration.from_template_and_values(
-                base_job_template, {}, client=client
+                base_job_template, values or {}, client=client
             )
         config.prepare_for_flow_run(FlowRun(flow_id=uuid.uuid4(), name="demo-run"))
         return config
@@ -182,7 +190,11 @@ def test_pool_of_another_type_is_refused_before_anything_is_written(
 def test_service_principal_goes_into_the_block_and_never_into_output(
     prefect_server, records, pool_name
 ):
-    env = {"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c", "AZURE_CLIENT_SECRET": SP_SECRET}
+    env = {
+        "PREFECT_ACI_WORKER_TENANT_ID": "t",
+        "PREFECT_ACI_WORKER_CLIENT_ID": "c",
+        "PREFECT_ACI_WORKER_CLIENT_SECRET": SP_SECRET,
+    }
     result = register(prefect_server, records, pool_name, env=env)
     assert result.returncode == 0, result.stderr
     assert SP_SECRET not in result.stdout + result.stderr
@@ -192,6 +204,36 @@ def test_service_principal_goes_into_the_block_and_never_into_output(
         block = AzureContainerInstanceCredentials.load("prefect-aci")
     assert block.client_secret.get_secret_value() == SP_SECRET
     register(prefect_server, records, pool_name)  # back to the managed identity for others
+
+
+def test_the_principal_signed_in_here_is_never_stored_for_the_worker(
+    prefect_server, records, pool_name
+):
+    """AZURE_* sign in whoever runs prefect-aci (the deployer, often an Owner): register never
+    reads them for the worker, and refuses a worker principal that is the signed-in one."""
+    deployer = {
+        "AZURE_TENANT_ID": "t",
+        "AZURE_CLIENT_ID": "deployer",
+        "AZURE_CLIENT_SECRET": SP_SECRET,
+    }
+    result = register(prefect_server, records, pool_name, env=deployer)
+    assert result.returncode == 0, result.stderr
+    from prefect_azure import AzureContainerInstanceCredentials
+
+    with temporary_settings({PREFECT_API_URL: prefect_server}):
+        block = AzureContainerInstanceCredentials.load("prefect-aci")
+    assert block.client_id is None and block.client_secret is None
+    same = {
+        **deployer,
+        "PREFECT_ACI_WORKER_TENANT_ID": "t",
+        "PREFECT_ACI_WORKER_CLIENT_ID": "DEPLOYER",
+        "PREFECT_ACI_WORKER_CLIENT_SECRET": SP_SECRET,
+    }
+    refused = register(prefect_server, records, pool_name, env=same)
+    assert refused.returncode == 1
+    [error] = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert "is the service principal signed in here" in error
+    assert SP_SECRET not in refused.stdout + refused.stderr
 
 
 @pytest.mark.parametrize(
@@ -221,6 +263,6 @@ def test_unpushed_image_is_refused(prefect_server, records, pool_name, built_ima
 
 
 def test_half_a_service_principal_is_refused(prefect_server, records, pool_name):
-    result = register(prefect_server, records, pool_name, env={"AZURE_CLIENT_ID": "c"})
+    result = register(prefect_server, records, pool_name, env={"PREFECT_ACI_WORKER_CLIENT_ID": "c"})
     assert result.returncode == 1
-    assert "set all of AZURE_TENANT_ID" in result.stderr
+    assert "set all of PREFECT_ACI_WORKER_TENANT_ID" in result.stderr

@@ -7,7 +7,7 @@ import pytest
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from prefect_azure.workers.container_instance import AzureContainerVariables
 
-from blocks.work_pool import base_job_template, check_defaults, pool_defaults
+from blocks.work_pool import FIXED, base_job_template, check_defaults, pool_defaults
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.records import AzureRecord
 from tests.local_aci.arm_helpers import template_outputs
@@ -23,7 +23,29 @@ def test_every_default_is_a_worker_variable_of_the_right_type():
     template = base_job_template(AZURE, REFERENCE, str(uuid.uuid4()), None)
     properties = template["variables"]["properties"]
     assert properties["image"]["default"] == REFERENCE
-    assert properties["identities"]["default"] == [AZURE.job_identity_id]
+    assert template["job_configuration"]["identities"] == [AZURE.job_identity_id]
+
+
+def test_who_a_run_is_and_where_it_runs_are_not_variables():
+    """A deployment or flow run may not name another identity (the worker's), registry
+    credential, subscription, resource group, subnet or credentials block: those are written into
+    the job configuration, and no variable of that name exists to override them."""
+    block = str(uuid.uuid4())
+    template = base_job_template(AZURE, REFERENCE, block, AZURE.registry_login_server)
+    properties, job = template["variables"]["properties"], template["job_configuration"]
+    for name in FIXED:
+        assert name not in properties, name
+        assert "{{" not in str(job[name]), (name, job[name])
+    assert set(template["variables"].get("required", [])) <= set(properties)
+    assert job["identities"] == [AZURE.job_identity_id]
+    assert job["subnet_ids"] == [AZURE.subnet_id]
+    assert job["image_registry"] == {
+        "registry_url": AZURE.registry_login_server,
+        "identity": AZURE.job_identity_id,
+    }
+    assert job["aci_credentials"] == {"$ref": {"block_document_id": block}}
+    # What a run may still choose stays a variable.
+    assert {"image", "command", "env", "cpu", "memory"} <= set(properties)
 
 
 @pytest.mark.parametrize(

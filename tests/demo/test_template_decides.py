@@ -60,7 +60,12 @@ def redeploy(stack: Stack, template: dict) -> None:
 def worker_role_without(stack: Stack, action: str) -> Iterator[None]:
     template = load_template(TEMPLATE)
     changed = copy.deepcopy(template)
-    changed["variables"]["workerActions"].remove(action)
+    [holding] = [
+        name
+        for name in ("workerActions", "workerLinkedActions")
+        if action in changed["variables"][name]
+    ]
+    changed["variables"][holding].remove(action)
     redeploy(stack, changed)
     try:
         yield
@@ -163,3 +168,20 @@ def test_with_role_assignments_slow_to_take_effect_the_first_run_waits_and_compl
         run = demo_run(stack, rbac_wait_seconds=120)
     assert run.state == "COMPLETED", said(run)
     assert any("ForbiddenByRbac" in line and "retrying" in line for line in run.logs), run.logs
+
+
+def test_a_flow_run_cannot_run_as_the_workers_identity(stack):
+    """A flow run's job variables name the worker's identity and another resource group: the
+    pool fixes who a run is and where it runs, so the run is the job identity's, as always (and
+    the worker could not put its own identity on a group: LinkedAuthorizationFailed)."""
+    record = stack.record
+    run = flow_run.run(
+        stack.api,
+        job_variables={
+            "identities": [record.worker_identity_id],
+            "resource_group_name": "somewhere-else",
+        },
+    )
+    assert run.state == "COMPLETED", said(run)
+    assert any(f"as {record.job_identity_client_id}" in line for line in run.logs), run.logs
+    assert not any(record.worker_identity_client_id in line for line in run.logs)

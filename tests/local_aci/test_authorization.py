@@ -312,7 +312,9 @@ def template_worker_role(without: str | None = None) -> tuple[list[dict], list[d
     template's worker role without one of its actions)."""
     template = json.loads(json.dumps(TEMPLATE))
     if without is not None:
-        template["variables"]["workerActions"].remove(without)
+        for variable in ("workerActions", "workerLinkedActions"):
+            if without in template["variables"][variable]:
+                template["variables"][variable].remove(without)
     return template_roles(
         template,
         SUBSCRIPTION,
@@ -436,6 +438,27 @@ def test_assigning_an_identity_or_joining_a_subnet_without_the_right_is_linked_a
     )
 
 
+def test_the_templates_worker_may_not_put_its_own_identity_or_another_subnet_on_a_group(issuer):
+    """The worker holds assign/action on the job identity and join/action on the subnet only: a
+    flow run naming the worker's identity (or another subnet) is refused, as Azure refuses it."""
+    client = app_for(config(*template_worker_role()), issuer)
+    headers = bearer(issuer, WORKER, "https://management.azure.com")
+    for identities, subnet, refused_scope in (
+        ([WORKER.resource_id], SUBNET, WORKER.resource_id),
+        ([JOB.resource_id], f"{SUBNET}2", f"{SUBNET}2"),
+    ):
+        answer = client.put(
+            f"https://management.azure.com{ACI}/run-1",
+            params=API,
+            headers=headers,
+            json=group_body(identities, subnet),
+        )
+        assert answer.status_code == 403, answer.json()
+        error = answer.json()["error"]
+        assert error["code"] == "LinkedAuthorizationFailed"
+        assert f"on the linked scope(s) '{refused_scope}'" in error["message"]
+
+
 def test_the_templates_worker_role_creates_a_group_with_the_job_identity_in_the_subnet(issuer):
     client = app_for(config(*template_worker_role()), issuer)
     headers = bearer(issuer, WORKER, "https://management.azure.com")
@@ -515,7 +538,9 @@ WORKER_CALLS = [
 
 def test_the_templates_worker_role_allows_the_calls_prefect_azures_worker_makes():
     definitions, assignments = template_worker_role()
-    [role] = definitions
+    [role] = [
+        d for d in definitions if d["properties"]["roleName"].startswith("Prefect ACI worker (")
+    ]
     assert role["properties"]["assignableScopes"] == [GROUP_ID]
     [worker_assignment] = [
         a

@@ -141,7 +141,11 @@ def test_resources_have_their_providers_get_shapes(arm, params):
     )
     assert "location" not in assignment.body and "provisioningState" not in assignment.properties
     # The custom role lives at the subscription, under the id arm/deploy.py looks for.
-    [role] = arm.store.by_type("Microsoft.Authorization/roleDefinitions")
+    [role] = [
+        r
+        for r in arm.store.by_type("Microsoft.Authorization/roleDefinitions")
+        if r.id.endswith(arm_guid(GROUP_ID, WORKER_ROLE_SEED))
+    ]
     assert role.id == (
         f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/"
         f"{arm_guid(GROUP_ID, WORKER_ROLE_SEED)}"
@@ -394,7 +398,7 @@ def test_recorded_resources_answer_get_and_list(arm, params):
     )
     assert status == 200 and body["properties"]["delegations"][0]["name"] == "aci"
     roles = f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions"
-    [role] = resource_request(roles, arm.store)[1]["value"]
+    role, _linked = resource_request(roles, arm.store)[1]["value"]
     # A role definition is read at any scope (the vault's here), and answers with its own id.
     at_vault = f"{vault.id}/providers/Microsoft.Authorization/roleDefinitions/{role['name']}"
     assert resource_request(at_vault, arm.store) == (200, role)

@@ -296,10 +296,6 @@ class LocalAci:
         InaccessibleImage, as ACI answers)."""
         claims = self._caller(request, MANAGEMENT) or {}
 
-        def principal_of(resource_id: str) -> str | None:
-            found = self.directory.identity_by_resource_id(resource_id)
-            return found.principal_id if found else None
-
         refused = group_write_refusal(
             self.directory.authorization(),
             str(claims.get("appid")),
@@ -307,7 +303,7 @@ class LocalAci:
             needed.scope,
             payload if isinstance(payload, dict) else {},
             self.config.resource_group_id,
-            principal_of,
+            self.directory.principal_of,
         )
         return JSONResponse(refused[1], refused[0]) if refused else None
 
@@ -316,10 +312,6 @@ class LocalAci:
         write of each resource, and for a container group what a direct PUT needs beyond it
         (one implementation for both: authorization.group_write_refusal)."""
         client, principal = str(claims.get("appid")), claims.get("oid", "")
-
-        def principal_of(resource_id: str) -> str | None:
-            found = self.directory.identity_by_resource_id(resource_id)
-            return found.principal_id if found else None
 
         def authorize(item: Planned, resource: dict) -> None:
             authorization = self.directory.authorization()
@@ -340,7 +332,7 @@ class LocalAci:
                     item.azure_id,
                     resource,
                     self.config.resource_group_id,
-                    principal_of,
+                    self.directory.principal_of,
                 )
             else:
                 refused = None
@@ -446,7 +438,7 @@ class LocalAci:
         """The pages of a list request: at the host the client asked, as the group operation's
         URLs are (Azure's nextLink is absolute)."""
         return Pager(
-            f"{str(request.base_url).rstrip('/')}{request.url.path}",
+            f"{_origin(request)}{request.url.path}",
             dict(request.query_params),
             self.config.list_page_size,
         )
@@ -758,7 +750,7 @@ class LocalAci:
         # At the host the client asked (management.azure.com from a container; the stack's door
         # on 127.0.0.1 from the host), as Azure answers at its own.
         base = (
-            f"{str(request.base_url).rstrip('/')}{self.config.resource_group_id}/providers/"
+            f"{_origin(request)}{self.config.resource_group_id}/providers/"
             f"Microsoft.ContainerInstance/locations/{self.config.location}"
         )
         return {

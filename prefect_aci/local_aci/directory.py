@@ -53,6 +53,11 @@ class Directory:
         wanted = resource_id.lower()
         return next((i for i in self.identities() if i.resource_id.lower() == wanted), None)
 
+    def principal_of(self, resource_id: str) -> str | None:
+        """The principal id of the identity with ``resource_id``, None when there is none."""
+        found = self.identity_by_resource_id(resource_id)
+        return found.principal_id if found else None
+
     def identity_by_principal(self, principal_id: str) -> Identity | None:
         return next((i for i in self.identities() if i.principal_id == principal_id), None)
 

@@ -4,6 +4,7 @@ and `make deploy-all` sign in as); plus the TLS certificate the stand-ins serve 
 names. Everything else (identities, roles, the vault and its secrets, storage, the worker) is
 what `prefect-aci deploy-all` deploys from arm/azuredeploy.json, as on Azure."""
 
+import base64
 import json
 import secrets
 import ssl
@@ -141,6 +142,8 @@ def make_local_side(
         ],
         role_assignment_delay_seconds=role_assignment_delay_seconds,
         blob_endpoint=blob_endpoint,
+        # The stack's own key for Azurite's account: the published one opens every Azurite.
+        blob_account_key=base64.b64encode(secrets.token_bytes(64)).decode(),
         admin_principal_id=deployer.principal_id,
         wiring=Wiring(
             stack_id=stack_id,

@@ -194,7 +194,8 @@ class Azurite(Process):
         state = stack.state
         gateway, port = state.gateway, state.ports[self.name]
         state.addresses[self.name] = gateway
-        tls = load_side(stack.local_azure).tls
+        side = load_side(stack.local_azure)
+        tls = side.tls
 
         def serve() -> None:
             binary = azurite.install(NODE_PREFIX)
@@ -203,6 +204,7 @@ class Azurite(Process):
                     binary, port, stack.root / "azurite", (tls.certificate, tls.key), gateway
                 ),
                 stack.logs / "azurite.log",
+                env=azurite.accounts_env(side.config.blob_account_key or azurite.ACCOUNT_KEY),
             )
             stack.save()
             wait_for_port(port, timeout=60, address=gateway)

@@ -35,7 +35,11 @@ def build(folder: Path, schemas: Path) -> LocalAci:
     store = ResourceStore()
     if config.blob_endpoint:
         # Azurite serves the stack's certificate, which the stand-in serves too.
-        store.listeners.append(blob_containers(config.blob_endpoint, str(folder / CERTIFICATE)))
+        store.listeners.append(
+            blob_containers(
+                config.blob_endpoint, str(folder / CERTIFICATE), config.blob_account_key
+            )
+        )
     groups = Groups(docker.from_env(timeout=300), config, store)
     arm = ResourceManager(
         config.subscription_id,

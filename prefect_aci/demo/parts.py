@@ -22,6 +22,7 @@ it stops what it started and reports whether it runs.
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 from contextlib import suppress
@@ -48,6 +49,7 @@ from prefect_aci.demo.local_azure import (
 )
 from prefect_aci.demo.processes import alive, port_is_free, spawn, stop, wait_http
 from prefect_aci.demo.state import (
+    AUTH_STRING_FILE,
     Stack,
     Start,
     network_name,
@@ -73,6 +75,15 @@ Report = tuple[str, str, bool]  # (part, where, running)
 DEPLOY_ALL_TIMEOUT_SECONDS = 900
 # deploy-all's step lines and registration's report, which `up` repeats (not Prefect's output).
 STEP_LINE = re.compile(r"^(> |  done in |  (created|updated|unchanged) )")
+# Whether the stack's Prefect server asks every client for a random basic-auth string of its own
+# (PREFECT_SERVER_API_AUTH_STRING; clients send PREFECT_API_AUTH_STRING). Everything here sends
+# it when asked (demo/, `demo env`, the tests), but the worker cannot yet: the template's worker
+# container group takes no auth string (a secure parameter, prefectApiAuthString, fed by
+# deploy-all from PREFECT_API_AUTH_STRING, which local_azure_settings sets), and a server asking
+# for one would refuse the worker. Turn it on with that parameter.
+SERVER_AUTH = False
+# The basic-auth user; the password is random per stack.
+AUTH_USER = "prefect-aci"
 
 
 def choose_port(wanted: int | None) -> int:
@@ -236,6 +247,8 @@ class PrefectServer(Part):
 
     def start(self, stack: Stack, start: Start) -> None:
         state = stack.state
+        if SERVER_AUTH:
+            write_auth_string(stack)
 
         def serve() -> None:
             container = stack.client.containers.create(
@@ -243,15 +256,7 @@ class PrefectServer(Part):
                 ["prefect", "server", "start", "--host", "0.0.0.0"],  # noqa: S104 (in the container)
                 name=server_container(stack.root),
                 detach=True,
-                environment={
-                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                    # The UI runs in the user's browser and calls the API named by /ui-settings,
-                    # which by default is 127.0.0.1:4200 whatever port was published. A path
-                    # relative to the page follows the port the browser used (also through an
-                    # SSH tunnel); PREFECT_UI_URL makes the links Prefect prints point at the UI.
-                    "PREFECT_UI_API_URL": "/api",
-                    "PREFECT_UI_URL": state.ui,
-                },
+                environment=server_environment(stack),
                 ports={"4200/tcp": ("127.0.0.1", state.ports[self.name])},
                 network=state.network,
                 networking_config=_endpoint(
@@ -271,10 +276,48 @@ class PrefectServer(Part):
     def stop(self, stack: Stack) -> None:
         for container in _container(stack, server_container(stack.root)):
             _remove(stack, container)
+        stack.auth_string_file.unlink(missing_ok=True)
 
     def report(self, stack: Stack, running: dict[str, bool]) -> list[Report]:
         where = f"UI {stack.state.ui}, API {stack.state.api}"
         return [("prefect server", where, running.get(server_container(stack.root), False))]
+
+
+def write_auth_string(stack: Stack) -> str:
+    """A new random basic-auth string for the stack's server, in its 0600 file."""
+    auth = f"{AUTH_USER}:{secrets.token_urlsafe(24)}"
+    path = stack.auth_string_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(auth + "\n")
+    return auth
+
+
+def server_environment(stack: Stack) -> dict[str, str]:
+    """The Prefect server's settings (Prefect 3.9's names): not open to every web page (Prefect
+    allows any origin by default and checks no CSRF token) nor, with SERVER_AUTH, to every local
+    user (its API on 127.0.0.1 asks no credential by default)."""
+    ui = stack.state.ui
+    env = {
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # The UI runs in the user's browser and calls the API named by /ui-settings, which by
+        # default is 127.0.0.1:4200 whatever port was published. A path relative to the page
+        # follows the port the browser used (also through an SSH tunnel); PREFECT_UI_URL makes
+        # the links Prefect prints point at the UI.
+        "PREFECT_UI_API_URL": "/api",
+        "PREFECT_UI_URL": ui,
+        # The UI calls its own origin; no other page may read the API's answers.
+        "PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS": ui,
+        # State-changing calls carry a token from /csrf-token, which Prefect's client and UI
+        # fetch (PREFECT_CLIENT_CSRF_SUPPORT_ENABLED is on by default); a form posted by another
+        # page has none.
+        "PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED": "true",
+    }
+    auth = stack.auth_string()
+    if auth:
+        env["PREFECT_SERVER_API_AUTH_STRING"] = auth
+    return env
 
 
 def _source_mounts() -> dict:
@@ -428,7 +471,8 @@ def local_azure_settings(stack: Stack, side: LocalSide) -> dict[str, str]:
     """The settings `prefect-aci deploy-all` reads, for the local Azure: its subscription and
     resource group, Resource Manager's address, the deployer's sign-in (DefaultAzureCredential,
     App Service managed identity protocol) and certificate, the stack's Prefect server at an
-    address both this machine and the containers reach, the image from the stack's registry."""
+    address both this machine and the containers reach (with its auth string when it asks for
+    one), the image from the stack's registry."""
     config = side.config
     return {
         **side.deployer_env(stack.state.local_aci),
@@ -436,7 +480,7 @@ def local_azure_settings(stack: Stack, side: LocalSide) -> dict[str, str]:
         "AZURE_RESOURCE_GROUP": config.resource_group,
         "AZURE_LOCATION": config.location,
         "PREFECT_ACI_ARM_ENDPOINT": stack.state.local_aci,
-        "PREFECT_API_URL": stack.state.network_api,
+        **stack.api_settings(stack.state.network_api),
         "PREFECT_API_KEY": LOCAL_API_KEY,
         # The image is in the stack's registry already (ACR is not served locally).
         "PREFECT_ACI_DEPLOY_REGISTRY": "false",
@@ -444,10 +488,11 @@ def local_azure_settings(stack: Stack, side: LocalSide) -> dict[str, str]:
     }
 
 
-# The settings above whose values are secrets, and the file in the stand-in's folder holding each.
+# The settings above whose values are secrets, and the file in the state folder holding each.
 SECRET_SETTINGS = {
-    "IDENTITY_HEADER": server.DEPLOYER_SECRET,
-    "PREFECT_ACI_DEMO_SECRET_VALUE": DEMO_SECRET_FILE,
+    "IDENTITY_HEADER": f"local-azure/stand-in/{server.DEPLOYER_SECRET}",
+    "PREFECT_ACI_DEMO_SECRET_VALUE": f"local-azure/stand-in/{DEMO_SECRET_FILE}",
+    "PREFECT_API_AUTH_STRING": AUTH_STRING_FILE,
 }
 
 
@@ -458,7 +503,7 @@ def deploy_env(stack: Stack, side: LocalSide) -> dict[str, str]:
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("AZURE_", "PREFECT_ACI_"))
-        and k not in ("PREFECT_API_URL", "PREFECT_API_KEY")
+        and k not in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_API_AUTH_STRING")
     }
     return {**env, **local_azure_settings(stack, side)}
 
@@ -542,7 +587,7 @@ class DemoFlowRun(Part):
     def start(self, stack: Stack, start: Start) -> None:
         run = start.step(
             "running the demo flow through the ACI worker and waiting for it to finish",
-            lambda: flow_run.run(stack.state.api),
+            lambda: flow_run.run(stack.state.api, auth_string=stack.auth_string()),
         )
         stack.state.flow_run_id = run.flow_run_id
         stack.save()

@@ -105,7 +105,7 @@ def without_assignment(stack: Stack, assignment: dict) -> Iterator[None]:
 
 
 def demo_run(stack: Stack, **parameters) -> flow_run.DemoRun:
-    return flow_run.run(stack.api, parameters or None)
+    return flow_run.run(stack.api, parameters or None, stack.auth_string())
 
 
 def said(run: flow_run.DemoRun) -> str:

@@ -71,6 +71,10 @@ class LocalSide:
     folder: Path  # mounted into the stand-in's container
     deployer_secret: str
 
+    def router_secret(self) -> str:
+        """The secret with which the IMDS router vouches for a caller to this stack's stand-in."""
+        return (self.folder / server.ROUTER_SECRET).read_text().strip()
+
     def demo_secret(self) -> str:
         """The demo secret's value the stack deploys (kept beside the deployer's secret, 0600)."""
         return (self.folder / DEMO_SECRET_FILE).read_text().strip()
@@ -165,6 +169,9 @@ def make_local_side(
     secret_file = server_folder / server.DEPLOYER_SECRET
     secret_file.touch(mode=0o600)
     secret_file.write_text(deployer_secret)
+    router_secret = server_folder / server.ROUTER_SECRET
+    router_secret.touch(mode=0o600)
+    router_secret.write_text(secrets.token_urlsafe(24))
     demo_secret = server_folder / DEMO_SECRET_FILE
     demo_secret.touch(mode=0o600)
     demo_secret.write_text(secrets.token_urlsafe(18))

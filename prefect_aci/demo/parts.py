@@ -345,9 +345,10 @@ def imds_router_up(client: docker.DockerClient, image: str) -> None:
             options={"com.docker.network.bridge.inhibit_ipv4": "true"},
             labels={f"{LABEL}.role": "imds"},
         )
+    protocol = {f"{LABEL}.role": "imds-router", f"{LABEL}.protocol": imds_router.PROTOCOL}
     with suppress(NotFound):
         router = client.containers.get(imds_router.ROUTER_NAME)
-        if router.status == "running":
+        if router.status == "running" and router.labels.items() >= protocol.items():
             return
         router.remove(force=True)
     router = client.containers.create(
@@ -361,7 +362,7 @@ def imds_router_up(client: docker.DockerClient, image: str) -> None:
         network=network.name,
         networking_config=_endpoint(client, network.name, ipv4_address=imds_router.ADDRESS),
         sysctls={"net.ipv4.ip_unprivileged_port_start": "0"},
-        labels={f"{LABEL}.role": "imds-router"},
+        labels=protocol,
         restart_policy={"Name": "unless-stopped"},
     )
     router.start()
@@ -411,7 +412,11 @@ class LocalAci(Part):
                 ],
                 name=stand_in_container(stack.root),
                 detach=True,
-                environment={"PYTHONPATH": SOURCE_IN_CONTAINER},
+                environment={
+                    "PYTHONPATH": SOURCE_IN_CONTAINER,
+                    # Where the IMDS router, which holds the Docker socket, reads it.
+                    imds_router.ROUTER_SECRET_ENV: side.router_secret(),
+                },
                 volumes={
                     **_source_mounts(),
                     str(side.folder.resolve()): {"bind": STAND_IN_FOLDER, "mode": "ro"},

@@ -28,6 +28,8 @@ CERTIFICATE = "tls-cert.pem"
 CERTIFICATE_KEY = "tls-key.pem"
 SIGNING_KEY = "signing-key.pem"
 DEPLOYER_SECRET = "deployer-secret"  # noqa: S105 (a file name)
+# The secret with which the IMDS router vouches for a caller (prefect_aci.local_aci.imds_router).
+ROUTER_SECRET = "imds-router-secret"  # noqa: S105 (a file name)
 
 
 def build(folder: Path, schemas: Path) -> LocalAci:
@@ -50,7 +52,11 @@ def build(folder: Path, schemas: Path) -> LocalAci:
         blob_endpoint=config.blob_endpoint,
     )
     issuer = TokenIssuer(folder / SIGNING_KEY, config.tenant_id)
-    return LocalAci(config, groups, arm, issuer, (folder / DEPLOYER_SECRET).read_text().strip())
+    aci = LocalAci(config, groups, arm, issuer, (folder / DEPLOYER_SECRET).read_text().strip())
+    router_secret = folder / ROUTER_SECRET
+    if router_secret.is_file():
+        aci.router_secret = router_secret.read_text().strip()
+    return aci
 
 
 def _with_azure_errors(app):

@@ -4,7 +4,9 @@
 - a Docker network (the delegated subnet) for everything below;
 - the local Azure before anything is deployed: a subscription, an empty resource group, its
   owner (the deployer), Azurite as its Blob storage, TLS for Azure's host names;
-- Azurite on the host's address on that network, HTTPS with OAuth (Blob storage for flow code);
+- Azurite on 127.0.0.1, HTTPS with OAuth and the stack's own account key (Blob storage for flow
+  code), and its door on the host's address on that network, for the stack's containers and this
+  user's processes only (prefect_aci.demo.gate);
 - a Prefect server from our image, UI included, published on 127.0.0.1 (Prefect Cloud), and at
   its address on the network for the worker and flow runs;
 - local ACI, in a container of our image (Resource Manager, Container Instances, Key Vault, IMDS;
@@ -190,13 +192,45 @@ class LocalAzure(Part):
             stack.id,
             state.network,
             state.stand_in_address,
-            blob_endpoint=f"https://{state.gateway}:{state.ports[Azurite.name]}/{AZURITE_ACCOUNT}",
+            blob_endpoint=(
+                f"https://{state.gateway}:{state.ports[AzuriteGate.name]}/{AZURITE_ACCOUNT}"
+            ),
             addresses=(state.gateway, state.stand_in_address),
         )
 
 
 class Azurite(Process):
+    """Azurite on 127.0.0.1 only; the stack's containers reach it through AzuriteGate."""
+
     name = "azurite"
+
+    def plan(self, stack: Stack, start: Start) -> None:
+        stack.state.ports[self.name] = free_port()
+
+    def start(self, stack: Stack, start: Start) -> None:
+        state = stack.state
+        port = state.ports[self.name]
+        side = load_side(stack.local_azure)
+        tls = side.tls
+
+        def serve() -> None:
+            binary = azurite.install(NODE_PREFIX)
+            state.pids[self.name] = spawn(
+                azurite.command(binary, port, stack.root / "azurite", (tls.certificate, tls.key)),
+                stack.logs / "azurite.log",
+                env=azurite.accounts_env(side.config.blob_account_key or azurite.ACCOUNT_KEY),
+            )
+            stack.save()
+            wait_for_port(port, timeout=60)
+
+        start.step(f"starting Azurite (Blob storage, OAuth) on 127.0.0.1:{port}", serve)
+
+
+class AzuriteGate(Process):
+    """Azurite's door on the host's address on the stack's network (prefect_aci.demo.gate): for
+    the stack's containers and this user's processes, not for other networks or users."""
+
+    name = "azurite-gate"
 
     def plan(self, stack: Stack, start: Start) -> None:
         stack.state.ports[self.name] = free_port()
@@ -205,22 +239,25 @@ class Azurite(Process):
         state = stack.state
         gateway, port = state.gateway, state.ports[self.name]
         state.addresses[self.name] = gateway
-        side = load_side(stack.local_azure)
-        tls = side.tls
+        command = [
+            sys.executable,
+            "-m",
+            "prefect_aci.demo.gate",
+            gateway,
+            str(port),
+            str(state.ports[Azurite.name]),
+            f"{state.prefix}.0/24",
+        ]
 
         def serve() -> None:
-            binary = azurite.install(NODE_PREFIX)
-            state.pids[self.name] = spawn(
-                azurite.command(
-                    binary, port, stack.root / "azurite", (tls.certificate, tls.key), gateway
-                ),
-                stack.logs / "azurite.log",
-                env=azurite.accounts_env(side.config.blob_account_key or azurite.ACCOUNT_KEY),
-            )
+            state.pids[self.name] = spawn(command, stack.logs / "azurite-gate.log")
             stack.save()
-            wait_for_port(port, timeout=60, address=gateway)
+            wait_for_port(port, timeout=30, address=gateway)
 
-        start.step(f"starting Azurite (Blob storage, OAuth) on {gateway}:{port}", serve)
+        start.step(
+            f"opening Azurite to the stack's network (and this user only) on {gateway}:{port}",
+            serve,
+        )
 
 
 def _endpoint(client: docker.DockerClient, network: str, **settings) -> dict:
@@ -611,6 +648,7 @@ PARTS: list[Part] = [
     Network(),
     LocalAzure(),
     Azurite(),
+    AzuriteGate(),
     PrefectServer(),
     LocalAci(),
     DeployAll(),

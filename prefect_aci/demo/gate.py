@@ -4,9 +4,9 @@ the host's address on the stack's network.
 Azurite listens on 127.0.0.1 only. This process listens on HOST:PORT (the stack's network's
 gateway, which the stack's containers reach) and passes a connection through to Azurite at
 127.0.0.1:TARGET_PORT (bytes, TLS included) when it comes from the stack's network (an address of
-SUBNET other than HOST) or from a process of this user on this machine (whose connections to HOST
-come from HOST: the kernel's socket table says whose they are). Containers of other networks and
-other users of this machine are closed on at once.
+SUBNET other than HOST) or from a process of this user on this machine (the kernel's socket table
+says whose a connection from this machine is). Containers of other networks and other users of
+this machine are closed on at once.
 """
 
 import asyncio
@@ -25,14 +25,17 @@ def _hex_address(address: str, port: int) -> str:
     return f"{int.from_bytes(packed, 'little'):08X}:{port:04X}"
 
 
-def owner_of(peer: tuple[str, int], local: tuple[str, int], table: Path = TCP_TABLE) -> int | None:
-    """The user id of this machine's socket at ``peer`` connected to ``local``, if there is one."""
-    wanted = (_hex_address(*peer), _hex_address(*local))
+def owners(peer: tuple[str, int], local: tuple[str, int], table: Path = TCP_TABLE) -> set[int]:
+    """The user ids of this machine's sockets connected to ``local`` from ``peer``'s port. By the
+    port, not the address: a connection from this machine may reach the gate translated (a
+    host's NAT rules), its port kept; several sockets on that port must all be this user's."""
+    port, door = f":{peer[1]:04X}", _hex_address(*local)
+    found = set()
     for line in table.read_text().splitlines()[1:]:
         fields = line.split()
-        if (fields[1], fields[2]) == wanted:
-            return int(fields[7])
-    return None
+        if fields[2] == door and fields[1].endswith(port):
+            found.add(int(fields[7]))
+    return found
 
 
 def admitted(
@@ -42,7 +45,7 @@ def admitted(
     address = ipaddress.ip_address(peer[0])
     if address in ipaddress.ip_network(subnet) and peer[0] != local[0]:
         return True
-    return owner_of(peer, local, table) == os.getuid()
+    return owners(peer, local, table) == {os.getuid()}
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

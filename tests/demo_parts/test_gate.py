@@ -48,6 +48,20 @@ def test_another_users_process_on_this_machine_is_not(tmp_path):
     assert not gate.admitted(peer, DOOR, SUBNET, table(tmp_path, (peer, DOOR, os.getuid() + 1)))
 
 
+def test_this_users_process_seen_through_the_hosts_nat_is_admitted(tmp_path):
+    rows = table(tmp_path, ((GATEWAY, 50000), DOOR, os.getuid()))
+    assert gate.admitted(("192.0.2.2", 50000), DOOR, SUBNET, rows)
+
+
+def test_a_port_shared_with_another_users_socket_is_not_admitted(tmp_path):
+    rows = table(
+        tmp_path,
+        ((GATEWAY, 50000), DOOR, os.getuid()),
+        (("127.0.0.1", 50000), DOOR, os.getuid() + 1),
+    )
+    assert not gate.admitted(("192.0.2.2", 50000), DOOR, SUBNET, rows)
+
+
 @pytest.fixture
 def door_to_an_echo():
     """The gate on 127.0.0.1 in front of an echo server (127.0.0.1 is not the stack's network,

@@ -8,7 +8,6 @@ from prefect import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
-from prefect.settings.legacy import Setting
 
 from prefect_aci.core.names import DEMO_DEPLOYMENT as DEPLOYMENT
 from prefect_aci.core.names import FLOW_NAME
@@ -32,7 +31,7 @@ class DemoRun:
     logs: list[str] = field(default_factory=list)
 
 
-def api_settings(api: str, auth_string: str | None = None) -> dict[Setting, str]:
+def api_settings(api: str, auth_string: str | None = None) -> dict:
     """Prefect's client settings for the stack's server at ``api``: with its basic-auth string
     when the server asks for one."""
     settings = {PREFECT_API_URL: api}

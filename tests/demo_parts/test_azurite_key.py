@@ -55,6 +55,7 @@ def azurite_with_own_key(tmp_path_factory):
         process.wait(10)
 
 
+@pytest.mark.slow  # Azurite, installed from npm, in a subprocess
 def test_the_published_development_key_is_refused(azurite_with_own_key):
     account, _ = azurite_with_own_key
     published = {"account_name": azurite.ACCOUNT, "account_key": azurite.ACCOUNT_KEY}
@@ -63,6 +64,7 @@ def test_the_published_development_key_is_refused(azurite_with_own_key):
     assert refused.value.status_code == 403
 
 
+@pytest.mark.slow  # Azurite, installed from npm, in a subprocess
 def test_local_aci_makes_blob_containers_with_the_stacks_key(azurite_with_own_key):
     account, key = azurite_with_own_key
     listener = blob_containers(account, verify="", account_key=key)

@@ -117,11 +117,13 @@ def guarded_server(tmp_path_factory):
         server.wait(30)
 
 
+@pytest.mark.slow  # a Prefect server in a subprocess
 def test_a_caller_without_the_auth_string_is_refused(guarded_server):
     api, _ = guarded_server
     assert httpx.get(f"{api}/admin/version").status_code == 401
 
 
+@pytest.mark.slow  # a Prefect server in a subprocess
 def test_another_origin_may_not_read_the_api(guarded_server):
     api, _ = guarded_server
     ui = api.removesuffix("/api")
@@ -134,12 +136,14 @@ def test_another_origin_may_not_read_the_api(guarded_server):
     assert own.headers.get("access-control-allow-origin") == ui
 
 
+@pytest.mark.slow  # a Prefect server in a subprocess
 def test_a_state_change_without_a_csrf_token_is_refused(guarded_server):
     api, auth = guarded_server
     answer = httpx.post(f"{api}/flows/", json={"name": "forged"}, auth=tuple(auth.split(":")))
     assert answer.status_code == 403
 
 
+@pytest.mark.slow  # a Prefect server in a subprocess
 def test_prefects_client_with_the_stacks_settings_gets_in(guarded_server):
     api, auth = guarded_server
     with temporary_settings(api_settings(api, auth)), get_client(sync_client=True) as client:

@@ -78,6 +78,13 @@ def up(
     console.rule()
     console.print(f"Prefect UI:     {state.ui}", highlight=False)
     console.print(f"This flow run:  {state.flow_run_page()}", highlight=False)
+    login = stack.auth_string_file(state_dir)
+    if login.is_file():
+        console.print(
+            f"The UI asks for a password: paste the line in {login} (`cat {login}`); "
+            '`eval "$(prefect-aci demo env)"` points your own `prefect` CLI at the stack.',
+            highlight=False,
+        )
     console.print(
         "The stack keeps running: `prefect-aci demo status` (make demo-status) shows it, "
         "`make demo-down` removes it.",
@@ -113,7 +120,8 @@ def env(state_dir: StateDir = DEMO_DIR) -> None:
     """Print the shell settings that point `prefect-aci deploy-all` at the running stack's local
     Azure (its subscription, Resource Manager, the deployer's sign-in, the stack's Prefect
     server), for `eval "$(prefect-aci demo env)"`; secrets are read from their files, never
-    printed. Then deploy as on Azure with the command it names."""
+    printed. Then deploy as on Azure with the command it names; your own `prefect` CLI reaches
+    the stack's server with the same settings (PREFECT_API_URL, PREFECT_API_AUTH_STRING)."""
     settings, command = stack.deploy_all_settings(connect(start=False), state_dir)
     print("# The local Azure of the demo stack in " + str(state_dir) + "; then run:")
     flags = command.removeprefix("deploy-all ")

@@ -7,7 +7,8 @@ from pathlib import Path
 from prefect_aci.core.errors import UserError, last_line
 
 AZURITE_VERSION = "3.37.0"
-# Azurite's documented, public development account: not a secret, the same on every machine.
+# Azurite's documented, public development account: not a secret, the same on every machine. A
+# demo stack keeps the name and gives the account a random key of its own (accounts_env).
 ACCOUNT = "devstoreaccount1"
 ACCOUNT_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -70,3 +71,9 @@ def command(
         "--silent",
         *secure,
     ]
+
+
+def accounts_env(key: str) -> dict[str, str]:
+    """Azurite's environment for one account, ACCOUNT, with ``key`` (base64) instead of the
+    published development key: AZURITE_ACCOUNTS replaces Azurite's default account."""
+    return {"AZURITE_ACCOUNTS": f"{ACCOUNT}:{key}"}

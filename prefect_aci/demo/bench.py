@@ -13,15 +13,16 @@ import docker
 from prefect import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import temporary_settings
 from rich.console import Console
 
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.names import FLOW_NAME
 from prefect_aci.core.records import ImageRecord
 from prefect_aci.demo import stack
-from prefect_aci.demo.flow_run import DEPLOYMENT
+from prefect_aci.demo.flow_run import DEPLOYMENT, api_settings
 from prefect_aci.demo.local_azure import load_side
+from prefect_aci.demo.state import Stack
 
 TERMINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
 
@@ -72,11 +73,15 @@ def _timing(client, flow_run_id, total: float) -> RunTiming:
     )
 
 
-def measure(api: str, runs: int, burst: int, count_groups) -> LocalAciFigures:
-    """``count_groups()`` says how many flow-run container groups exist (the worker's excluded)."""
+def measure(
+    api: str, runs: int, burst: int, count_groups, auth_string: str | None = None
+) -> LocalAciFigures:
+    """``count_groups()`` says how many flow-run container groups exist (the worker's excluded);
+    ``auth_string``: the server's basic-auth string, if it asks for one."""
     figures = LocalAciFigures(burst_size=burst)
     name = f"{FLOW_NAME}/{DEPLOYMENT}"
-    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+    settings = temporary_settings(api_settings(api, auth_string))
+    with settings, get_client(sync_client=True) as client:
         for _ in range(runs):
             started = time.monotonic()
             flow_run = run_deployment(name, timeout=900)
@@ -124,6 +129,7 @@ def bench_stack(
             groups = aci.container_groups.list_by_resource_group(side.config.resource_group)
             return sum(1 for group in groups if group.name != state.worker_group)
 
-        return measure(state.api, runs, burst, flow_run_groups)
+        auth_string = Stack.load(client, root, console).auth_string()
+        return measure(state.api, runs, burst, flow_run_groups, auth_string)
     finally:
         stack.down(client, root, console)

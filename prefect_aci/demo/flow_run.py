@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from prefect import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.deployments import run_deployment
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 from prefect_aci.core.names import DEMO_DEPLOYMENT as DEPLOYMENT
 from prefect_aci.core.names import FLOW_NAME
@@ -19,7 +19,7 @@ RUN_TIMEOUT_SECONDS = 900
 # The last log lines may reach the API just after the final state.
 LOGS_GRACE_SECONDS = 30
 
-__all__ = ["DEPLOYMENT", "LOCAL_API_KEY", "DemoRun", "run"]
+__all__ = ["DEPLOYMENT", "LOCAL_API_KEY", "DemoRun", "api_settings", "run"]
 
 
 @dataclass
@@ -31,10 +31,24 @@ class DemoRun:
     logs: list[str] = field(default_factory=list)
 
 
-def run(api: str, parameters: dict | None = None, job_variables: dict | None = None) -> DemoRun:
+def api_settings(api: str, auth_string: str | None = None) -> dict:
+    """Prefect's client settings for the stack's server at ``api``: with its basic-auth string
+    when the server asks for one."""
+    settings = {PREFECT_API_URL: api}
+    if auth_string:
+        settings[PREFECT_API_AUTH_STRING] = auth_string
+    return settings
+
+
+def run(
+    api: str,
+    parameters: dict | None = None,
+    job_variables: dict | None = None,
+    auth_string: str | None = None,
+) -> DemoRun:
     """Run the demo deployment (with ``parameters`` and ``job_variables`` when given), wait for
     its end, and read its logs back from the API."""
-    with temporary_settings(updates={PREFECT_API_URL: api}):
+    with temporary_settings(updates=api_settings(api, auth_string)):
         flow_run = run_deployment(
             f"{FLOW_NAME}/{DEPLOYMENT}",
             parameters=parameters,

@@ -4,6 +4,7 @@ and `make deploy-all` sign in as); plus the TLS certificate the stand-ins serve 
 names. Everything else (identities, roles, the vault and its secrets, storage, the worker) is
 what `prefect-aci deploy-all` deploys from arm/azuredeploy.json, as on Azure."""
 
+import base64
 import json
 import secrets
 import ssl
@@ -69,6 +70,10 @@ class LocalSide:
     tls: LocalTls
     folder: Path  # mounted into the stand-in's container
     deployer_secret: str
+
+    def router_secret(self) -> str:
+        """The secret with which the IMDS router vouches for a caller to this stack's stand-in."""
+        return (self.folder / server.ROUTER_SECRET).read_text().strip()
 
     def demo_secret(self) -> str:
         """The demo secret's value the stack deploys (kept beside the deployer's secret, 0600)."""
@@ -141,6 +146,8 @@ def make_local_side(
         ],
         role_assignment_delay_seconds=role_assignment_delay_seconds,
         blob_endpoint=blob_endpoint,
+        # The stack's own key for Azurite's account: the published one opens every Azurite.
+        blob_account_key=base64.b64encode(secrets.token_bytes(64)).decode(),
         admin_principal_id=deployer.principal_id,
         wiring=Wiring(
             stack_id=stack_id,
@@ -162,6 +169,9 @@ def make_local_side(
     secret_file = server_folder / server.DEPLOYER_SECRET
     secret_file.touch(mode=0o600)
     secret_file.write_text(deployer_secret)
+    router_secret = server_folder / server.ROUTER_SECRET
+    router_secret.touch(mode=0o600)
+    router_secret.write_text(secrets.token_urlsafe(24))
     demo_secret = server_folder / DEMO_SECRET_FILE
     demo_secret.touch(mode=0o600)
     demo_secret.write_text(secrets.token_urlsafe(18))

@@ -4,7 +4,9 @@
 - a Docker network (the delegated subnet) for everything below;
 - the local Azure before anything is deployed: a subscription, an empty resource group, its
   owner (the deployer), Azurite as its Blob storage, TLS for Azure's host names;
-- Azurite on the host's address on that network, HTTPS with OAuth (Blob storage for flow code);
+- Azurite on 127.0.0.1, HTTPS with OAuth and the stack's own account key (Blob storage for flow
+  code), and its door on the host's address on that network, for the stack's containers and this
+  user's processes only (prefect_aci.demo.gate);
 - a Prefect server from our image, UI included, published on 127.0.0.1 (Prefect Cloud), and at
   its address on the network for the worker and flow runs;
 - local ACI, in a container of our image (Resource Manager, Container Instances, Key Vault, IMDS;
@@ -22,6 +24,7 @@ it stops what it started and reports whether it runs.
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 from contextlib import suppress
@@ -48,6 +51,7 @@ from prefect_aci.demo.local_azure import (
 )
 from prefect_aci.demo.processes import alive, port_is_free, spawn, stop, wait_http
 from prefect_aci.demo.state import (
+    AUTH_STRING_FILE,
     Stack,
     Start,
     network_name,
@@ -73,6 +77,15 @@ Report = tuple[str, str, bool]  # (part, where, running)
 DEPLOY_ALL_TIMEOUT_SECONDS = 900
 # deploy-all's step lines and registration's report, which `up` repeats (not Prefect's output).
 STEP_LINE = re.compile(r"^(> |  done in |  (created|updated|unchanged) )")
+# Whether the stack's Prefect server asks every client for a random basic-auth string of its own
+# (PREFECT_SERVER_API_AUTH_STRING; clients send PREFECT_API_AUTH_STRING). Everything here sends
+# it when asked (demo/, `demo env`, the tests), but the worker cannot yet: the template's worker
+# container group takes no auth string (a secure parameter, prefectApiAuthString, fed by
+# deploy-all from PREFECT_API_AUTH_STRING, which local_azure_settings sets), and a server asking
+# for one would refuse the worker. Turn it on with that parameter.
+SERVER_AUTH = False
+# The basic-auth user; the password is random per stack.
+AUTH_USER = "prefect-aci"
 
 
 def choose_port(wanted: int | None) -> int:
@@ -179,13 +192,45 @@ class LocalAzure(Part):
             stack.id,
             state.network,
             state.stand_in_address,
-            blob_endpoint=f"https://{state.gateway}:{state.ports[Azurite.name]}/{AZURITE_ACCOUNT}",
+            blob_endpoint=(
+                f"https://{state.gateway}:{state.ports[AzuriteGate.name]}/{AZURITE_ACCOUNT}"
+            ),
             addresses=(state.gateway, state.stand_in_address),
         )
 
 
 class Azurite(Process):
+    """Azurite on 127.0.0.1 only; the stack's containers reach it through AzuriteGate."""
+
     name = "azurite"
+
+    def plan(self, stack: Stack, start: Start) -> None:
+        stack.state.ports[self.name] = free_port()
+
+    def start(self, stack: Stack, start: Start) -> None:
+        state = stack.state
+        port = state.ports[self.name]
+        side = load_side(stack.local_azure)
+        tls = side.tls
+
+        def serve() -> None:
+            binary = azurite.install(NODE_PREFIX)
+            state.pids[self.name] = spawn(
+                azurite.command(binary, port, stack.root / "azurite", (tls.certificate, tls.key)),
+                stack.logs / "azurite.log",
+                env=azurite.accounts_env(side.config.blob_account_key or azurite.ACCOUNT_KEY),
+            )
+            stack.save()
+            wait_for_port(port, timeout=60)
+
+        start.step(f"starting Azurite (Blob storage, OAuth) on 127.0.0.1:{port}", serve)
+
+
+class AzuriteGate(Process):
+    """Azurite's door on the host's address on the stack's network (prefect_aci.demo.gate): for
+    the stack's containers and this user's processes, not for other networks or users."""
+
+    name = "azurite-gate"
 
     def plan(self, stack: Stack, start: Start) -> None:
         stack.state.ports[self.name] = free_port()
@@ -194,20 +239,25 @@ class Azurite(Process):
         state = stack.state
         gateway, port = state.gateway, state.ports[self.name]
         state.addresses[self.name] = gateway
-        tls = load_side(stack.local_azure).tls
+        command = [
+            sys.executable,
+            "-m",
+            "prefect_aci.demo.gate",
+            gateway,
+            str(port),
+            str(state.ports[Azurite.name]),
+            f"{state.prefix}.0/24",
+        ]
 
         def serve() -> None:
-            binary = azurite.install(NODE_PREFIX)
-            state.pids[self.name] = spawn(
-                azurite.command(
-                    binary, port, stack.root / "azurite", (tls.certificate, tls.key), gateway
-                ),
-                stack.logs / "azurite.log",
-            )
+            state.pids[self.name] = spawn(command, stack.logs / "azurite-gate.log")
             stack.save()
-            wait_for_port(port, timeout=60, address=gateway)
+            wait_for_port(port, timeout=30, address=gateway)
 
-        start.step(f"starting Azurite (Blob storage, OAuth) on {gateway}:{port}", serve)
+        start.step(
+            f"opening Azurite to the stack's network (and this user only) on {gateway}:{port}",
+            serve,
+        )
 
 
 def _endpoint(client: docker.DockerClient, network: str, **settings) -> dict:
@@ -234,6 +284,8 @@ class PrefectServer(Part):
 
     def start(self, stack: Stack, start: Start) -> None:
         state = stack.state
+        if SERVER_AUTH:
+            write_auth_string(stack)
 
         def serve() -> None:
             container = stack.client.containers.create(
@@ -241,15 +293,7 @@ class PrefectServer(Part):
                 ["prefect", "server", "start", "--host", "0.0.0.0"],  # noqa: S104 (in the container)
                 name=server_container(stack.root),
                 detach=True,
-                environment={
-                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                    # The UI runs in the user's browser and calls the API named by /ui-settings,
-                    # which by default is 127.0.0.1:4200 whatever port was published. A path
-                    # relative to the page follows the port the browser used (also through an
-                    # SSH tunnel); PREFECT_UI_URL makes the links Prefect prints point at the UI.
-                    "PREFECT_UI_API_URL": "/api",
-                    "PREFECT_UI_URL": state.ui,
-                },
+                environment=server_environment(stack),
                 ports={"4200/tcp": ("127.0.0.1", state.ports[self.name])},
                 network=state.network,
                 networking_config=_endpoint(
@@ -269,10 +313,48 @@ class PrefectServer(Part):
     def stop(self, stack: Stack) -> None:
         for container in _container(stack, server_container(stack.root)):
             _remove(stack, container)
+        stack.auth_string_file.unlink(missing_ok=True)
 
     def report(self, stack: Stack, running: dict[str, bool]) -> list[Report]:
         where = f"UI {stack.state.ui}, API {stack.state.api}"
         return [("prefect server", where, running.get(server_container(stack.root), False))]
+
+
+def write_auth_string(stack: Stack) -> str:
+    """A new random basic-auth string for the stack's server, in its 0600 file."""
+    auth = f"{AUTH_USER}:{secrets.token_urlsafe(24)}"
+    path = stack.auth_string_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(auth + "\n")
+    return auth
+
+
+def server_environment(stack: Stack) -> dict[str, str]:
+    """The Prefect server's settings (Prefect 3.9's names): not open to every web page (Prefect
+    allows any origin by default and checks no CSRF token) nor, with SERVER_AUTH, to every local
+    user (its API on 127.0.0.1 asks no credential by default)."""
+    ui = stack.state.ui
+    env = {
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # The UI runs in the user's browser and calls the API named by /ui-settings, which by
+        # default is 127.0.0.1:4200 whatever port was published. A path relative to the page
+        # follows the port the browser used (also through an SSH tunnel); PREFECT_UI_URL makes
+        # the links Prefect prints point at the UI.
+        "PREFECT_UI_API_URL": "/api",
+        "PREFECT_UI_URL": ui,
+        # The UI calls its own origin; no other page may read the API's answers.
+        "PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS": ui,
+        # State-changing calls carry a token from /csrf-token, which Prefect's client and UI
+        # fetch (PREFECT_CLIENT_CSRF_SUPPORT_ENABLED is on by default); a form posted by another
+        # page has none.
+        "PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED": "true",
+    }
+    auth = stack.auth_string()
+    if auth:
+        env["PREFECT_SERVER_API_AUTH_STRING"] = auth
+    return env
 
 
 def _source_mounts() -> dict:
@@ -300,9 +382,10 @@ def imds_router_up(client: docker.DockerClient, image: str) -> None:
             options={"com.docker.network.bridge.inhibit_ipv4": "true"},
             labels={f"{LABEL}.role": "imds"},
         )
+    protocol = {f"{LABEL}.role": "imds-router", f"{LABEL}.protocol": imds_router.PROTOCOL}
     with suppress(NotFound):
         router = client.containers.get(imds_router.ROUTER_NAME)
-        if router.status == "running":
+        if router.status == "running" and router.labels.items() >= protocol.items():
             return
         router.remove(force=True)
     router = client.containers.create(
@@ -316,7 +399,7 @@ def imds_router_up(client: docker.DockerClient, image: str) -> None:
         network=network.name,
         networking_config=_endpoint(client, network.name, ipv4_address=imds_router.ADDRESS),
         sysctls={"net.ipv4.ip_unprivileged_port_start": "0"},
-        labels={f"{LABEL}.role": "imds-router"},
+        labels=protocol,
         restart_policy={"Name": "unless-stopped"},
     )
     router.start()
@@ -366,7 +449,11 @@ class LocalAci(Part):
                 ],
                 name=stand_in_container(stack.root),
                 detach=True,
-                environment={"PYTHONPATH": SOURCE_IN_CONTAINER},
+                environment={
+                    "PYTHONPATH": SOURCE_IN_CONTAINER,
+                    # Where the IMDS router, which holds the Docker socket, reads it.
+                    imds_router.ROUTER_SECRET_ENV: side.router_secret(),
+                },
                 volumes={
                     **_source_mounts(),
                     str(side.folder.resolve()): {"bind": STAND_IN_FOLDER, "mode": "ro"},
@@ -426,7 +513,8 @@ def local_azure_settings(stack: Stack, side: LocalSide) -> dict[str, str]:
     """The settings `prefect-aci deploy-all` reads, for the local Azure: its subscription and
     resource group, Resource Manager's address, the deployer's sign-in (DefaultAzureCredential,
     App Service managed identity protocol) and certificate, the stack's Prefect server at an
-    address both this machine and the containers reach, the image from the stack's registry."""
+    address both this machine and the containers reach (with its auth string when it asks for
+    one), the image from the stack's registry."""
     config = side.config
     return {
         **side.deployer_env(stack.state.local_aci),
@@ -434,7 +522,7 @@ def local_azure_settings(stack: Stack, side: LocalSide) -> dict[str, str]:
         "AZURE_RESOURCE_GROUP": config.resource_group,
         "AZURE_LOCATION": config.location,
         "PREFECT_ACI_ARM_ENDPOINT": stack.state.local_aci,
-        "PREFECT_API_URL": stack.state.network_api,
+        **stack.api_settings(stack.state.network_api),
         "PREFECT_API_KEY": LOCAL_API_KEY,
         # The image is in the stack's registry already (ACR is not served locally).
         "PREFECT_ACI_DEPLOY_REGISTRY": "false",
@@ -442,10 +530,11 @@ def local_azure_settings(stack: Stack, side: LocalSide) -> dict[str, str]:
     }
 
 
-# The settings above whose values are secrets, and the file in the stand-in's folder holding each.
+# The settings above whose values are secrets, and the file in the state folder holding each.
 SECRET_SETTINGS = {
-    "IDENTITY_HEADER": server.DEPLOYER_SECRET,
-    "PREFECT_ACI_DEMO_SECRET_VALUE": DEMO_SECRET_FILE,
+    "IDENTITY_HEADER": f"local-azure/stand-in/{server.DEPLOYER_SECRET}",
+    "PREFECT_ACI_DEMO_SECRET_VALUE": f"local-azure/stand-in/{DEMO_SECRET_FILE}",
+    "PREFECT_API_AUTH_STRING": AUTH_STRING_FILE,
 }
 
 
@@ -456,7 +545,7 @@ def deploy_env(stack: Stack, side: LocalSide) -> dict[str, str]:
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("AZURE_", "PREFECT_ACI_"))
-        and k not in ("PREFECT_API_URL", "PREFECT_API_KEY")
+        and k not in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_API_AUTH_STRING")
     }
     return {**env, **local_azure_settings(stack, side)}
 
@@ -540,7 +629,7 @@ class DemoFlowRun(Part):
     def start(self, stack: Stack, start: Start) -> None:
         run = start.step(
             "running the demo flow through the ACI worker and waiting for it to finish",
-            lambda: flow_run.run(stack.state.api),
+            lambda: flow_run.run(stack.state.api, auth_string=stack.auth_string()),
         )
         stack.state.flow_run_id = run.flow_run_id
         stack.save()
@@ -559,6 +648,7 @@ PARTS: list[Part] = [
     Network(),
     LocalAzure(),
     Azurite(),
+    AzuriteGate(),
     PrefectServer(),
     LocalAci(),
     DeployAll(),

@@ -27,6 +27,7 @@ from prefect_aci.demo.parts import (
     local_azure_settings,
 )
 from prefect_aci.demo.state import (
+    AUTH_STRING_FILE,
     Stack,
     Start,
     State,
@@ -39,6 +40,7 @@ from prefect_aci.demo.state import (
 __all__ = [
     "NODE_PREFIX",
     "State",
+    "auth_string_file",
     "down",
     "network_name",
     "server_container",
@@ -91,14 +93,20 @@ def deploy_all_settings(client: docker.DockerClient, root: Path) -> tuple[dict[s
     stack = Stack.load(client, root, Console(quiet=True))
     if not stack.state.ports or not (stack.local_azure / "stand-in").is_dir():
         raise UserError(f"no demo stack was started from {root}; `make demo` starts one")
-    side = load_side(stack.local_azure)
-    settings = local_azure_settings(stack, side)
-    for name, file in SECRET_SETTINGS.items():
-        settings[name] = f'"$(cat {shlex.quote(str((side.folder / file).resolve()))})"'
+    settings = local_azure_settings(stack, load_side(stack.local_azure))
     for name, value in settings.items():
-        if name not in SECRET_SETTINGS:
+        if name in SECRET_SETTINGS:
+            file = (stack.root / SECRET_SETTINGS[name]).resolve()
+            settings[name] = f'"$(cat {shlex.quote(str(file))})"'
+        else:
             settings[name] = shlex.quote(value)
     return settings, shlex.join(deploy_all_command(stack)[3:])
+
+
+def auth_string_file(root: Path) -> Path:
+    """Where the stack in ``root`` keeps its Prefect server's basic-auth string (mode 0600),
+    which the UI asks for when the server asks for one."""
+    return root / AUTH_STRING_FILE
 
 
 def status(client: docker.DockerClient, root: Path) -> list[Report]:

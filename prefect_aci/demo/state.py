@@ -19,6 +19,9 @@ from prefect_aci.core.console import Step
 from prefect_aci.core.records import ImageRecord
 from prefect_aci.local_aci.config import LABEL
 
+# In the state folder: the Prefect server's basic-auth string, `user:password` (Prefect's shape).
+AUTH_STRING_FILE = "prefect-auth-string"
+
 
 def stack_id(root: Path) -> str:
     """One id per state folder: two stacks on one machine must not remove each other's parts."""
@@ -130,6 +133,26 @@ class Stack:
     @property
     def logs(self) -> Path:
         return self.root / "logs"
+
+    @property
+    def auth_string_file(self) -> Path:
+        """The Prefect server's basic-auth string (mode 0600), when the stack's server asks for
+        one (prefect_aci.demo.parts.SERVER_AUTH)."""
+        return self.root / AUTH_STRING_FILE
+
+    def auth_string(self) -> str | None:
+        """What a client of the stack's Prefect server sends (PREFECT_API_AUTH_STRING), if any."""
+        path = self.auth_string_file
+        return path.read_text().strip() if path.is_file() else None
+
+    def api_settings(self, api: str | None = None) -> dict[str, str]:
+        """The Prefect settings of a client of the stack's server: its API at ``api`` (default
+        on 127.0.0.1) and the auth string when the server asks for one."""
+        settings = {"PREFECT_API_URL": api or self.state.api}
+        auth = self.auth_string()
+        if auth:
+            settings["PREFECT_API_AUTH_STRING"] = auth
+        return settings
 
     def save(self) -> None:
         self.state.save(self.root / "state.json")

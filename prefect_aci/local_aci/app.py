@@ -43,7 +43,7 @@ from prefect_aci.local_aci.config import LocalAzure
 from prefect_aci.local_aci.directory import Directory
 from prefect_aci.local_aci.groups import Group, GroupError, Groups
 from prefect_aci.local_aci.imds_router import ADDRESS as IMDS_ADDRESS
-from prefect_aci.local_aci.imds_router import CALLER_HEADER
+from prefect_aci.local_aci.imds_router import CALLER_HEADER, ROUTER_SECRET_HEADER
 from prefect_aci.local_aci.paging import Pager
 from prefect_aci.local_aci.registry import ContainerRegistries
 from prefect_aci.local_aci.resource_manager import ArmError, Deployment, Planned, ResourceManager
@@ -880,6 +880,21 @@ class LocalAci:
 
     # -- identities -------------------------------------------------------------------------------
 
+    # The stack's secret of the IMDS router (imds_router.ROUTER_SECRET_ENV); None: the router's
+    # word is never taken.
+    router_secret: str | None = None
+
+    def _from_router(self, request: Request) -> bool:
+        """The IMDS router (one for all stacks) calls from its address with this stack's secret
+        for it; a container on its network can take the address, not the secret."""
+        caller = request.client.host if request.client else ""
+        given = request.headers.get(ROUTER_SECRET_HEADER, "")
+        return (
+            caller == IMDS_ADDRESS
+            and bool(self.router_secret)
+            and secrets.compare_digest(given, self.router_secret or "")
+        )
+
     def imds_token(self, request: Request) -> Response:
         refused = imds_request_error(request.headers, request.query_params)
         if refused is not None:
@@ -887,7 +902,9 @@ class LocalAci:
         resource = request.query_params["resource"]
         caller = request.client.host if request.client else ""
         if caller == IMDS_ADDRESS:
-            # The IMDS router (one for all stacks) says who called it.
+            if not self._from_router(request):
+                return _identity_error(400, "Identity not found")
+            # The router says who called it.
             caller = request.headers.get(CALLER_HEADER, "")
         assigned = [
             self.directory.identity_by_resource_id(i)

@@ -86,6 +86,11 @@ class LocalAzure(BaseModel):
         description="Azurite's blob endpoint (its account in the path), which every storage "
         "account deployed here answers as; None: storage accounts are only recorded.",
     )
+    blob_account_key: str | None = Field(
+        None,
+        description="The key of Azurite's account (base64), random per stack, with which the "
+        "Storage provider makes blob containers; None: Azurite's published development key.",
+    )
     admin_principal_id: str = Field(description="The deployer: the stack's own calls.")
     registry_upstream: str | None = Field(
         None,

@@ -290,6 +290,10 @@ class Groups:
             "nano_cpus": int(float(limits.get("cpu", 1)) * 1e9),
             "mem_limit": int(float(limits.get("memoryInGB", 1.5)) * GIB),
             "restart_policy": RESTART_POLICIES.get(group_props.get("restartPolicy", "Always")),
+            # Docker grants NET_RAW by default, and with it a container crafts packets from any
+            # address on the shared IMDS network (169.254.169.254 among them) or the stack's;
+            # ACI's containers have no such capability.
+            "cap_drop": ["NET_RAW"],
         }
         if command:
             kwargs["entrypoint"] = command[:1]

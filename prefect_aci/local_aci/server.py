@@ -28,6 +28,8 @@ CERTIFICATE = "tls-cert.pem"
 CERTIFICATE_KEY = "tls-key.pem"
 SIGNING_KEY = "signing-key.pem"
 DEPLOYER_SECRET = "deployer-secret"  # noqa: S105 (a file name)
+# The secret with which the IMDS router vouches for a caller (prefect_aci.local_aci.imds_router).
+ROUTER_SECRET = "imds-router-secret"  # noqa: S105 (a file name)
 
 
 def build(folder: Path, schemas: Path) -> LocalAci:
@@ -35,7 +37,11 @@ def build(folder: Path, schemas: Path) -> LocalAci:
     store = ResourceStore()
     if config.blob_endpoint:
         # Azurite serves the stack's certificate, which the stand-in serves too.
-        store.listeners.append(blob_containers(config.blob_endpoint, str(folder / CERTIFICATE)))
+        store.listeners.append(
+            blob_containers(
+                config.blob_endpoint, str(folder / CERTIFICATE), config.blob_account_key
+            )
+        )
     groups = Groups(docker.from_env(timeout=300), config, store)
     arm = ResourceManager(
         config.subscription_id,
@@ -46,7 +52,11 @@ def build(folder: Path, schemas: Path) -> LocalAci:
         blob_endpoint=config.blob_endpoint,
     )
     issuer = TokenIssuer(folder / SIGNING_KEY, config.tenant_id)
-    return LocalAci(config, groups, arm, issuer, (folder / DEPLOYER_SECRET).read_text().strip())
+    aci = LocalAci(config, groups, arm, issuer, (folder / DEPLOYER_SECRET).read_text().strip())
+    router_secret = folder / ROUTER_SECRET
+    if router_secret.is_file():
+        aci.router_secret = router_secret.read_text().strip()
+    return aci
 
 
 def _with_azure_errors(app):

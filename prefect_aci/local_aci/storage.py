@@ -16,16 +16,19 @@ from prefect_aci.local_aci.resources import Recorded
 
 BLOB_CONTAINERS = "Microsoft.Storage/storageAccounts/blobServices/containers"
 # Azurite's one account and its published development key (Microsoft Learn, "Use the Azurite
-# emulator": "Well-known storage account and key"); never a secret.
+# emulator": "Well-known storage account and key"), for an Azurite started without a key of its
+# own (AZURITE_ACCOUNTS); a demo stack gives its Azurite a random one (LocalAzure.blob_account_key).
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
 
 
-def blob_containers(endpoint: str, verify: str):
+def blob_containers(endpoint: str, verify: str, account_key: str | None = None):
     """A store listener that makes each deployed blob container in Azurite at ``endpoint``
-    (``verify``: the CA that signed Azurite's certificate)."""
+    (``verify``: the CA that signed Azurite's certificate; ``account_key``: its account's key,
+    None for the published development key)."""
+    key = account_key or AZURITE_KEY
 
     def listener(event: str, recorded: Recorded) -> None:
         if event != "recorded" or recorded.type.lower() != BLOB_CONTAINERS.lower():
@@ -33,7 +36,7 @@ def blob_containers(endpoint: str, verify: str):
         client = ContainerClient(
             account_url=endpoint,
             container_name=recorded.body["name"],
-            credential={"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY},
+            credential={"account_name": AZURITE_ACCOUNT, "account_key": key},
             connection_verify=verify,
         )
         try:

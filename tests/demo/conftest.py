@@ -31,8 +31,15 @@ from docker.errors import NotFound
 from image_builder.local_registry import free_port
 from prefect_aci.core.paths import PROJECT_ROOT
 from prefect_aci.core.records import AzureRecord, PublishedImage, read_record
+from prefect_aci.demo.flow_run import api_settings
 from prefect_aci.demo.local_azure import DeployerCredential, LocalSide, load_side
-from prefect_aci.demo.stack import State, network_name, server_container, stack_id
+from prefect_aci.demo.stack import (
+    State,
+    auth_string_file,
+    network_name,
+    server_container,
+    stack_id,
+)
 from prefect_aci.local_aci.config import LABEL
 
 TEST_FLOWS = Path(__file__).parent / "flows"
@@ -62,6 +69,21 @@ class Stack:
     @property
     def ui(self) -> str:
         return self.state.ui
+
+    def auth_string(self) -> str | None:
+        """The server's basic-auth string, when it asks for one (prefect_aci.demo.parts)."""
+        path = auth_string_file(self.folder)
+        return path.read_text().strip() if path.is_file() else None
+
+    @property
+    def api_settings(self) -> dict:
+        """Prefect's client settings for the stack's server, as temporary_settings takes them."""
+        return api_settings(self.api, self.auth_string())
+
+    @property
+    def api_env(self) -> dict[str, str]:
+        """The same, as a child process's environment."""
+        return {setting.name: value for setting, value in self.api_settings.items()}
 
     @property
     def local_aci(self) -> str:

@@ -19,7 +19,7 @@ from azure.mgmt.containerinstance.models import ContainerGroup
 from prefect import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.client.schemas.objects import StateType
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import temporary_settings
 
 from tests.demo.conftest import Stack
 from tests.demo.test_local_aci_protocols import call
@@ -175,7 +175,7 @@ def test_delete_is_an_async_operation_the_sdk_poller_follows(stack):
 
 
 def worker_logs(stack: Stack, flow_run_id: uuid.UUID) -> str:
-    with temporary_settings({PREFECT_API_URL: stack.api}), get_client(sync_client=True) as client:
+    with temporary_settings(stack.api_settings), get_client(sync_client=True) as client:
         logs = client.read_logs(
             log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
         )
@@ -215,5 +215,5 @@ def test_a_delete_longer_than_30s_today_leaves_the_run_completed_and_the_worker_
             == "Deleting"
         )
         assert stack.group_gone(name, timeout=90)
-    with temporary_settings({PREFECT_API_URL: stack.api}), get_client(sync_client=True) as client:
+    with temporary_settings(stack.api_settings), get_client(sync_client=True) as client:
         assert client.read_flow_run(flow_run.id).state.type == StateType.COMPLETED

@@ -11,7 +11,7 @@ import sys
 
 from prefect import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import temporary_settings
 
 from prefect_aci.core.names import DEMO_SECRET
 from prefect_aci.core.paths import DEMO_DIR
@@ -49,7 +49,7 @@ def test_demo_flow_code_came_from_blob_storage_with_an_identity_token(stack):
 def test_no_secret_reaches_any_log(stack, docker_client):
     secret = stack.demo_secret()
     assert secret not in stack.up.stdout + stack.up.stderr
-    with temporary_settings({PREFECT_API_URL: stack.api}), get_client(sync_client=True) as client:
+    with temporary_settings(stack.api_settings), get_client(sync_client=True) as client:
         logs = client.read_logs(
             log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[stack.state.flow_run_id]))
         )

@@ -9,7 +9,7 @@ import sys
 from prefect import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import temporary_settings
 
 from prefect_aci.core.names import FLOW_CODE_BLOCK, FLOW_NAME
 from prefect_aci.core.paths import PROJECT_ROOT
@@ -18,7 +18,7 @@ from prefect_aci.core.paths import PROJECT_ROOT
 def test_prefect_deploy_with_the_shipped_prefect_yaml_runs_on_the_aci_pool(stack):
     env = {
         **os.environ,
-        "PREFECT_API_URL": stack.api,
+        **stack.api_env,
         "PREFECT_ACI_IMAGE": stack.image(),
         "PREFECT_CLI_PROMPT": "false",
     }
@@ -32,7 +32,7 @@ def test_prefect_deploy_with_the_shipped_prefect_yaml_runs_on_the_aci_pool(stack
     )
     assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
     name = f"{FLOW_NAME}/from-prefect-yaml"
-    with temporary_settings({PREFECT_API_URL: stack.api}):
+    with temporary_settings(stack.api_settings):
         with get_client(sync_client=True) as client:
             deployment = client.read_deployment_by_name(name)
         assert deployment.work_pool_name == stack.record.work_pool_name

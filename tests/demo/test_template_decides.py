@@ -110,7 +110,7 @@ def without_assignment(stack: Stack, assignment: dict) -> Iterator[None]:
 
 
 def demo_run(stack: Stack, **parameters) -> flow_run.DemoRun:
-    return flow_run.run(stack.api, parameters or None)
+    return flow_run.run(stack.api, parameters or None, auth_string=stack.auth_string())
 
 
 def said(run: flow_run.DemoRun) -> str:
@@ -181,6 +181,7 @@ def test_a_flow_run_cannot_run_as_the_workers_identity(stack):
             "identities": [record.worker_identity_id],
             "resource_group_name": "somewhere-else",
         },
+        auth_string=stack.auth_string(),
     )
     assert run.state == "COMPLETED", said(run)
     assert any(f"as {record.job_identity_client_id}" in line for line in run.logs), run.logs

@@ -12,7 +12,7 @@ import pytest
 from prefect import get_client
 from prefect.client.schemas.actions import WorkPoolUpdate
 from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import temporary_settings
 from prefect.states import Cancelling
 
 from prefect_aci.core.names import FLOW_NAME
@@ -30,14 +30,14 @@ def test_flows(stack: Stack) -> dict:
     container = stack.flow_code()
     for path in TEST_FLOWS.glob("*.py"):
         container.upload_blob(f"test_flows/{path.name}", path.read_bytes(), overwrite=True)
-    with temporary_settings({PREFECT_API_URL: stack.api}), get_client(sync_client=True) as client:
+    with temporary_settings(stack.api_settings), get_client(sync_client=True) as client:
         demo = client.read_deployment_by_name(f"{FLOW_NAME}/{DEPLOYMENT}")
     return {"pull_steps": demo.pull_steps, "pool": demo.work_pool_name}
 
 
 def deploy(stack: Stack, test_flows: dict, entrypoint: str, pool: str | None = None) -> uuid.UUID:
     flow_name = entrypoint.rsplit(":", 1)[1].replace("_", "-")
-    with temporary_settings({PREFECT_API_URL: stack.api}), get_client(sync_client=True) as client:
+    with temporary_settings(stack.api_settings), get_client(sync_client=True) as client:
         flow_id = client.create_flow_from_name(flow_name)
         return client.create_deployment(
             flow_id,
@@ -54,7 +54,7 @@ def run(
     job_variables: dict | None = None,
     parameters: dict | None = None,
 ) -> FlowRun:
-    with temporary_settings({PREFECT_API_URL: stack.api}), get_client(sync_client=True) as client:
+    with temporary_settings(stack.api_settings), get_client(sync_client=True) as client:
         return client.create_flow_run_from_deployment(
             deployment, job_variables=job_variables, parameters=parameters
         )
@@ -62,7 +62,7 @@ def run(
 
 def wait(stack: Stack, flow_run: FlowRun, until: set, timeout: float = 420) -> FlowRun:
     deadline = time.monotonic() + timeout
-    with temporary_settings({PREFECT_API_URL: stack.api}), get_client(sync_client=True) as client:
+    with temporary_settings(stack.api_settings), get_client(sync_client=True) as client:
         while True:
             current = client.read_flow_run(flow_run.id)
             if current.state and current.state.type in until:
@@ -136,7 +136,7 @@ def test_a_run_cancelled_from_the_api_has_its_group_deleted(stack, test_flows):
     deployment = deploy(stack, test_flows, "test_flows/sleeps.py:sleeps")
     flow_run = run(stack, deployment)
     wait(stack, flow_run, {StateType.RUNNING})
-    with temporary_settings({PREFECT_API_URL: stack.api}), get_client(sync_client=True) as client:
+    with temporary_settings(stack.api_settings), get_client(sync_client=True) as client:
         client.set_flow_run_state(flow_run.id, Cancelling(), force=True)
     final = wait(stack, flow_run, TERMINAL)
     assert final.state.type == StateType.CANCELLED, final.state
@@ -147,7 +147,7 @@ def test_a_run_cancelled_from_the_api_has_its_group_deleted(stack, test_flows):
 def test_a_pool_template_with_a_typo_gives_arms_error_in_the_run_state(stack, test_flows):
     """The demo's worker polls the demo's pool: give that pool a misspelt property for one run."""
     deployment = deploy(stack, test_flows, "test_flows/fails.py:fails")
-    with temporary_settings({PREFECT_API_URL: stack.api}), get_client(sync_client=True) as client:
+    with temporary_settings(stack.api_settings), get_client(sync_client=True) as client:
         original = client.read_work_pool(test_flows["pool"]).base_job_template
         template = copy.deepcopy(original)
         container = template["job_configuration"]["arm_template"]["resources"][0]["properties"][
@@ -194,7 +194,7 @@ def test_a_worker_that_dies_mid_run_leaves_a_group_that_azure_sweep_removes(stac
                     **proxy.env(),
                     "AZURE_SUBSCRIPTION_ID": stack.side.config.subscription_id,
                     "AZURE_RESOURCE_GROUP": group,
-                    "PREFECT_API_URL": stack.api,
+                    **stack.api_env,
                     **stack.side.deployer_env(stack.local_aci),
                 },
                 timeout=300,

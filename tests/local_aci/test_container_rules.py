@@ -351,3 +351,37 @@ def test_settings_change_at_run_time_through_the_stacks_door_only():
     for bad in ({"location": "x"}, {"standard_cores_quota": -1}, {"standard_cores_quota": "a"}):
         assert door.post("/_local/settings", headers=headers, json=bad).status_code == 400
     assert config.standard_cores_quota == 100
+
+
+class RecordingDocker:
+    """Docker's client as Groups starts a container: what it was asked to create."""
+
+    def __init__(self) -> None:
+        self.created: list[dict] = []
+        self.containers = self
+        self.networks = self
+
+    def list(self, **kwargs) -> list:
+        return []
+
+    def create(self, image: str, **kwargs):
+        self.created.append(kwargs)
+        return self
+
+    def get(self, name: str):
+        return self
+
+    def connect(self, container) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+
+def test_a_group_container_cannot_craft_packets_from_another_address():
+    docker = RecordingDocker()
+    groups = Groups(docker, _config())
+    container = {"name": "c0", "properties": {"image": "img", "resources": {"requests": {}}}}
+    groups._run(Group("rg", "g", {"name": "g"}), container, {}, [])
+    [created] = docker.created
+    assert "NET_RAW" in created["cap_drop"]

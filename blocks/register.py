@@ -142,6 +142,7 @@ def register(
             image.reference,
             credentials_id or f"<id of block {ACI_CREDENTIALS_BLOCK}>",
             acr_login_server,
+            settings.pool_env,
         )
         _save_pool(azure.work_pool_name, template, existing_template, report, dry_run)
         _save_variable(azure.key_vault_uri, report, dry_run)

@@ -46,8 +46,10 @@ def pool_defaults(
     image_reference: str,
     credentials_block_id: str,
     acr_login_server: str | None,
+    extra_env: dict[str, str] | None = None,
 ) -> dict:
-    """Our defaults for the pool's variables, by prefect-azure's variable names."""
+    """Our defaults for the pool's variables, by prefect-azure's variable names; ``extra_env``
+    (the user's PREFECT_ACI_POOL_ENV) joins the env, ours winning on a shared name."""
     defaults = {
         "image": image_reference,
         "resource_group_name": azure.resource_group,
@@ -57,6 +59,7 @@ def pool_defaults(
         "entrypoint": ENTRYPOINT,
         "command": COMMAND,
         "env": {
+            **(extra_env or {}),
             "AZURE_CLIENT_ID": azure.job_identity_client_id,
             "AZURE_TOKEN_CREDENTIALS": MANAGED_IDENTITY_ONLY,
             "KEY_VAULT_URL": azure.key_vault_uri,
@@ -98,10 +101,13 @@ def base_job_template(
     image_reference: str,
     credentials_block_id: str,
     acr_login_server: str | None,
+    extra_env: dict[str, str] | None = None,
 ) -> dict:
     """prefect-azure's default template with our defaults on its variables, and what must not
     vary per run (FIXED) written into its job configuration instead of offered as variables."""
-    defaults = pool_defaults(azure, image_reference, credentials_block_id, acr_login_server)
+    defaults = pool_defaults(
+        azure, image_reference, credentials_block_id, acr_login_server, extra_env
+    )
     check_defaults(defaults)
     template = copy.deepcopy(AzureContainerWorker.get_default_base_job_template())
     variables = template["variables"]

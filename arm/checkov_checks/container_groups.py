@@ -10,6 +10,7 @@ from checkov.arm.base_resource_check import BaseResourceCheck
 from checkov.common.models.enums import CheckCategories, CheckResult
 
 SUPPORTED = ("Microsoft.ContainerInstance/containerGroups",)
+# prefect_aci.core.names.SECRET_ENV_NAME (checks import only checkov; a test keeps them equal).
 SECRET_NAME = re.compile(
     r"(KEY|SECRET|TOKEN|PASSWORD|PASSWD|AUTH_STRING|CONNECTION_STRING)$", re.IGNORECASE
 )

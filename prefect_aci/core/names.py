@@ -13,6 +13,10 @@ FLOW_CODE_BLOCK = "prefect-aci-flow-code"
 KEY_VAULT_VARIABLE = "key_vault_url"
 # Key Vault secrets the template creates and the demo flow reads.
 DEMO_SECRET = "prefect-aci-demo-secret"  # noqa: S105 (a secret's name, not its value)
+# Environment variable names that hold secrets: never a plain value in a container group (ACI
+# shows plain values to anyone with containerGroups/read). arm/checkov_checks/container_groups.py
+# runs in checkov's own venv and repeats it; a test checks they agree.
+SECRET_ENV_NAME = r"(KEY|SECRET|TOKEN|PASSWORD|PASSWD|AUTH_STRING|CONNECTION_STRING)$"  # noqa: S105 (a pattern of names)
 # The demo flow and where its code goes.
 FLOW_NAME = "key-vault-demo"
 # The demo deployment `prefect-aci deploy-all` makes, on Azure and on the local Azure alike.

@@ -1,15 +1,20 @@
 """The pool's base job template defaults, checked against prefect-azure's own
 AzureContainerVariables: a misspelt key or a wrong type fails here, not in a flow run."""
 
+import json
 import uuid
 
 import pytest
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from prefect_azure.workers.container_instance import AzureContainerVariables
 
+from blocks.inputs import RegistrationSettings
 from blocks.work_pool import FIXED, base_job_template, check_defaults, pool_defaults
 from prefect_aci.core.errors import UserError
+from prefect_aci.core.names import SECRET_ENV_NAME
+from prefect_aci.core.paths import PROJECT_ROOT
 from prefect_aci.core.records import AzureRecord
+from prefect_aci.core.settings import load
 from tests.local_aci.arm_helpers import template_outputs
 
 AZURE = AzureRecord.model_validate(template_outputs(str(uuid.uuid4()), "prefect-aci"))
@@ -71,3 +76,32 @@ def test_flow_runs_use_the_job_identity_without_the_imds_probe(monkeypatch):
     monkeypatch.setenv("AZURE_TOKEN_CREDENTIALS", env["AZURE_TOKEN_CREDENTIALS"])
     monkeypatch.setenv("AZURE_CLIENT_ID", env["AZURE_CLIENT_ID"])
     assert [type(c) for c in DefaultAzureCredential().credentials] == [ManagedIdentityCredential]
+
+
+def test_the_users_pool_env_joins_ours_and_ours_win():
+    template = base_job_template(
+        AZURE, "img", str(uuid.uuid4()), None, {"TEAM": "data", "AZURE_CLIENT_ID": "other"}
+    )
+    env = template["variables"]["properties"]["env"]["default"]
+    assert env["TEAM"] == "data"
+    assert env["AZURE_CLIENT_ID"] == AZURE.job_identity_client_id
+
+
+@pytest.mark.parametrize(
+    "name", ["DB_PASSWORD", "api_token", "STRIPE_KEY", "DSN_CONNECTION_STRING"]
+)
+def test_register_refuses_a_secret_in_the_pools_plain_env(monkeypatch, name):
+    """The pool's env reaches ACI as plain values: secret-like names are refused with one line
+    that says to use Key Vault."""
+    monkeypatch.setenv("PREFECT_ACI_POOL_ENV", json.dumps({"TEAM": "data", name: "x"}))
+    with pytest.raises(UserError) as caught:
+        load(RegistrationSettings)
+    assert str(caught.value).startswith(f"PREFECT_ACI_POOL_ENV names {name}")
+    assert "Key Vault" in str(caught.value)
+    monkeypatch.setenv("PREFECT_ACI_POOL_ENV", json.dumps({"TEAM": "data", "KEY_VAULT_URL": "u"}))
+    assert load(RegistrationSettings).pool_env["TEAM"] == "data"
+
+
+def test_the_checkov_check_and_register_agree_on_secret_names():
+    checks = (PROJECT_ROOT / "arm" / "checkov_checks" / "container_groups.py").read_text()
+    assert f'r"{SECRET_ENV_NAME}"' in checks

@@ -120,6 +120,11 @@ def principal_of(token: str) -> Principal | None:
     return Principal(object_id, "ServicePrincipal" if kind == "app" else "User")
 
 
+def secret_value(value: SecretStr | None) -> str:
+    """A secure parameter's value: empty when unset (the template then leaves it out)."""
+    return value.get_secret_value() if value else ""
+
+
 def parameters(
     settings: InfraSettings, image: ImageRecord | None, deployer: Principal | None = None
 ) -> dict:
@@ -129,7 +134,8 @@ def parameters(
     values = {
         "prefix": settings.prefix,
         "prefectApiUrl": settings.prefect_api_url,
-        "prefectApiKey": settings.prefect_api_key.get_secret_value(),
+        "prefectApiKey": secret_value(settings.prefect_api_key),
+        "prefectApiAuthString": secret_value(settings.prefect_api_auth_string),
         "demoSecretValue": demo.get_secret_value(),
         "workPoolName": settings.work_pool_name,
         "deployRegistry": settings.deploy_registry,

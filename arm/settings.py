@@ -9,8 +9,9 @@ malformed variable on one line.
 import re
 from decimal import Decimal
 from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, model_validator
 
 from prefect_aci.core.names import DEFAULT_WORK_POOL
 from prefect_aci.core.settings import GUID, ProjectSettings, matches
@@ -28,6 +29,27 @@ def _url(value: str) -> str:
     if not re.match(r"^https?://[^\s/]+", value):
         raise ValueError(f"must be an http(s) URL of the Prefect API; got {value!r}")
     return value.rstrip("/")
+
+
+# Hosts a plain-http Prefect API may be on: this machine's own (nothing crosses a network).
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+PREFECT_CLOUD_HOST = "api.prefect.cloud"
+
+
+def prefect_api_refusal(url: str, allow_http: bool, api_key: SecretStr | None) -> str | None:
+    """Why the worker must not be given the Prefect API at ``url`` (None when it may): its key
+    or auth string travels with every call, so plain http only on loopback unless the user says
+    so, and Prefect Cloud only with a key."""
+    host = urlsplit(url).hostname or ""
+    if url.startswith("http://") and host not in LOOPBACK_HOSTS and not allow_http:
+        return (
+            f"PREFECT_API_URL must be https:// (the worker sends its API key or auth string with "
+            f"every call); got {url!r}. Put the server behind TLS, or set "
+            "PREFECT_ACI_ALLOW_HTTP_API_URL=true for a server on a network you trust"
+        )
+    if host == PREFECT_CLOUD_HOST and not api_key:
+        return "PREFECT_API_KEY is not set: Prefect Cloud needs an API key (Cloud > API keys)"
+    return None
 
 
 def _endpoint(value: str) -> str:
@@ -127,7 +149,15 @@ class InfraSettings(AzureTarget):
     prefect_api_url: Annotated[str, AfterValidator(_url)] = Field(
         validation_alias="PREFECT_API_URL"
     )
-    prefect_api_key: SecretStr = Field(validation_alias="PREFECT_API_KEY")
+    prefect_api_key: SecretStr | None = Field(None, validation_alias="PREFECT_API_KEY")
+    prefect_api_auth_string: SecretStr | None = Field(
+        None,
+        validation_alias="PREFECT_API_AUTH_STRING",
+        description="A self-hosted server's basic-auth string (user:password).",
+    )
+    allow_http_api_url: bool = Field(
+        False, description="Let the worker reach a Prefect API over plain http off loopback."
+    )
     demo_secret_value: SecretStr | None = Field(
         None, description="Value of the demo secret; a random one is made when unset."
     )
@@ -145,6 +175,15 @@ class InfraSettings(AzureTarget):
     worker_cpu: Cpu = "1"
     worker_memory_gb: MemoryGb = "2"
 
+    @model_validator(mode="after")
+    def _prefect_api_reachable_safely(self) -> "InfraSettings":
+        refusal = prefect_api_refusal(
+            self.prefect_api_url, self.allow_http_api_url, self.prefect_api_key
+        )
+        if refusal:
+            raise ValueError(refusal)
+        return self
+
 
 class SweepSettings(AzureTarget):
     """What `prefect-aci azure sweep` reads besides the target: whose worker group to spare, and
@@ -155,4 +194,7 @@ class SweepSettings(AzureTarget):
         validation_alias="PREFECT_API_URL"
     )
     prefect_api_key: SecretStr | None = Field(None, validation_alias="PREFECT_API_KEY")
+    prefect_api_auth_string: SecretStr | None = Field(
+        None, validation_alias="PREFECT_API_AUTH_STRING"
+    )
     work_pool_name: PoolName = DEFAULT_WORK_POOL

@@ -29,12 +29,12 @@ from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import StateType
 from prefect.exceptions import ObjectNotFound
-from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
+from prefect.settings import temporary_settings
 
 from arm.deploy import Infra, NotFound, arm_call, worker_group_name
 from arm.settings import SweepSettings
 from prefect_aci.core.errors import UserError
-from prefect_aci.core.prefect_api import prefect_api_errors
+from prefect_aci.core.prefect_api import client_settings, prefect_api_errors
 from prefect_aci.core.settings import GUID_PATTERN
 
 # What the sweep calls, as Azure RBAC actions: the worker role (template and
@@ -228,9 +228,8 @@ class Sweep:
     def _prefect(self):
         """A client of the sweep's Prefect API; its HTTP failures become one line."""
         api = self.settings.prefect_api_url
-        updates = {PREFECT_API_URL: api}
-        if self.settings.prefect_api_key:
-            updates[PREFECT_API_KEY] = self.settings.prefect_api_key.get_secret_value()
+        settings = self.settings
+        updates = client_settings(api, settings.prefect_api_key, settings.prefect_api_auth_string)
         with (
             temporary_settings(updates=updates),
             prefect_api_errors("nothing was deleted"),

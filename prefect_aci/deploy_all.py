@@ -14,7 +14,7 @@ from pathlib import Path
 from azure.core.credentials import TokenCredential
 from azure.core.pipeline.transport import HttpTransport
 from azure.storage.blob import ContainerClient
-from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
+from prefect.settings import temporary_settings
 from rich.console import Console
 
 from arm.deploy import Infra, parameters
@@ -27,6 +27,7 @@ from prefect_aci.core.azure import default_credential
 from prefect_aci.core.console import Step, console
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.names import DEMO_DEPLOYMENT, FLOW_CODE_BLOCK, FLOW_NAME
+from prefect_aci.core.prefect_api import client_settings
 from prefect_aci.core.records import AzureRecord, ImageRecord, published, read_record, write_record
 from prefect_aci.core.settings import load
 
@@ -98,10 +99,9 @@ def deploy_all(
     registration = load(RegistrationSettings)
     if settings.deploy_worker:
         registration = registration.with_managed_identity()
-    api = {
-        PREFECT_API_URL: settings.prefect_api_url,
-        PREFECT_API_KEY: settings.prefect_api_key.get_secret_value(),
-    }
+    api = client_settings(
+        settings.prefect_api_url, settings.prefect_api_key, settings.prefect_api_auth_string
+    )
     with temporary_settings(updates=api):
         report = step(
             "Prefect: credentials block, ACI work pool, storage block, Key Vault variable",

@@ -6,6 +6,8 @@ Facts this relies on (prefect 3.9.1's UI):
   every API call goes. When that API does not answer, the UI shows "Can't connect to Server API".
 - /runs/flow-run/<id> opens on the Logs tab: log lines render without a click. The list is
   virtual (only rows near the top are in the page), so expect lines logged early in a short run.
+- A server with an auth string sends the UI to /login, a password field where a person pastes
+  the whole auth string (user:password); the UI keeps it in its local storage and sends it.
 """
 
 import re
@@ -58,9 +60,11 @@ def open_flow_run_page(
     expected_logs: list[str],
     screenshot: Path,
     timeout: float = 60,
+    auth_string: str | None = None,
 ) -> FlowRunPage:
-    """Load the page in a fresh browser profile and report what it shows; a failed expectation is
-    in the report, never an exception."""
+    """Load the page in a fresh browser profile (logging in first, as a person would, when the
+    server asks for ``auth_string``) and report what it shows; a failed expectation is in the
+    report, never an exception."""
     page_report = FlowRunPage(url=f"{ui_url.rstrip('/')}/runs/flow-run/{flow_run_id}")
     started = time.monotonic()
 
@@ -80,6 +84,8 @@ def open_flow_run_page(
         state = page.get_by_text(expected_state, exact=True).filter(visible=True)
         banner = page.get_by_text(API_ERROR).filter(visible=True)
         try:
+            if auth_string:
+                log_in(page, page_report.url, auth_string, left_ms())
             page.goto(page_report.url, wait_until="domcontentloaded", timeout=left_ms())
             settings = page.evaluate("() => fetch('/ui-settings').then(r => r.json())")
             page_report.ui_api_url = settings.get("api_url")
@@ -111,3 +117,14 @@ def open_flow_run_page(
         browser.close()
     page_report.seconds = round(time.monotonic() - started, 1)
     return page_report
+
+
+def log_in(page, url: str, auth_string: str, timeout_ms: float) -> None:
+    """The UI's login page, as a person uses it: the page sends a caller without credentials to
+    /login; paste the auth string, press Enter, and wait to be sent back."""
+    page.goto(url, wait_until="domcontentloaded", timeout=timeout_ms)
+    field = page.locator("input[type=password]").filter(visible=True).first
+    field.wait_for(timeout=timeout_ms)
+    field.fill(auth_string)
+    field.press("Enter")
+    page.wait_for_url(lambda address: "/login" not in address, timeout=timeout_ms)

@@ -14,6 +14,7 @@ AZURE = {
     "AZURE_RESOURCE_GROUP": "rg",
     "PREFECT_API_URL": "http://127.0.0.1:4200/api",
     "PREFECT_API_KEY": "k",
+    "PREFECT_API_AUTH_STRING": "",
 }
 
 
@@ -73,3 +74,47 @@ def test_a_bad_value_is_named_by_the_variable_the_user_sets(clean, monkeypatch):
         load(InfraSettings)
     assert "AZURE_RESOURCE_GROUP is not set" in str(caught.value)
     assert "PREFECT_ACI_WORKER_MEMORY_GB must be a positive number" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "allow", "refused"),
+    [
+        ("http://10.0.0.4:4200/api", None, "PREFECT_API_URL must be https://"),
+        ("http://prefect.internal/api", None, "PREFECT_ACI_ALLOW_HTTP_API_URL=true"),
+        ("http://10.0.0.4:4200/api", "true", None),
+        ("http://127.0.0.1:4200/api", None, None),
+        ("http://localhost:4200/api", None, None),
+        ("https://prefect.example.com/api", None, None),
+    ],
+)
+def test_the_worker_gets_the_prefect_api_over_https_except_on_loopback(
+    clean, monkeypatch, url, allow, refused
+):
+    """The worker's key or auth string goes with every call: never in clear across a network
+    unless the user says so."""
+    for name, value in {**AZURE, "PREFECT_API_URL": url}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("PREFECT_ACI_ALLOW_HTTP_API_URL", raising=False)
+    if allow:
+        monkeypatch.setenv("PREFECT_ACI_ALLOW_HTTP_API_URL", allow)
+    if refused is None:
+        assert load(InfraSettings).prefect_api_url == url.rstrip("/")
+        return
+    with pytest.raises(UserError) as caught:
+        load(InfraSettings)
+    assert refused in str(caught.value)
+    assert not str(caught.value).startswith("settings ")  # the line names what to set
+
+
+def test_prefect_cloud_needs_a_key_and_a_server_may_take_an_auth_string(clean, monkeypatch):
+    cloud = "https://api.prefect.cloud/api/accounts/a/workspaces/w"
+    for name, value in {**AZURE, "PREFECT_API_URL": cloud}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("PREFECT_API_KEY")
+    with pytest.raises(UserError, match="PREFECT_API_KEY is not set: Prefect Cloud needs"):
+        load(InfraSettings)
+    monkeypatch.setenv("PREFECT_API_URL", "https://prefect.example.com/api")
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "admin:pass")
+    settings = load(InfraSettings)
+    assert settings.prefect_api_key is None
+    assert settings.prefect_api_auth_string.get_secret_value() == "admin:pass"

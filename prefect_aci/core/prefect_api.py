@@ -38,3 +38,16 @@ def prefect_api_errors(consequence: str = "") -> Iterator[None]:
             f"{first_line(exc)}); set PREFECT_API_URL (and PREFECT_API_KEY for Prefect Cloud)"
             f"{tail}"
         ) from None
+
+
+def client_settings(url: str, api_key=None, auth_string=None) -> dict:
+    """Prefect's client settings for the API at ``url``, with its key (Prefect Cloud) or basic-auth
+    string (a self-hosted server) when given (pydantic SecretStr values)."""
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL
+
+    updates = {PREFECT_API_URL: url}
+    if api_key:
+        updates[PREFECT_API_KEY] = api_key.get_secret_value()
+    if auth_string:
+        updates[PREFECT_API_AUTH_STRING] = auth_string.get_secret_value()
+    return updates

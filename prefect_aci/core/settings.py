@@ -133,6 +133,8 @@ def load(model: type[Settings], *, when_unconfigured: str | None = None, **overr
         for name, error in zip(names, errors, strict=True):
             if error["type"] == "missing":
                 problems.append(f"{name} is not set")
+            elif not error["loc"]:  # a rule across fields, whose message names them
+                problems.append(error["msg"].removeprefix("Value error, "))
             else:
                 problems.append(f"{name} {error['msg'].removeprefix('Value error, ')}")
         raise UserError("; ".join(problems) + " (set them in the environment or .env)") from None

@@ -12,14 +12,12 @@ from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary
 from prefect_aci.core.names import DEMO_DEPLOYMENT as DEPLOYMENT
 from prefect_aci.core.names import FLOW_NAME
 
-# The local server takes no API key; the template's worker wants one as a secure value.
-LOCAL_API_KEY = "local-server-takes-no-key"
 # How long the demo run may take, the first image pull by the engine included.
 RUN_TIMEOUT_SECONDS = 900
 # The last log lines may reach the API just after the final state.
 LOGS_GRACE_SECONDS = 30
 
-__all__ = ["DEPLOYMENT", "LOCAL_API_KEY", "DemoRun", "api_settings", "run"]
+__all__ = ["DEPLOYMENT", "DemoRun", "api_settings", "run"]
 
 
 @dataclass

@@ -42,7 +42,6 @@ from prefect_aci.core.errors import UserError, last_line
 from prefect_aci.core.paths import BUILD_DIR, PROJECT_ROOT
 from prefect_aci.core.records import write_record
 from prefect_aci.demo import azurite, flow_run
-from prefect_aci.demo.flow_run import LOCAL_API_KEY
 from prefect_aci.demo.local_azure import (
     DEMO_SECRET_FILE,
     LocalSide,
@@ -77,13 +76,6 @@ Report = tuple[str, str, bool]  # (part, where, running)
 DEPLOY_ALL_TIMEOUT_SECONDS = 900
 # deploy-all's step lines and registration's report, which `up` repeats (not Prefect's output).
 STEP_LINE = re.compile(r"^(> |  done in |  (created|updated|unchanged) )")
-# Whether the stack's Prefect server asks every client for a random basic-auth string of its own
-# (PREFECT_SERVER_API_AUTH_STRING; clients send PREFECT_API_AUTH_STRING). Everything here sends
-# it when asked (demo/, `demo env`, the tests), but the worker cannot yet: the template's worker
-# container group takes no auth string (a secure parameter, prefectApiAuthString, fed by
-# deploy-all from PREFECT_API_AUTH_STRING, which local_azure_settings sets), and a server asking
-# for one would refuse the worker. Turn it on with that parameter.
-SERVER_AUTH = False
 # The basic-auth user; the password is random per stack.
 AUTH_USER = "prefect-aci"
 
@@ -284,8 +276,7 @@ class PrefectServer(Part):
 
     def start(self, stack: Stack, start: Start) -> None:
         state = stack.state
-        if SERVER_AUTH:
-            write_auth_string(stack)
+        write_auth_string(stack)
 
         def serve() -> None:
             container = stack.client.containers.create(
@@ -333,7 +324,7 @@ def write_auth_string(stack: Stack) -> str:
 
 def server_environment(stack: Stack) -> dict[str, str]:
     """The Prefect server's settings (Prefect 3.9's names): not open to every web page (Prefect
-    allows any origin by default and checks no CSRF token) nor, with SERVER_AUTH, to every local
+    allows any origin by default and checks no CSRF token) nor to every local
     user (its API on 127.0.0.1 asks no credential by default)."""
     ui = stack.state.ui
     env = {
@@ -523,7 +514,9 @@ def local_azure_settings(stack: Stack, side: LocalSide) -> dict[str, str]:
         "AZURE_LOCATION": config.location,
         "PREFECT_ACI_ARM_ENDPOINT": stack.state.local_aci,
         **stack.api_settings(stack.state.network_api),
-        "PREFECT_API_KEY": LOCAL_API_KEY,
+        # The stack's server is on its own network, not behind TLS: only the stack's containers
+        # and this machine reach it there.
+        "PREFECT_ACI_ALLOW_HTTP_API_URL": "true",
         # The image is in the stack's registry already (ACR is not served locally).
         "PREFECT_ACI_DEPLOY_REGISTRY": "false",
         "PREFECT_ACI_DEMO_SECRET_VALUE": side.demo_secret(),

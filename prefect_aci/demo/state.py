@@ -136,8 +136,7 @@ class Stack:
 
     @property
     def auth_string_file(self) -> Path:
-        """The Prefect server's basic-auth string (mode 0600), when the stack's server asks for
-        one (prefect_aci.demo.parts.SERVER_AUTH)."""
+        """The Prefect server's basic-auth string (mode 0600), made when the server starts."""
         return self.root / AUTH_STRING_FILE
 
     def auth_string(self) -> str | None:

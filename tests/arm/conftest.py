@@ -4,6 +4,7 @@ import pytest
 
 from arm.validation import SCHEMAS_DIR, load_schemas
 from prefect_aci.core.paths import PROJECT_ROOT
+from prefect_aci.local_aci.expressions import Scope, evaluate
 
 TEMPLATE = PROJECT_ROOT / "arm" / "azuredeploy.json"
 ROLE = PROJECT_ROOT / "arm" / "prefect-aci-role.json"
@@ -27,3 +28,24 @@ def resources_of(template: dict, resource_type: str) -> list[dict]:
 def worker_group(template: dict) -> dict:
     [group] = resources_of(template, "Microsoft.ContainerInstance/containerGroups")
     return group
+
+
+def worker_environment(template: dict, **given) -> dict[str, dict]:
+    """The worker container's environment variables by name, as ARM evaluates them for the
+    parameters ``given`` (the worker identity's clientId is "worker-client-id")."""
+    group = worker_group(template)
+    parameters = {"prefectApiUrl": "https://api.example/api", "workerImage": "img", **given}
+    group_id = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg"
+    identity = "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/prefect-worker-id"
+    references = {(group_id + identity).lower(): {"clientId": "worker-client-id"}}
+    scope = Scope(
+        "00000000-0000-0000-0000-000000000001",
+        "rg",
+        "westeurope",
+        "d",
+        template,
+        parameters,
+        references,
+    )
+    container = group["properties"]["containers"][0]["properties"]
+    return {v["name"]: v for v in evaluate(container["environmentVariables"], scope)}

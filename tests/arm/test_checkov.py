@@ -39,9 +39,9 @@ def _broken(template: dict, tmp_path, change) -> Report:
 
 
 def _api_key_as_plain_value(group: dict) -> None:
-    for variable in group["properties"]["containers"][0]["properties"]["environmentVariables"]:
-        if variable["name"] == "PREFECT_API_KEY":
-            variable["value"] = variable.pop("secureValue")
+    group["properties"]["containers"][0]["properties"]["environmentVariables"] = [
+        {"name": "PREFECT_API_KEY", "value": "[parameters('prefectApiKey')]"}
+    ]
 
 
 def _password_credentials(group: dict) -> None:

@@ -135,6 +135,7 @@ def test_deploy_sends_one_incremental_deployment_of_our_template(local, settings
     values = {name: p["value"] for name, p in properties["parameters"].items()}
     assert values["workerImage"] == IMAGE.reference
     assert values["prefectApiKey"] == API_KEY
+    assert values["prefectApiAuthString"] == ""  # none given: the worker gets none
     assert values["prefectApiUrl"] == SETTINGS["PREFECT_API_URL"]
     assert values["deployWorker"] is True
     # Who is deploying, read from the token's claims: granted upload and push by the template.

@@ -27,7 +27,7 @@ from prefect_aci.core.arm_template import (
     template_calls,
     walk,
 )
-from tests.arm.conftest import LINKED_ROLE, ROLE, resources_of, worker_group
+from tests.arm.conftest import LINKED_ROLE, ROLE, resources_of, worker_environment, worker_group
 
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
@@ -180,14 +180,15 @@ def test_every_resource_id_names_a_resource_of_the_template(template):
         assert _target_exists(template, call), str(call)
 
 
-def test_secure_parameters_have_no_default(template):
+def test_secure_parameters_default_to_nothing(template):
     secure = {
         n: p
         for n, p in template["parameters"].items()
         if p["type"].lower() in ("securestring", "secureobject")
     }
-    assert set(secure) == {"prefectApiKey", "demoSecretValue"}
-    assert [n for n, p in secure.items() if "defaultValue" in p] == []
+    assert set(secure) == {"prefectApiKey", "prefectApiAuthString", "demoSecretValue"}
+    # An optional credential defaults to nothing, never to a value.
+    assert [n for n, p in secure.items() if p.get("defaultValue", "") != ""] == []
 
 
 def test_every_parameter_is_described(template):
@@ -233,15 +234,20 @@ def test_tini_comes_first_in_the_worker_command(template):
 
 
 def test_worker_gets_api_key_only_as_secure_value_and_its_client_id(template):
-    env = {
-        v["name"]: v
-        for v in worker_group(template)["properties"]["containers"][0]["properties"][
-            "environmentVariables"
-        ]
+    env = worker_environment(template, prefectApiKey="pnu_key")
+    assert env["PREFECT_API_KEY"] == {"name": "PREFECT_API_KEY", "secureValue": "pnu_key"}
+    assert env["AZURE_CLIENT_ID"] == {"name": "AZURE_CLIENT_ID", "value": "worker-client-id"}
+    assert "PREFECT_API_AUTH_STRING" not in env
+
+
+def test_worker_gets_a_servers_auth_string_only_as_secure_value(template):
+    env = worker_environment(template, prefectApiAuthString="user:pass")
+    assert env["PREFECT_API_AUTH_STRING"] == {
+        "name": "PREFECT_API_AUTH_STRING",
+        "secureValue": "user:pass",
     }
-    assert set(env["PREFECT_API_KEY"]) == {"name", "secureValue"}
-    assert "workerIdentityName" in env["AZURE_CLIENT_ID"]["value"]
-    assert "clientId" in env["AZURE_CLIENT_ID"]["value"]
+    # No empty secure value for the key it was not given: ACI takes one of value or secureValue.
+    assert "PREFECT_API_KEY" not in env
 
 
 def test_worker_runs_in_the_subnet_always_restarting_with_its_identity(template):
@@ -584,9 +590,8 @@ def test_registry_default_is_the_documented_identity_pull_into_a_vnet(template):
 
 
 def _worker_env(template: dict) -> dict:
-    container = worker_group(template)["properties"]["containers"][0]
-    assert container["name"] == WORKER_CONTAINER
-    return {v["name"]: v for v in container["properties"]["environmentVariables"]}
+    assert worker_group(template)["properties"]["containers"][0]["name"] == WORKER_CONTAINER
+    return worker_environment(template, prefectApiKey="k")
 
 
 def test_worker_uses_its_managed_identity_without_the_imds_probe(template):

@@ -96,6 +96,7 @@ def test_the_ui_shows_the_completed_run_and_its_logs_in_a_browser(stack, tmp_pat
             f"Read secret {DEMO_SECRET}: 24 characters (value not logged)",
         ],
         screenshot=tmp_path / "flow-run.png",
+        auth_string=stack.auth_string(),
     )
     assert page.error is None, page
     assert page.state == "Completed", page
@@ -112,8 +113,23 @@ def test_the_browser_check_fails_for_a_page_without_that_run(stack, tmp_path):
         expected_logs=["Process 1 of this container is /usr/bin/tini"],
         screenshot=tmp_path / "no-run.png",
         timeout=20,
+        auth_string=stack.auth_string(),
     )
     assert page.error is not None and page.state is None and page.logs_found == []
+
+
+def test_the_ui_without_the_auth_string_shows_no_run(stack, tmp_path):
+    """The stack's server asks every caller for its auth string: a browser without it is sent to
+    the login page and sees no run."""
+    page = open_flow_run_page(
+        stack.ui,
+        stack.state.flow_run_id,
+        expected_state="Completed",
+        expected_logs=[],
+        screenshot=tmp_path / "no-login.png",
+        timeout=20,
+    )
+    assert page.error is not None and page.state is None, page
 
 
 def test_the_stack_is_not_the_users(stack):

@@ -1,4 +1,5 @@
-"""On the running stack: the Prefect server refuses a state change without a CSRF token, Azurite
+"""On the running stack: the Prefect server refuses a caller without its auth string (another
+page's, another local user's) and a state change without a CSRF token, Azurite
 refuses its published development key, and a container of another Docker network cannot reach
 Azurite's door on the stack's network."""
 
@@ -24,13 +25,18 @@ except OSError as exc:
 """
 
 
+def test_a_caller_without_the_auth_string_is_refused(stack):
+    origin = {"Origin": "https://evil.example"}
+    assert httpx.post(f"{stack.api}/flow_runs/filter", json={}, headers=origin).status_code == 401
+    wrong = ("prefect-aci", "guessed")
+    assert httpx.post(f"{stack.api}/flow_runs/filter", json={}, auth=wrong).status_code == 401
+    user, password = stack.auth_string().split(":", 1)
+    assert httpx.post(f"{stack.api}/flow_runs/filter", json={}, auth=(user, password)).is_success
+
+
 def test_a_forged_state_change_without_a_csrf_token_is_refused(stack):
-    auth = stack.auth_string()
-    answer = httpx.post(
-        f"{stack.api}/flows/",
-        json={"name": "forged"},
-        auth=tuple(auth.split(":", 1)) if auth else None,
-    )
+    user, password = stack.auth_string().split(":", 1)
+    answer = httpx.post(f"{stack.api}/flows/", json={"name": "forged"}, auth=(user, password))
     assert answer.status_code == 403
 
 

@@ -45,7 +45,6 @@ def redeploy(stack: Stack, template: dict) -> None:
     last = client.deployments.get(group, DEPLOYMENT_NAME).properties.parameters
     parameters = {k: {"value": v["value"]} for k, v in last.items() if "value" in v}
     parameters |= {
-        "prefectApiKey": {"value": flow_run.LOCAL_API_KEY},
         "demoSecretValue": {"value": stack.demo_secret()},
         "deployWorker": {"value": False},
     }

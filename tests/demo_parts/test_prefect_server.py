@@ -1,5 +1,5 @@
 """The stack's Prefect server is not open to every web page or local user: CORS for the UI's own
-origin only, CSRF tokens checked, and (with parts.SERVER_AUTH) a random basic-auth string per
+origin only, CSRF tokens checked, and a random basic-auth string per
 stack, kept in a 0600 file, that everything of the stack sends and `demo env` reads."""
 
 import os
@@ -35,13 +35,6 @@ def test_the_server_lets_only_its_ui_origin_read_the_api_and_checks_csrf_tokens(
     assert env["PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED"] == "true"
 
 
-def test_without_server_auth_no_auth_string_is_made_or_sent(tmp_path):
-    assert parts.SERVER_AUTH is False  # until the template's worker can send one
-    made = a_stack(tmp_path)
-    assert "PREFECT_SERVER_API_AUTH_STRING" not in parts.server_environment(made)
-    assert made.api_settings() == {"PREFECT_API_URL": made.state.api}
-
-
 def with_auth(root) -> Stack:
     made = a_stack(root, free_port())
     parts.write_auth_string(made)
@@ -49,8 +42,7 @@ def with_auth(root) -> Stack:
 
 
 @pytest.fixture
-def auth_stack(tmp_path, monkeypatch) -> Stack:
-    monkeypatch.setattr(parts, "SERVER_AUTH", True)
+def auth_stack(tmp_path) -> Stack:
     return with_auth(tmp_path)
 
 
@@ -86,9 +78,7 @@ def test_deploy_all_and_demo_env_get_the_auth_string_from_its_file(auth_stack):
 def guarded_server(tmp_path_factory):
     """Prefect's server of this environment with the settings of a stack's server."""
     tmp_path = tmp_path_factory.mktemp("server")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(parts, "SERVER_AUTH", True)
-        auth_stack = with_auth(tmp_path / "stack")
+    auth_stack = with_auth(tmp_path / "stack")
     port = auth_stack.state.ports["prefect"]
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},

@@ -98,8 +98,8 @@ def test_recorded_resources_are_read_and_listed_on_their_arm_paths(local, infra,
     [vault] = arm.store.by_type("Microsoft.KeyVault/vaults")
     listed = client.get(f"{GROUP_ID}/providers/Microsoft.KeyVault/vaults", params=query)
     assert listed.status_code == 200 and listed.json() == {"value": [vault.body]}
-    secret = client.get(f"{vault.id}/secrets/prefect-api-key", params=query)
-    assert secret.status_code == 200 and secret.json()["name"] == "prefect-api-key"
+    secret = client.get(f"{vault.id}/secrets/prefect-aci-demo-secret", params=query)
+    assert secret.status_code == 200 and secret.json()["name"] == "prefect-aci-demo-secret"
     assert "value" not in secret.json()["properties"]
     subnet = client.get(
         f"{GROUP_ID}/providers/Microsoft.Network/virtualNetworks/prefect-vnet/subnets/aci",

@@ -114,8 +114,8 @@ def test_secure_values_are_never_shown(arm, params):
         "type": "SecureString"
     }
     # The vault's secret keeps its value beside its GET body, for the Key Vault stand-in.
-    secret = one(arm, "Microsoft.KeyVault/vaults/secrets", "prefect-api-key")
-    assert secret.secret == API_KEY and "value" not in secret.properties
+    secret = one(arm, "Microsoft.KeyVault/vaults/secrets", "prefect-aci-demo-secret")
+    assert secret.secret == DEMO_SECRET and "value" not in secret.properties
 
 
 def test_resources_have_their_providers_get_shapes(arm, params):
@@ -389,7 +389,6 @@ def test_recorded_resources_answer_get_and_list(arm, params):
     status, body = resource_request(f"{vault.id}/secrets", arm.store)
     assert sorted(s["name"] for s in body["value"]) == [
         "prefect-aci-demo-secret",
-        "prefect-api-key",
         "prefect-api-url",
     ]
     status, body = resource_request(

@@ -41,8 +41,11 @@ class ImageSettings(ProjectSettings):
     docker_dir: Path = Field(
         DOCKER_DIR, description="Folder holding the Dockerfile, entrypoint.sh and the locks."
     )
-    debian_mirror: str = Field(
-        "http://deb.debian.org/debian", description="Debian mirror for the offline base."
+    debian_mirror: str | None = Field(
+        None,
+        description="Debian mirror for the offline base; unset: https://deb.debian.org/debian "
+        "when it answers, else http://deb.debian.org/debian (Release signatures are checked "
+        "against Debian's keyring either way).",
     )
     offline_base_image: str = Field(
         OFFLINE_BASE_IMAGE, description="Tag of the base image made with debootstrap."

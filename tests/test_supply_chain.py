@@ -1,11 +1,18 @@
 """What the project fetches from elsewhere is pinned to content, and secrets reach only the step
-that needs them: GitHub actions by commit SHA, registry and Azure secrets in the push step alone."""
+that needs them: GitHub actions by commit SHA, registry and Azure secrets in the push step alone,
+Azurite from a committed npm lock with integrity hashes."""
 
+import json
+import os
 import re
+import stat
+from pathlib import Path
 
+import pytest
 import yaml
 
 from prefect_aci.core.paths import PROJECT_ROOT
+from prefect_aci.demo import azurite
 
 WORKFLOW = PROJECT_ROOT / ".github" / "workflows" / "ci.yml"
 PINNED_ACTION = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+(\.\d+)*$")
@@ -48,3 +55,72 @@ def test_secrets_reach_only_the_push_step():
     assert with_secrets == [("publish", "Push")]
     push = next(step for _, step in _steps(workflow) if step.get("name") == "Push")
     assert push["run"].startswith("make push")
+
+
+def test_azurites_lock_pins_every_package_with_an_integrity_hash():
+    package = json.loads((azurite.NPM_PROJECT / "package.json").read_text())
+    lock = json.loads((azurite.NPM_PROJECT / "package-lock.json").read_text())
+    assert package["dependencies"] == {"azurite": azurite.AZURITE_VERSION}
+    assert re.fullmatch(r"\d+\.\d+\.\d+", azurite.AZURITE_VERSION)
+    assert lock["packages"][""]["dependencies"] == package["dependencies"]
+    assert lock["packages"]["node_modules/azurite"]["version"] == azurite.AZURITE_VERSION
+    installed = {path: entry for path, entry in lock["packages"].items() if path}
+    assert len(installed) > 100
+    assert [
+        path
+        for path, entry in installed.items()
+        if not entry.get("integrity", "").startswith("sha512-") or not entry.get("version")
+    ] == []
+
+
+FAKE_NPM = """#!/bin/sh
+echo "$@" >> "{calls}"
+prefix="$3"
+mkdir -p "$prefix/node_modules/.bin"
+touch "$prefix/node_modules/.bin/azurite-blob"
+"""
+
+
+@pytest.fixture
+def fake_npm(tmp_path, monkeypatch) -> Path:
+    """An `npm` first on PATH that records its arguments and makes Azurite's binary."""
+    calls = tmp_path / "npm-calls"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    npm = bin_dir / "npm"
+    npm.write_text(FAKE_NPM.format(calls=calls))
+    npm.chmod(npm.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return calls
+
+
+def test_azurite_is_installed_with_npm_ci_from_the_committed_lock(tmp_path, fake_npm):
+    prefix = tmp_path / "node"
+    azurite.install(prefix)
+    assert fake_npm.read_text().split() == [
+        "ci",
+        "--prefix",
+        str(prefix),
+        "--ignore-scripts",
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=error",
+    ]
+    for name in ("package.json", "package-lock.json"):
+        assert (prefix / name).read_bytes() == (azurite.NPM_PROJECT / name).read_bytes()
+
+
+def test_azurite_is_reused_while_installed_from_the_same_lock(tmp_path, fake_npm):
+    prefix = tmp_path / "node"
+    azurite.install(prefix)
+    azurite.install(prefix)
+    assert len(fake_npm.read_text().splitlines()) == 1
+
+
+def test_azurite_installed_otherwise_is_installed_again_from_the_lock(tmp_path, fake_npm):
+    prefix = tmp_path / "node"
+    binary = prefix / "node_modules" / ".bin" / "azurite-blob"
+    binary.parent.mkdir(parents=True)
+    binary.touch()  # as `npm install azurite@...` left it, with no lock behind it
+    azurite.install(prefix)
+    assert fake_npm.read_text().split()[0] == "ci"

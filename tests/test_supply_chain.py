@@ -124,3 +124,38 @@ def test_azurite_installed_otherwise_is_installed_again_from_the_lock(tmp_path, 
     binary.touch()  # as `npm install azurite@...` left it, with no lock behind it
     azurite.install(prefix)
     assert fake_npm.read_text().split()[0] == "ci"
+
+
+BOOTSTRAP = PROJECT_ROOT / "scripts" / "bootstrap.sh"
+
+
+def _requirements(lock: Path) -> list[str]:
+    """Each requirement of a uv-compiled lock with its continuation lines joined."""
+    text = re.sub(r"\\\n\s*", " ", lock.read_text())
+    return [line for line in text.splitlines() if line and not line.lstrip().startswith("#")]
+
+
+def test_bootstrap_downloads_nothing_without_a_hash():
+    lines = [line.strip() for line in BOOTSTRAP.read_text().splitlines()]
+    installs = [line for line in lines if re.search(r"\bpip_install \"", line)]
+    assert installs
+    unhashed = [
+        line
+        for line in installs
+        if not re.search(r"--require-hashes -r [\w.-]+\.lock(; })?$", line)
+        and not re.search(r"--no-deps --no-build-isolation -e \.$", line)
+    ]
+    assert unhashed == []
+    assert not [line for line in lines if re.search(r"\b(curl|wget)\b", line)]
+    locks = {PROJECT_ROOT / name for name in re.findall(r"-r ([\w.-]+\.lock)", "\n".join(lines))}
+    assert PROJECT_ROOT / "requirements-bootstrap.lock" in locks
+    for lock in locks:
+        assert [req for req in _requirements(lock) if "--hash=sha256:" not in req] == [], lock
+
+
+def test_the_bootstrap_pip_is_pinned_and_relocked_with_the_others():
+    from prefect_aci.cli.dev import LOCKS
+
+    assert LOCKS["requirements-bootstrap.lock"] == "requirements-bootstrap.in"
+    (pip,) = _requirements(PROJECT_ROOT / "requirements-bootstrap.lock")
+    assert re.match(r"pip==\d+\.\d+(\.\d+)? ", pip)

@@ -17,6 +17,7 @@ from docker.utils import parse_repository_tag
 from rich.console import Console
 from rich.markup import escape
 
+from image_builder.base_pins import pinned
 from prefect_aci.core.errors import UserError, first_line, last_line
 
 SUITE = "bookworm"
@@ -34,8 +35,9 @@ def check_python(version: str) -> str:
 
 
 def online_base(python: str) -> str:
-    """The production base for a Python: Docker's official slim image on Debian bookworm."""
-    return f"python:{python}-slim-bookworm"
+    """The production base for a Python: Docker's official slim image on Debian bookworm, pinned
+    by digest (docker/base-images.lock)."""
+    return pinned(f"python:{python}-slim-bookworm")
 
 
 def offline_base(python: str | None, bookworm_tag: str) -> tuple[str, str] | None:

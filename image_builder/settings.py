@@ -5,10 +5,12 @@ from pathlib import Path
 
 from pydantic import Field
 
+from image_builder.base_pins import pinned
 from prefect_aci.core.paths import PROJECT_ROOT
 from prefect_aci.core.settings import ProjectSettings
 
-DEFAULT_BASE_IMAGE = "python:3.12-slim-bookworm"
+# Pinned by digest (docker/base-images.lock): the build starts from bytes that were tested.
+DEFAULT_BASE_IMAGE = pinned("python:3.12-slim-bookworm")
 OFFLINE_BASE_IMAGE = "prefect-aci/debian-python:bookworm"
 DOCKER_DIR = PROJECT_ROOT / "docker"
 BENCH_DIR = PROJECT_ROOT / "bench"

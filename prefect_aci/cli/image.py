@@ -124,6 +124,18 @@ def build(
     api.build(options, record or IMAGE_RECORD, console)
 
 
+@app.command("pin-base")
+def pin_base() -> None:
+    """Refresh the production bases' digests in docker/base-images.lock: ask the registry
+    (through the Docker engine, with its credentials and mirrors) what each pinned tag points
+    to now, and rewrite the file. Review the diff, then rebuild and test."""
+    moved = api.refresh_base_pins()
+    for reference in moved.values():
+        console.print(f"pinned {reference}", highlight=False)
+    if not moved:
+        console.print("every base is pinned to what its tag points to now")
+
+
 @app.command("base")
 def base_command(
     offline: Annotated[

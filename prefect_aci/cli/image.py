@@ -145,7 +145,13 @@ def base_command(
         ),
     ] = False,
     tag: Annotated[str | None, typer.Option(help="Tag of the offline base.")] = None,
-    mirror: Annotated[str | None, typer.Option(help="Debian mirror.")] = None,
+    mirror: Annotated[
+        str | None,
+        typer.Option(
+            help="Debian mirror (default: https://deb.debian.org/debian where it answers, else "
+            "http; Release signatures are checked against Debian's keyring either way)."
+        ),
+    ] = None,
     rebuild: Annotated[bool, typer.Option(help="Make it again even if present.")] = False,
     python: Annotated[
         str,

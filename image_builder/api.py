@@ -11,7 +11,7 @@ from rich.console import Console
 
 from image_builder import base as base_images
 from image_builder.acr_tags import TagInfo, acr_client, delete_tags, list_tags, prune_plan
-from image_builder.base_pins import refresh_pins
+from image_builder.base_pins import DOCKERFILES, read_pins, refresh_pins, repin_dockerfile
 from image_builder.bench import run_bench, save
 from image_builder.build import BuildRequest, build_image, check_keep
 from image_builder.child import ChildRequest, build_child, check_name
@@ -172,7 +172,10 @@ def refresh_base_pins() -> dict[str, str]:
             reason = first_line(str(exc.explanation or exc))
             raise UserError(f"cannot ask the registry for {reference}: {reason}") from None
 
-    return refresh_pins(digest_of)
+    moved = refresh_pins(digest_of)
+    for dockerfile in DOCKERFILES:
+        repin_dockerfile(dockerfile, read_pins())
+    return moved
 
 
 def earned_tags(image: str | None, latest: bool, record: Path) -> list[str]:

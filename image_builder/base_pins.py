@@ -9,6 +9,10 @@ from prefect_aci.core.paths import PROJECT_ROOT
 
 PINS_FILE = PROJECT_ROOT / "docker" / "base-images.lock"
 PIN = re.compile(r"^(?P<name>[^@\s]+:[^@\s]+)@(?P<digest>sha256:[0-9a-f]{64})$")
+# Dockerfiles whose BASE_IMAGE default is a pinned base: what `docker build` uses by hand (the
+# builder always passes BASE_IMAGE).
+DOCKERFILES = (PROJECT_ROOT / "docker" / "Dockerfile", PROJECT_ROOT / "bench" / "Dockerfile")
+ARG_DEFAULT = re.compile(r"^ARG BASE_IMAGE=(?P<name>[^@\s]+)(@sha256:[0-9a-f]{64})?$", re.MULTILINE)
 
 
 def read_pins(path: Path = PINS_FILE) -> dict[str, str]:
@@ -46,3 +50,13 @@ def refresh_pins(digest_of: Callable[[str], str], path: Path = PINS_FILE) -> dic
         lines.append(line)
     path.write_text("\n".join(lines) + "\n")
     return moved
+
+
+def repin_dockerfile(path: Path, pins: dict[str, str]) -> None:
+    """Point ``ARG BASE_IMAGE=`` of ``path`` at the pin of its name:tag, if it has one."""
+
+    def repinned(match: re.Match) -> str:
+        current = match[0].split("=", 1)[1]
+        return f"ARG BASE_IMAGE={pins.get(match['name'], current)}"
+
+    path.write_text(ARG_DEFAULT.sub(repinned, path.read_text()))

@@ -5,7 +5,14 @@ import re
 import pytest
 
 from image_builder.base import PYTHONS, online_base
-from image_builder.base_pins import pinned, read_pins, refresh_pins
+from image_builder.base_pins import (
+    ARG_DEFAULT,
+    DOCKERFILES,
+    pinned,
+    read_pins,
+    refresh_pins,
+    repin_dockerfile,
+)
 from image_builder.settings import DEFAULT_BASE_IMAGE, ImageSettings
 from prefect_aci.core.errors import UserError
 
@@ -62,3 +69,17 @@ def test_a_malformed_pin_is_one_error_naming_the_line(tmp_path):
     lock.write_text("# ok\npython:3.12-slim-bookworm\n")
     with pytest.raises(UserError, match=r"base-images.lock:2: expected name:tag@sha256"):
         read_pins(lock)
+
+
+def test_the_dockerfiles_default_base_is_the_pinned_one():
+    for dockerfile in DOCKERFILES:
+        (default,) = ARG_DEFAULT.finditer(dockerfile.read_text())
+        assert default[0] == f"ARG BASE_IMAGE={DEFAULT_BASE_IMAGE}", dockerfile
+
+
+def test_repinning_a_dockerfile_moves_only_its_base_default(tmp_path):
+    dockerfile = tmp_path / "Dockerfile"
+    text = "# x\nARG BASE_IMAGE=python:3.12-slim-bookworm@{}\nFROM ${{BASE_IMAGE}}\n"
+    dockerfile.write_text(text.format(OLD))
+    repin_dockerfile(dockerfile, {"python:3.12-slim-bookworm": f"python:3.12-slim-bookworm@{NEW}"})
+    assert dockerfile.read_text() == text.format(NEW)

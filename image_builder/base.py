@@ -54,8 +54,8 @@ def offline_base(python: str | None, bookworm_tag: str) -> tuple[str, str] | Non
 # to check every Release signature against it and to fail without it: by default debootstrap only
 # warns when the keyring is missing and then installs whatever the mirror serves.
 DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
-# The mirror when none is configured: https where the machine reaches it (privacy of what is
-# fetched, and no middlebox can serve stale lists), else http. Either way the packages are only
+# The mirror when none is configured: https where the machine reaches it (what is fetched stays
+# private on the way), else http. Either way the packages are only
 # trusted through the signed Release file, so plain http is a fallback, not a hole.
 HTTPS_MIRROR = "https://deb.debian.org/debian"
 HTTP_MIRROR = "http://deb.debian.org/debian"
@@ -253,9 +253,11 @@ def run_debootstrap(command: list[str], mirror: str, console: Console) -> None:
         if line.startswith("W: "):
             console.print(f"[yellow]warning: debootstrap: {escape(line[3:])}[/]", highlight=False)
     if done.returncode != 0:
+        # debootstrap's reason is its E: line; what follows it is advice (where to find keys).
+        errors = [line for line in output.splitlines() if line.startswith("E: ")]
+        reason = errors[0] if errors else last_line(output)
         raise UserError(
-            f"debootstrap failed: {last_line(output)}; check that "
-            f"{mirror} is reachable or pass --mirror"
+            f"debootstrap failed: {reason}; check that {mirror} is reachable or pass --mirror"
         )
 
 

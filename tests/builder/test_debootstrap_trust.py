@@ -68,9 +68,12 @@ def test_debootstraps_warnings_reach_the_output(tmp_path):
     )
 
 
-def test_a_failing_debootstrap_is_one_error_with_its_last_line(tmp_path):
+def test_a_failing_debootstrap_is_one_error_with_its_reason(tmp_path):
     fake = tmp_path / "debootstrap"
-    fake.write_text("#!/bin/sh\necho 'E: Release signed by unknown key' >&2\nexit 1\n")
+    fake.write_text(
+        "#!/bin/sh\necho 'E: Release signed by unknown key' >&2\n"
+        "echo '   You can find the latest Debian release key at https://x' >&2\nexit 1\n"
+    )
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     with pytest.raises(UserError, match="debootstrap failed: E: Release signed by unknown key"):
         run_debootstrap([str(fake)], HTTPS_MIRROR, _console()[0])

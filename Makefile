@@ -27,13 +27,13 @@ help:
 	@echo "make lint         ruff, the import contracts (lint-imports), hadolint, shellcheck, actionlint"
 	@echo "make lock         re-resolve the lock files"
 
-$(VENV)/.installed: pyproject.toml requirements-dev.lock
+$(VENV)/.installed: pyproject.toml requirements-dev.lock requirements-bootstrap.lock
 	scripts/bootstrap.sh
 
 setup: $(VENV)/.installed
 
 # checkov in a venv of its own: its pins clash with the development tools.
-$(CHECKOV_VENV)/.installed: requirements-checkov.lock
+$(CHECKOV_VENV)/.installed: requirements-checkov.lock requirements-bootstrap.lock
 	scripts/bootstrap.sh checkov
 
 checkov: $(CHECKOV_VENV)/.installed

@@ -6,10 +6,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from docker.errors import APIError
 from rich.console import Console
 
 from image_builder import base as base_images
 from image_builder.acr_tags import TagInfo, acr_client, delete_tags, list_tags, prune_plan
+from image_builder.base_pins import DOCKERFILES, read_pins, refresh_pins, repin_dockerfile
 from image_builder.bench import run_bench, save
 from image_builder.build import BuildRequest, build_image, check_keep
 from image_builder.child import ChildRequest, build_child, check_name
@@ -19,7 +21,7 @@ from image_builder.settings import BENCH_DIR, ImageSettings, detect_ca_bundle
 from image_builder.tagging import image_tags
 from prefect_aci.core.azure import default_credential
 from prefect_aci.core.engine import connect, ensure_programs
-from prefect_aci.core.errors import UserError
+from prefect_aci.core.errors import UserError, first_line
 from prefect_aci.core.paths import BUILD_DIR, IMAGE_RECORD, PROJECT_ROOT
 from prefect_aci.core.records import ImageRecord, read_record, write_record
 from prefect_aci.core.settings import load
@@ -157,6 +159,23 @@ def make_offline_base(
         rebuild=rebuild,
         suite=found[1],
     )
+
+
+def refresh_base_pins() -> dict[str, str]:
+    """Re-pin docker/base-images.lock to what each tag points to in its registry now."""
+    client = connect()
+
+    def digest_of(reference: str) -> str:
+        try:
+            return client.api.inspect_distribution(reference)["Descriptor"]["digest"]
+        except APIError as exc:
+            reason = first_line(str(exc.explanation or exc))
+            raise UserError(f"cannot ask the registry for {reference}: {reason}") from None
+
+    moved = refresh_pins(digest_of)
+    for dockerfile in DOCKERFILES:
+        repin_dockerfile(dockerfile, read_pins())
+    return moved
 
 
 def earned_tags(image: str | None, latest: bool, record: Path) -> list[str]:

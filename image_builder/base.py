@@ -2,16 +2,22 @@
 
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
 from docker.errors import APIError, ImageNotFound
 from docker.utils import parse_repository_tag
 from rich.console import Console
+from rich.markup import escape
 
+from image_builder.base_pins import pinned
 from prefect_aci.core.errors import UserError, first_line, last_line
 
 SUITE = "bookworm"
@@ -29,8 +35,9 @@ def check_python(version: str) -> str:
 
 
 def online_base(python: str) -> str:
-    """The production base for a Python: Docker's official slim image on Debian bookworm."""
-    return f"python:{python}-slim-bookworm"
+    """The production base for a Python: Docker's official slim image on Debian bookworm, pinned
+    by digest (docker/base-images.lock)."""
+    return pinned(f"python:{python}-slim-bookworm")
 
 
 def offline_base(python: str | None, bookworm_tag: str) -> tuple[str, str] | None:
@@ -41,6 +48,51 @@ def offline_base(python: str | None, bookworm_tag: str) -> tuple[str, str] | Non
         return None
     tag = bookworm_tag if suite == SUITE else bookworm_tag.rsplit(":", 1)[0] + f":{suite}"
     return tag, suite
+
+
+# Debian's archive keyring, as the debian-archive-keyring package installs it. debootstrap is told
+# to check every Release signature against it and to fail without it: by default debootstrap only
+# warns when the keyring is missing and then installs whatever the mirror serves.
+DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+# The mirror when none is configured: https where the machine reaches it (what is fetched stays
+# private on the way), else http. Either way the packages are only
+# trusted through the signed Release file, so plain http is a fallback, not a hole.
+HTTPS_MIRROR = "https://deb.debian.org/debian"
+HTTP_MIRROR = "http://deb.debian.org/debian"
+PROBE_TIMEOUT = 10.0
+
+
+def https_unreachable(url: str) -> str | None:
+    """None when ``url`` answers over verified TLS, with the host's CA trust (which holds a
+    TLS-intercepting proxy's CA where one is in the way); else the reason it does not."""
+    request = urllib.request.Request(url, method="HEAD")  # noqa: S310 (https only)
+    context = ssl.create_default_context()
+    try:
+        with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT, context=context):  # noqa: S310
+            return None
+    except (urllib.error.URLError, OSError) as exc:
+        return first_line(str(getattr(exc, "reason", None) or exc))
+
+
+def choose_mirror(
+    configured: str | None,
+    suite: str,
+    console: Console,
+    probe: Callable[[str], str | None] = https_unreachable,
+) -> str:
+    """The Debian mirror debootstrap uses: the configured one, else https://deb.debian.org when
+    its Release file answers over verified TLS, else http://deb.debian.org (said on one line)."""
+    if configured:
+        return configured
+    reason = probe(f"{HTTPS_MIRROR}/dists/{suite}/Release")
+    if reason is None:
+        return HTTPS_MIRROR
+    console.print(
+        f"[yellow]warning: {HTTPS_MIRROR} does not answer here ({escape(reason)}); "
+        f"using {HTTP_MIRROR}. Release signatures are still checked against Debian's keyring. Set "
+        "PREFECT_ACI_DEBIAN_MIRROR to an https mirror you reach to avoid this.[/]"
+    )
+    return HTTP_MIRROR
 
 
 # python3-venv brings ensurepip, as Docker's official python images have it; ca-certificates
@@ -99,12 +151,13 @@ def resolve_base(
     base_image: str,
     offline_image: str,
     offline_fallback: bool,
-    mirror: str,
+    mirror: str | None,
     console: Console,
     python: str | None = None,
 ) -> str:
     """The base image to build from, present locally once this returns. ``python``: the version
-    asked for, which the offline fallback must then provide too."""
+    asked for, which the offline fallback must then provide too. ``mirror``: the Debian mirror
+    for the offline base, None to choose one (``choose_mirror``)."""
     offline = offline_base(python, offline_image)
     if image_present(client, base_image):
         return base_image
@@ -145,17 +198,67 @@ def _ensure_debootstrap(console: Console) -> str:
         return found
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         raise UserError(
-            "debootstrap is not installed; install it (apt-get install debootstrap) "
-            "as root and retry"
+            "debootstrap is not installed; install it (apt-get install debootstrap "
+            "debian-archive-keyring) as root and retry"
         )
-    console.print("Installing debootstrap from Debian's packages")
+    console.print("Installing debootstrap and Debian's archive keyring from Debian's packages")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for cmd in (
         ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "debootstrap"],
+        [
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "debootstrap",
+            "debian-archive-keyring",
+        ],
     ):
         subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
     return shutil.which("debootstrap") or "debootstrap"
+
+
+def check_keyring(keyring: Path = DEBIAN_KEYRING) -> Path:
+    """The keyring Release signatures are checked against; a user error when it is missing."""
+    if not keyring.is_file():
+        raise UserError(
+            f"Debian's archive keyring {keyring} is missing, so debootstrap cannot check what "
+            "it downloads; install it (apt-get install debian-archive-keyring) and retry"
+        )
+    return keyring
+
+
+def debootstrap_command(
+    debootstrap: str, suite: str, rootfs: Path, mirror: str, keyring: Path
+) -> list[str]:
+    """debootstrap checking every Release signature against ``keyring``, failing otherwise."""
+    return [
+        debootstrap,
+        "--variant=minbase",
+        "--force-check-gpg",
+        f"--keyring={keyring}",
+        f"--include={','.join(PACKAGES)}",
+        suite,
+        str(rootfs),
+        mirror,
+    ]
+
+
+def run_debootstrap(command: list[str], mirror: str, console: Console) -> None:
+    """Run debootstrap; its warnings (``W:`` lines) are shown, a failure is one user error."""
+    done = subprocess.run(command, capture_output=True, text=True)
+    output = done.stdout + done.stderr
+    for line in output.splitlines():
+        if line.startswith("W: "):
+            console.print(f"[yellow]warning: debootstrap: {escape(line[3:])}[/]", highlight=False)
+    if done.returncode != 0:
+        # debootstrap's reason is its E: line; what follows it is advice (where to find keys).
+        errors = [line for line in output.splitlines() if line.startswith("E: ")]
+        reason = errors[0] if errors else last_line(output)
+        raise UserError(
+            f"debootstrap failed: {reason}; check that {mirror} is reachable or pass --mirror"
+        )
 
 
 def _slim(rootfs: Path) -> None:
@@ -176,13 +279,14 @@ def _slim(rootfs: Path) -> None:
 def make_offline_base(
     client: docker.DockerClient,
     tag: str,
-    mirror: str,
+    mirror: str | None,
     console: Console,
     rebuild: bool = False,
     suite: str = SUITE,
 ) -> str:
     """Build (or reuse) a Debian image (bookworm, or trixie for Python 3.13) with Debian's
-    Python, from packages only."""
+    Python, from packages only, every one checked against Debian's signed Release file.
+    ``mirror``: None to choose one (``choose_mirror``)."""
     if not rebuild and image_present(client, tag):
         console.print(f"Reusing offline base {tag}")
         return tag
@@ -192,26 +296,17 @@ def make_offline_base(
             "owners); run as root or use an online base with --base"
         )
     debootstrap = _ensure_debootstrap(console)
+    keyring = check_keyring()
+    mirror = choose_mirror(mirror, suite, console)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="prefect-aci-base-") as tmp:
         rootfs = Path(tmp) / "rootfs"
         console.print(
             f"Making offline base {tag} with debootstrap ({suite}, {mirror}); about a minute"
         )
-        command = [
-            debootstrap,
-            "--variant=minbase",
-            f"--include={','.join(PACKAGES)}",
-            suite,
-            str(rootfs),
-            mirror,
-        ]
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise UserError(
-                f"debootstrap failed: {last_line(done.stdout + done.stderr)}; check that "
-                f"{mirror} is reachable or pass --mirror"
-            )
+        run_debootstrap(
+            debootstrap_command(debootstrap, suite, rootfs, mirror, keyring), mirror, console
+        )
         _slim(rootfs)
         archive = Path(tmp) / "rootfs.tar"
         subprocess.run(

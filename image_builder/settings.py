@@ -5,10 +5,12 @@ from pathlib import Path
 
 from pydantic import Field
 
+from image_builder.base_pins import pinned
 from prefect_aci.core.paths import PROJECT_ROOT
 from prefect_aci.core.settings import ProjectSettings
 
-DEFAULT_BASE_IMAGE = "python:3.12-slim-bookworm"
+# Pinned by digest (docker/base-images.lock): the build starts from bytes that were tested.
+DEFAULT_BASE_IMAGE = pinned("python:3.12-slim-bookworm")
 OFFLINE_BASE_IMAGE = "prefect-aci/debian-python:bookworm"
 DOCKER_DIR = PROJECT_ROOT / "docker"
 BENCH_DIR = PROJECT_ROOT / "bench"
@@ -41,8 +43,11 @@ class ImageSettings(ProjectSettings):
     docker_dir: Path = Field(
         DOCKER_DIR, description="Folder holding the Dockerfile, entrypoint.sh and the locks."
     )
-    debian_mirror: str = Field(
-        "http://deb.debian.org/debian", description="Debian mirror for the offline base."
+    debian_mirror: str | None = Field(
+        None,
+        description="Debian mirror for the offline base; unset: https://deb.debian.org/debian "
+        "when it answers, else http://deb.debian.org/debian (Release signatures are checked "
+        "against Debian's keyring either way).",
     )
     offline_base_image: str = Field(
         OFFLINE_BASE_IMAGE, description="Tag of the base image made with debootstrap."

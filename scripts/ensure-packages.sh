@@ -2,7 +2,7 @@
 # `scripts/ensure-packages.sh [program...]`: install, from Debian's packages, the programs named
 # (default: all the test suite needs) that are not on PATH. They are what the tests and the local
 # demo need besides the Docker engine: an OCI registry (the push target of tests, bench and demo),
-# tini (the engine probe), debootstrap (the offline base), docker-compose (pytest-docker starts the
+# tini (the engine probe), debootstrap and Debian's keyring (the offline base), docker-compose (pytest-docker starts the
 # tests' Prefect server with it), chromium (the browser the UI tests drive; Google Chrome will do)
 # and npm (installs Azurite). `make image` and `make push` need none of them.
 set -euo pipefail
@@ -30,6 +30,11 @@ for program in "$@"; do
   [ -n "${PACKAGE_OF[$program]:-}" ] || { echo "ensure-packages: no package known for $program" >&2; exit 2; }
   has "$program" || missing+=("${PACKAGE_OF[$program]}")
 done
+# The offline base checks every Release signature against Debian's keyring and stops without it;
+# debootstrap only recommends the keyring, and recommends are not installed here.
+if [[ " $* " == *" debootstrap "* ]] && [ ! -f /usr/share/keyrings/debian-archive-keyring.gpg ]; then
+  missing+=(debian-archive-keyring)
+fi
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then

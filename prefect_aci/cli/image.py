@@ -124,6 +124,18 @@ def build(
     api.build(options, record or IMAGE_RECORD, console)
 
 
+@app.command("pin-base")
+def pin_base() -> None:
+    """Refresh the production bases' digests in docker/base-images.lock: ask the registry
+    (through the Docker engine, with its credentials and mirrors) what each pinned tag points
+    to now, and rewrite the file. Review the diff, then rebuild and test."""
+    moved = api.refresh_base_pins()
+    for reference in moved.values():
+        console.print(f"pinned {reference}", highlight=False)
+    if not moved:
+        console.print("every base is pinned to what its tag points to now")
+
+
 @app.command("base")
 def base_command(
     offline: Annotated[
@@ -133,7 +145,13 @@ def base_command(
         ),
     ] = False,
     tag: Annotated[str | None, typer.Option(help="Tag of the offline base.")] = None,
-    mirror: Annotated[str | None, typer.Option(help="Debian mirror.")] = None,
+    mirror: Annotated[
+        str | None,
+        typer.Option(
+            help="Debian mirror (default: https://deb.debian.org/debian where it answers, else "
+            "http; Release signatures are checked against Debian's keyring either way)."
+        ),
+    ] = None,
     rebuild: Annotated[bool, typer.Option(help="Make it again even if present.")] = False,
     python: Annotated[
         str,

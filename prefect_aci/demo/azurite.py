@@ -1,12 +1,28 @@
-"""Azurite (Microsoft's Blob storage emulator, from the npm registry), installed into build/."""
+"""Azurite (Microsoft's Blob storage emulator, from the npm registry), installed into build/
+with `npm ci` from the committed lock in ``azurite-npm/``."""
 
+import hashlib
+import json
 import shutil
 import subprocess
 from pathlib import Path
 
 from prefect_aci.core.errors import UserError, last_line
 
-AZURITE_VERSION = "3.37.0"
+# package.json names Azurite's exact version; package-lock.json pins every package under it with
+# its sha512 integrity hash. Refresh both with `npm install --package-lock-only
+# --omit-lockfile-registry-resolved=false` in that folder after changing the version.
+NPM_PROJECT = Path(__file__).with_name("azurite-npm")
+NPM_FILES = ("package.json", "package-lock.json")
+
+
+def azurite_version(project: Path = NPM_PROJECT) -> str:
+    return json.loads((project / "package.json").read_text())["dependencies"]["azurite"]
+
+
+AZURITE_VERSION = azurite_version()
+# Written after a successful `npm ci`: the lock the tree under node_modules was installed from.
+INSTALLED_MARKER = Path("node_modules") / ".prefect-aci-lock.sha256"
 # Azurite's documented, public development account: not a secret, the same on every machine. A
 # demo stack keeps the name and gives the account a random key of its own (accounts_env).
 ACCOUNT = "devstoreaccount1"
@@ -15,9 +31,29 @@ ACCOUNT_KEY = (
 )
 
 
-def install(prefix: Path) -> Path:
+def _lock_digest(project: Path) -> str:
+    return hashlib.sha256(b"".join((project / name).read_bytes() for name in NPM_FILES)).hexdigest()
+
+
+def _npm_reason(output: str) -> str:
+    """npm's first error line (its last one only says where the debug log is)."""
+    for line in output.splitlines():
+        text = line.removeprefix("npm error").strip()
+        skip = not text or text.startswith("code ") or "complete log of this run" in text
+        if line.startswith("npm error") and not skip:
+            return text[:200]
+    return last_line(output)
+
+
+def install(prefix: Path, project: Path = NPM_PROJECT) -> Path:
+    """Azurite under ``prefix``, exactly as ``project``'s lock says; reused while it was installed
+    from the same lock. `npm ci` installs each package at its locked version, checks it against
+    the lock's integrity hash and refuses a lock that disagrees with package.json; install
+    scripts do not run (Azurite is plain JavaScript and needs none)."""
     binary = prefix / "node_modules" / ".bin" / "azurite-blob"
-    if binary.exists():
+    marker = prefix / INSTALLED_MARKER
+    digest = _lock_digest(project)
+    if binary.exists() and marker.is_file() and marker.read_text().strip() == digest:
         return binary
     npm = shutil.which("npm")
     if npm is None:
@@ -26,24 +62,28 @@ def install(prefix: Path) -> Path:
             "nodejs npm) to run Azurite"
         )
     prefix.mkdir(parents=True, exist_ok=True)
+    for name in NPM_FILES:
+        shutil.copyfile(project / name, prefix / name)
     done = subprocess.run(
         [
             npm,
-            "install",
+            "ci",
             "--prefix",
             str(prefix),
+            "--ignore-scripts",
             "--no-audit",
             "--no-fund",
-            "--silent",
-            f"azurite@{AZURITE_VERSION}",
+            "--loglevel=error",
         ],
         capture_output=True,
         text=True,
     )
     if done.returncode != 0 or not binary.exists():
         raise UserError(
-            f"npm could not install azurite@{AZURITE_VERSION}: {last_line(done.stderr)}"
+            f"npm ci could not install azurite@{azurite_version(project)} from "
+            f"{project / 'package-lock.json'}: {_npm_reason(done.stderr + done.stdout)}"
         )
+    marker.write_text(digest + "\n")
     return binary
 
 

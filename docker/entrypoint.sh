@@ -17,6 +17,8 @@ install() (
         export UV_EXTRA_INDEX_URL="${UV_EXTRA_INDEX_URL:-$PIP_EXTRA_INDEX_URL}"
     fi
     # Word splitting is intended: EXTRA_PIP_PACKAGES is a space-separated list of requirements.
+    # Globbing is not: a requirement like `pkg[extra]` or `*` stays as written (set -f).
+    set -f
     # shellcheck disable=SC2086
     exec uv pip install --quiet --no-cache --python /opt/prefect/venv/bin/python \
         $EXTRA_PIP_PACKAGES

@@ -107,3 +107,30 @@ def test_extra_pip_packages_credentials_are_not_printed(docker_client, image):
     assert done.exit_code != 0
     assert "s3cr3t-t0ken" not in done.stdout + done.stderr
     assert "https://***@127.0.0.1:9/pkg.tar.gz" in done.stderr
+
+
+def test_extra_pip_packages_are_not_globbed(docker_client, image, pip_env):
+    """A requirement that looks like a glob stays as written: a file in the working folder
+    whose name it matches is not installed instead."""
+    pip_env["environment"]["EXTRA_PIP_PACKAGES"] = "tomli-w==1.2.*"
+    script = "touch tomli-w==1.2.x && exec /opt/prefect/entrypoint.sh python3 -c 'import tomli_w'"
+    done = run_and_wait(
+        docker_client, image, ["-c", script], entrypoint="/bin/sh", working_dir="/tmp", **pip_env
+    )
+    assert done.exit_code == 0, done.stderr
+    assert "tomli-w==1.2.x" not in done.stderr
+
+
+def test_uv_never_runs_a_file_another_user_put_in_tmp(docker_client, image):
+    """Another user made /tmp/prefect-aci-uv-1000 first, with a uv of their own: uv.sh unpacks
+    the real one into a private folder instead."""
+    plant = (
+        "mkdir -p /tmp/prefect-aci-uv-1000 && chmod 777 /tmp/prefect-aci-uv-1000 && "
+        "printf '#!/bin/sh\\necho PLANTED\\n' > /tmp/prefect-aci-uv-1000/uv && "
+        "chmod 755 /tmp/prefect-aci-uv-1000/uv && "
+        "su prefect -s /bin/sh -c 'uv --version'"
+    )
+    done = run_and_wait(docker_client, image, ["-c", plant], entrypoint="/bin/sh", user="root")
+    assert done.exit_code == 0, done.stderr
+    assert "PLANTED" not in done.stdout
+    assert done.stdout.startswith("uv "), done.stdout

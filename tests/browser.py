@@ -6,8 +6,9 @@ Facts this relies on (prefect 3.9.1's UI):
   every API call goes. When that API does not answer, the UI shows "Can't connect to Server API".
 - /runs/flow-run/<id> opens on the Logs tab: log lines render without a click. The list is
   virtual (only rows near the top are in the page), so expect lines logged early in a short run.
-- A server with an auth string sends the UI to /login, a password field where a person pastes
-  the whole auth string (user:password); the UI keeps it in its local storage and sends it.
+- A server with an auth string: the UI's /login page has a password field where a person pastes
+  the whole auth string (user:password); the UI keeps it in its local storage and sends it. A
+  flow run's page opened without it shows no run (the UI goes to its home page).
 """
 
 import re
@@ -85,7 +86,7 @@ def open_flow_run_page(
         banner = page.get_by_text(API_ERROR).filter(visible=True)
         try:
             if auth_string:
-                log_in(page, page_report.url, auth_string, left_ms())
+                log_in(page, ui_url, auth_string, left_ms())
             page.goto(page_report.url, wait_until="domcontentloaded", timeout=left_ms())
             settings = page.evaluate("() => fetch('/ui-settings').then(r => r.json())")
             page_report.ui_api_url = settings.get("api_url")
@@ -119,10 +120,10 @@ def open_flow_run_page(
     return page_report
 
 
-def log_in(page, url: str, auth_string: str, timeout_ms: float) -> None:
-    """The UI's login page, as a person uses it: the page sends a caller without credentials to
-    /login; paste the auth string, press Enter, and wait to be sent back."""
-    page.goto(url, wait_until="domcontentloaded", timeout=timeout_ms)
+def log_in(page, ui_url: str, auth_string: str, timeout_ms: float) -> None:
+    """The UI's login page, as a person uses it: paste the auth string, press Enter, and wait to
+    be sent on."""
+    page.goto(f"{ui_url.rstrip('/')}/login", wait_until="domcontentloaded", timeout=timeout_ms)
     field = page.locator("input[type=password]").filter(visible=True).first
     field.wait_for(timeout=timeout_ms)
     field.fill(auth_string)

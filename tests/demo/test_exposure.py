@@ -26,8 +26,11 @@ except OSError as exc:
 
 
 def test_a_caller_without_the_auth_string_is_refused(stack):
+    assert httpx.post(f"{stack.api}/flow_runs/filter", json={}).status_code == 401
+    # A page of another origin is turned away before that (CORS: 403).
     origin = {"Origin": "https://evil.example"}
-    assert httpx.post(f"{stack.api}/flow_runs/filter", json={}, headers=origin).status_code == 401
+    answer = httpx.post(f"{stack.api}/flow_runs/filter", json={}, headers=origin)
+    assert answer.status_code in (401, 403)
     wrong = ("prefect-aci", "guessed")
     assert httpx.post(f"{stack.api}/flow_runs/filter", json={}, auth=wrong).status_code == 401
     user, password = stack.auth_string().split(":", 1)

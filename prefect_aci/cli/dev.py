@@ -20,6 +20,7 @@ LOCKS = {
     "docker/build-tools.lock": "docker/build-tools.in",
     "requirements-dev.lock": "pyproject.toml",
     "requirements-checkov.lock": "requirements-checkov.in",
+    "requirements-az.lock": "requirements-az.in",
 }
 
 app = command_group("For people working on prefect-aci itself: the test suite, linters, locks.")

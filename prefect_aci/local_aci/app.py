@@ -135,6 +135,7 @@ ABOVE_GROUPS = [
     ("providers", r"^/subscriptions/(?P<sub>[^/]+)/providers/?$"),
     ("provider", r"^/subscriptions/(?P<sub>[^/]+)/providers/(?P<namespace>[^/]+)/?$"),
     ("resource_groups", r"^/subscriptions/(?P<sub>[^/]+)/resourcegroups/?$"),
+    ("resources", r"^/subscriptions/(?P<sub>[^/]+)(?:/resourcegroups/(?P<rg>[^/]+))?/resources/?$"),
 ]
 
 
@@ -487,8 +488,51 @@ class LocalAci:
                     f"The resource namespace '{namespace}' is invalid.",
                 )
             return JSONResponse(found)
+        if route == "resources":
+            return self._resources(request, match.group("rg"), claims["oid"])
         groups = [self.group] if self._group_state() is not None and self.group else []
         return JSONResponse({"value": groups})
+
+    def _resources(self, request: Request, group: str | None, principal: str) -> Response:
+        """Resources_List and Resources_ListByResourceGroup (az resource list, and az acr's
+        lookup of a registry by name): every resource in the subscription or the group, in the
+        generic shape, only those the caller may read (Azure filters this list by the caller's
+        rights), `$filter=resourceType eq '...'` and/or `resourceGroup eq '...'`."""
+        wanted = request.query_params.get("$filter", "").strip()
+        clauses = {}
+        for clause in re.split(r"\s+and\s+", wanted) if wanted else []:
+            found = re.fullmatch(r"(resourceType|resourceGroup) eq '([^']+)'", clause.strip())
+            if found is None:
+                return not_served(request.method, f"{request.url.path}?$filter={wanted}")
+            clauses[found.group(1)] = found.group(2).lower()
+        group = group or clauses.get("resourceGroup")
+        if group is not None and (
+            group.lower() != self.config.resource_group.lower() or self._group_state() is None
+        ):
+            return _error(
+                404, "ResourceGroupNotFound", f"Resource group '{group}' could not be found."
+            )
+        bodies = [r.body for r in self.arm.store.under(self.config.resource_group_id)]
+        bodies += [self._group_body(g) for g in self.groups.all_in(self.config.resource_group)]
+        authorization = self.directory.authorization()
+        entries = []
+        for body in bodies:
+            if (
+                str(body["type"]).count("/") != 1
+                or str(body["id"]).count("/providers/") != 1
+                or body["type"].lower().startswith("microsoft.authorization/")
+            ):
+                continue  # a child, an extension or an authorization resource: not listed
+            if clauses.get("resourceType", body["type"].lower()) != body["type"].lower():
+                continue
+            if not authorization.allowed(principal, f"{body['type']}/read", body["id"]):
+                continue
+            generic = {k: body[k] for k in ("id", "name", "type", "location") if k in body}
+            for key in ("kind", "sku", "identity", "tags", "managedBy"):
+                if body.get(key) is not None:
+                    generic[key] = body[key]
+            entries.append((body["id"].lower(), generic))
+        return JSONResponse(self._pager(request).page(entries))
 
     def _sees_subscription(self, principal_id: str) -> bool:
         """Whether a caller sees the subscription: Azure lists the subscriptions where the caller

@@ -102,13 +102,17 @@ def test_demo_az_uses_a_config_folder_of_its_own_and_prints_no_secret(stack, az_
     }
 
 
-def test_az_group_show_gives_the_stacks_resource_group(stack, deployer):
+def test_az_group_show_and_resource_list_give_the_stacks_resource_group(stack, deployer):
     record: AzureRecord = stack.record
     shown = az_json(deployer, "group", "show", "--name", record.resource_group)
     assert shown["id"] == (
         f"/subscriptions/{record.subscription_id}/resourceGroups/{record.resource_group}"
     )
     assert shown["properties"]["provisioningState"] == "Succeeded"
+    resources = az_json(deployer, "resource", "list", "--resource-group", record.resource_group)
+    names = {(r["type"], r["name"]) for r in resources}
+    assert ("Microsoft.KeyVault/vaults", record.key_vault_name) in names
+    assert ("Microsoft.ContainerInstance/containerGroups", stack.state.worker_group) in names
 
 
 def test_az_deployment_group_list_and_show_give_the_templates_deployment(stack, deployer):

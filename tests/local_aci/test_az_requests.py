@@ -297,3 +297,39 @@ def test_the_proxy_tunnels_to_the_stand_in_for_azures_names_only():
     assert graph.startswith(b"HTTP/1.1 200")
     assert other.startswith(b"HTTP/1.1 403 Forbidden")
     assert plain.startswith(b"HTTP/1.1 403 Forbidden")
+
+
+def test_resources_are_listed_in_the_generic_shape_as_far_as_the_caller_may_read_them(local):
+    job = local.add_identity("prefect-job-id")
+    vault = local.add_vault("prefectkv1", {"demo": "x"})
+    local.add_role_assignment(job.principal_id, KEY_VAULT_SECRETS_USER, vault.id)
+    local.add_group("run-abc", {"prefect-job": {}})
+    listed = get(local, f"{SUBSCRIPTION_ID}/resources").json()["value"]
+    by_type = {r["type"]: r for r in listed}
+    # Top-level resources only: no vault secret, no role assignment.
+    assert set(by_type) == {
+        "Microsoft.ContainerInstance/containerGroups",
+        "Microsoft.KeyVault/vaults",
+        "Microsoft.ManagedIdentity/userAssignedIdentities",
+    }
+    assert by_type["Microsoft.KeyVault/vaults"] == {
+        "id": vault.id,
+        "name": "prefectkv1",
+        "type": "Microsoft.KeyVault/vaults",
+        "location": "westeurope",
+    }
+    vaults = get(
+        local,
+        f"{SUBSCRIPTION_ID}/resources",
+        params={
+            **API,
+            "$filter": f"resourceGroup eq '{GROUP}' and resourceType eq '{vault.type}'",
+        },
+    ).json()["value"]
+    assert [r["id"] for r in vaults] == [vault.id]
+    in_group = get(local, f"{GROUP_ID}/resources").json()["value"]
+    assert {r["id"] for r in in_group} == {r["id"] for r in listed}
+    # The job identity may read none of them (Key Vault Secrets User has data actions only).
+    assert get(local, f"{SUBSCRIPTION_ID}/resources", principal=job.principal_id).json() == {
+        "value": []
+    }

@@ -490,8 +490,14 @@ class LocalAci:
             return JSONResponse(found)
         if route == "resources":
             return self._resources(request, match.group("rg"), claims["oid"])
-        groups = [self.group] if self._group_state() is not None and self.group else []
-        return JSONResponse({"value": groups})
+        # ResourceGroups_List: the group, if the caller may read it (Azure filters this list).
+        readable = self.directory.authorization().allowed(
+            claims["oid"],
+            "Microsoft.Resources/subscriptions/resourceGroups/read",
+            self.config.resource_group_id,
+        )
+        exists = self._group_state() is not None and self.group
+        return JSONResponse({"value": [self.group] if exists and readable else []})
 
     def _resources(self, request: Request, group: str | None, principal: str) -> Response:
         """Resources_List and Resources_ListByResourceGroup (az resource list, and az acr's

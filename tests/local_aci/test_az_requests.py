@@ -90,10 +90,17 @@ def test_a_caller_with_a_role_in_the_subscription_sees_the_tenant_and_the_subscr
     assert [g["name"] for g in groups] == [GROUP]
 
 
-def test_a_caller_with_no_role_sees_no_subscription(local):
+def test_a_caller_with_no_role_sees_no_subscription_and_one_with_a_vault_role_no_group(local):
     stranger = local.add_identity("stranger")
     assert get(local, "/subscriptions", principal=stranger.principal_id).json()["value"] == []
-    missing = get(local, SUBSCRIPTION_ID, principal=stranger.principal_id)
+    vault = local.add_vault("prefectkv1", {"demo": "x"})
+    local.add_role_assignment(stranger.principal_id, KEY_VAULT_SECRETS_USER, vault.id)
+    # A role on a vault shows the subscription, not the resource group it may not read.
+    assert get(local, "/subscriptions", principal=stranger.principal_id).json()["value"]
+    groups = get(local, f"{SUBSCRIPTION_ID}/resourcegroups", principal=stranger.principal_id)
+    assert groups.json() == {"value": []}
+    other = local.add_identity("other")
+    missing = get(local, SUBSCRIPTION_ID, principal=other.principal_id)
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "SubscriptionNotFound"
     assert local.server.client.get("/subscriptions", params=API).status_code == 401

@@ -10,6 +10,7 @@ be listed, its logs read and the group deleted with az, as on Azure."""
 import json
 import os
 import subprocess
+import time
 
 import pytest
 from prefect.client.schemas.objects import StateType
@@ -172,8 +173,15 @@ def test_az_container_list_show_logs_and_delete_of_a_runs_group(stack, deployer,
     listed = az_json(deployer, "container", "list", "--resource-group", rg)
     names = {g["name"] for g in listed}
     assert {group, stack.state.worker_group} <= names
-    shown = az_json(deployer, "container", "show", "--resource-group", rg, "--name", group)
-    assert shown["containers"][0]["instanceView"]["currentState"]["exitCode"] == 0
+    # The run is Completed in Prefect a moment before its process exits: wait for the exit.
+    deadline = time.monotonic() + 90
+    while True:
+        shown = az_json(deployer, "container", "show", "--resource-group", rg, "--name", group)
+        state = shown["containers"][0]["instanceView"]["currentState"]
+        if state["state"] == "Terminated" or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert (state["state"], state["exitCode"]) == ("Terminated", 0)
     logs = az(deployer, "container", "logs", "--resource-group", rg, "--name", group).stdout
     assert marker in logs
     # The run's own ARM deployment (prefect-azure submits each run as one, named after it).

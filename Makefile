@@ -4,10 +4,11 @@ VENV      ?= .venv
 BIN       := $(VENV)/bin
 CLI       := $(BIN)/prefect-aci
 CHECKOV_VENV ?= .venv-checkov
+AZ_VENV   ?= .venv-az
 BUILD_FLAGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup checkov image push bench demo demo-down demo-status validate-arm deploy-infra \
+.PHONY: help setup checkov az image push bench demo demo-down demo-status validate-arm deploy-infra \
 	destroy register deploy-all test test-fast lint lock clean
 
 help:
@@ -26,6 +27,7 @@ help:
 	@echo "make test-fast    the checks that need no engine, image or server (seconds)"
 	@echo "make lint         ruff, the import contracts (lint-imports), hadolint, shellcheck, actionlint"
 	@echo "make lock         re-resolve the lock files"
+	@echo "make az           the Azure CLI in .venv-az, for prefect-aci demo az (the tests use it)"
 
 $(VENV)/.installed: pyproject.toml requirements-dev.lock requirements-bootstrap.lock
 	scripts/bootstrap.sh
@@ -37,6 +39,12 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.lock requirements-bootstrap.loc
 	scripts/bootstrap.sh checkov
 
 checkov: $(CHECKOV_VENV)/.installed
+
+# The Azure CLI in a venv of its own, to look at the demo's local Azure (its pins clash too).
+$(AZ_VENV)/.installed: requirements-az.lock
+	AZ_VENV=$(AZ_VENV) scripts/bootstrap.sh az
+
+az: $(AZ_VENV)/.installed
 
 image: setup
 	$(CLI) image build --offline-fallback $(BUILD_FLAGS)
@@ -71,7 +79,7 @@ register: setup
 deploy-all: setup
 	$(CLI) deploy-all $(DEPLOY_ALL_FLAGS)
 
-test: setup checkov
+test: setup checkov az
 	$(CLI) dev test $(PYTEST_ARGS)
 
 test-fast: setup checkov

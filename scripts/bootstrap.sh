@@ -2,6 +2,7 @@
 # `scripts/bootstrap.sh`: .venv with the locked development dependencies and prefect-aci itself
 # (editable), which gives .venv/bin/prefect-aci.
 # `scripts/bootstrap.sh checkov`: .venv-checkov with checkov alone (its pins clash with the dev tools).
+# `scripts/bootstrap.sh az`: .venv-az with the Azure CLI alone (its pins clash too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,15 +17,22 @@ pip_install() { "$1/bin/python" -m pip install --quiet --disable-pip-version-che
 # asks for another with extras (prefect wants httpx[http2]) and the index has a newer release.
 new_pip() { pip_install "$1" --require-hashes -r requirements-bootstrap.lock; }
 
-if [ "${1:-}" = checkov ]; then
-  CHECKOV_VENV="${CHECKOV_VENV:-.venv-checkov}"
-  [ -x "$CHECKOV_VENV/bin/python" ] || "$PYTHON" -m venv "$CHECKOV_VENV"
-  new_pip "$CHECKOV_VENV"
-  pip_install "$CHECKOV_VENV" --require-hashes -r requirements-checkov.lock
-  touch "$CHECKOV_VENV/.installed"
-  echo "bootstrap: $CHECKOV_VENV ready" >&2
-  exit 0
-fi
+# A tool in a venv of its own, from its hashed lock.
+tool_venv() {
+  local venv="$1" lock="$2"
+  [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+  new_pip "$venv"
+  pip_install "$venv" --require-hashes -r "$lock"
+  touch "$venv/.installed"
+  echo "bootstrap: $venv ready" >&2
+}
+
+case "${1:-}" in
+  checkov) tool_venv "${CHECKOV_VENV:-.venv-checkov}" requirements-checkov.lock; exit 0 ;;
+  az) tool_venv "${AZ_VENV:-.venv-az}" requirements-az.lock; exit 0 ;;
+  "") ;;
+  *) echo "bootstrap: unknown venv '$1' (checkov, az or nothing)" >&2; exit 1 ;;
+esac
 
 VENV="${VENV:-.venv}"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"

@@ -142,12 +142,18 @@ def test_bootstrap_downloads_nothing_without_a_hash():
     unhashed = [
         line
         for line in installs
-        if not re.search(r"--require-hashes -r [\w.-]+\.lock(; })?$", line)
+        if not re.search(r"--require-hashes -r ([\w.-]+\.lock|\"\$lock\")(; })?$", line)
         and not re.search(r"--no-deps --no-build-isolation -e \.$", line)
     ]
     assert unhashed == []
     assert not [line for line in lines if re.search(r"\b(curl|wget)\b", line)]
-    locks = {PROJECT_ROOT / name for name in re.findall(r"-r ([\w.-]+\.lock)", "\n".join(lines))}
+    text = "\n".join(lines)
+    # A tool's venv (tool_venv VENV LOCK) installs from the lock it is called with.
+    named = re.findall(r"-r ([\w.-]+\.lock)", text) + re.findall(
+        r"tool_venv \S+ ([\w.-]+\.lock)", text
+    )
+    locks = {PROJECT_ROOT / name for name in named}
+    assert PROJECT_ROOT / "requirements-az.lock" in locks
     assert PROJECT_ROOT / "requirements-bootstrap.lock" in locks
     for lock in locks:
         assert [req for req in _requirements(lock) if "--hash=sha256:" not in req] == [], lock

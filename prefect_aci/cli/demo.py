@@ -1,4 +1,4 @@
-"""`prefect-aci demo up|down|status|bench` (make demo, make demo-down, make demo-status)."""
+"""`prefect-aci demo up|down|status|env|az|bench` (make demo, make demo-down, make demo-status)."""
 
 import json
 import shlex
@@ -86,6 +86,12 @@ def up(
             highlight=False,
         )
     console.print(
+        'Look at its local Azure with the Azure CLI: `eval "$(prefect-aci demo az)"` (after '
+        "`make az`), then e.g. `az container list --resource-group "
+        f"{stack.resource_group(state_dir)} --output table`.",
+        highlight=False,
+    )
+    console.print(
         "The stack keeps running: `prefect-aci demo status` (make demo-status) shows it, "
         "`make demo-down` removes it.",
         highlight=False,
@@ -129,6 +135,18 @@ def env(state_dir: StateDir = DEMO_DIR) -> None:
     print("unset AZURE_CLIENT_ID AZURE_CLIENT_SECRET AZURE_TENANT_ID AZURE_USERNAME AZURE_PASSWORD")
     for name, value in settings.items():
         print(f"export {name}={value}")
+
+
+@app.command()
+def az(state_dir: StateDir = DEMO_DIR) -> None:
+    """Print the shell lines that set the Azure CLI up for the running stack's local Azure, for
+    `eval "$(prefect-aci demo az)"`: its own config folder in the state folder (never
+    ~/.azure), the stack's CA bundle, the proxy to Azure's names (a vault's), the cloud
+    registered from local Resource Manager's metadata endpoint, and `az login --identity` as
+    the deployer (its secret read from its file, never printed). `make az` installs the CLI
+    in .venv-az."""
+    for line in stack.az_setup(connect(start=False), state_dir):
+        print(line)
 
 
 @app.command()

@@ -21,6 +21,7 @@ LOCKS = {
     "requirements-dev.lock": "pyproject.toml",
     "requirements-checkov.lock": "requirements-checkov.in",
     "requirements-bootstrap.lock": "requirements-bootstrap.in",
+    "requirements-az.lock": "requirements-az.in",
 }
 
 app = command_group("For people working on prefect-aci itself: the test suite, linters, locks.")

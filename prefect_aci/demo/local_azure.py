@@ -41,6 +41,8 @@ DEPLOYER = "prefect-aci-deployer"
 DEMO_SECRET_FILE = "demo-secret"  # noqa: S105 (a file name)
 # Every vault a template deploys answers at <name>.vault.azure.net.
 VAULT_HOSTS = "*.vault.azure.net"
+# Microsoft Graph, as far as `az role assignment list` asks it (prefect_aci.local_aci.app).
+GRAPH_HOST = "graph.microsoft.com"
 # The stand-in's TLS certificate lives as long as a demo stack may run.
 CERTIFICATE_DAYS = 30
 
@@ -133,7 +135,7 @@ def make_local_side(
     tls = make_tls(
         folder / "tls",
         addresses=("127.0.0.1", *addresses),
-        names=(MANAGEMENT_HOST, VAULT_HOSTS),
+        names=(MANAGEMENT_HOST, VAULT_HOSTS, GRAPH_HOST),
         days=CERTIFICATE_DAYS,
     )
     config = LocalAzure(

@@ -51,6 +51,7 @@ from prefect_aci.demo.local_azure import (
 from prefect_aci.demo.processes import alive, port_is_free, spawn, stop, wait_http
 from prefect_aci.demo.state import (
     AUTH_STRING_FILE,
+    AZURE_PROXY,
     Stack,
     Start,
     network_name,
@@ -422,6 +423,7 @@ class LocalAci(Part):
 
     def plan(self, stack: Stack, start: Start) -> None:
         stack.state.ports[self.name] = free_port()
+        stack.state.ports[AZURE_PROXY] = free_port()
 
     def start(self, stack: Stack, start: Start) -> None:
         state = stack.state
@@ -456,7 +458,11 @@ class LocalAci(Part):
                 group_add=_socket_group(),
                 # Azure's endpoints listen on 443 and 80, below 1024.
                 sysctls={"net.ipv4.ip_unprivileged_port_start": "0"},
-                ports={"443/tcp": ("127.0.0.1", state.ports[self.name])},
+                ports={
+                    "443/tcp": ("127.0.0.1", state.ports[self.name]),
+                    # Azure's names for clients on this machine (the Azure CLI's Key Vault).
+                    f"{server.PROXY_PORT}/tcp": ("127.0.0.1", state.ports[AZURE_PROXY]),
+                },
                 network=state.network,
                 networking_config=_endpoint(
                     stack.client, state.network, ipv4_address=state.stand_in_address
@@ -497,7 +503,13 @@ class LocalAci(Part):
         if self.name not in stack.state.ports:
             return []
         where = f"{stack.state.local_aci} (Resource Manager, Container Instances, Key Vault, IMDS)"
-        return [("local ACI", where, running.get(stand_in_container(stack.root), False))]
+        up = running.get(stand_in_container(stack.root), False)
+        reports = [("local ACI", where, up)]
+        if stack.state.azure_proxy:
+            reports.append(
+                ("Azure names proxy", f"{stack.state.azure_proxy} (prefect-aci demo az)", up)
+            )
+        return reports
 
 
 def local_azure_settings(stack: Stack, side: LocalSide) -> dict[str, str]:

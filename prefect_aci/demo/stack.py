@@ -15,6 +15,7 @@ from rich.console import Console
 from image_builder.probe import require_image
 from prefect_aci.core.console import Step
 from prefect_aci.core.errors import UserError
+from prefect_aci.core.paths import PROJECT_ROOT
 from prefect_aci.core.records import ImageRecord
 from prefect_aci.demo.flow_run import DemoRun
 from prefect_aci.demo.local_azure import load_side
@@ -101,6 +102,59 @@ def deploy_all_settings(client: docker.DockerClient, root: Path) -> tuple[dict[s
         else:
             settings[name] = shlex.quote(value)
     return settings, shlex.join(deploy_all_command(stack)[3:])
+
+
+# The name under which `prefect-aci demo az` registers the stack's local Azure with the Azure CLI.
+AZ_CLOUD = "prefect-aci-local"
+
+
+def az_setup(client: docker.DockerClient, root: Path) -> list[str]:
+    """The shell lines that set the Azure CLI up for the local Azure of the stack in ``root``:
+    a config folder of its own in the state folder (never ~/.azure), the stack's CA bundle, the
+    proxy that takes it to Azure's names (a vault's), the cloud registered from Resource
+    Manager's metadata endpoint, and the deployer signed in (`az login --identity`, the App
+    Service managed identity protocol, its secret read from its 0600 file, never printed)."""
+    stack = Stack.load(client, root, Console(quiet=True))
+    if not stack.state.ports or not (stack.local_azure / "stand-in").is_dir():
+        raise UserError(f"no demo stack was started from {root}; `make demo` starts one")
+    if stack.state.azure_proxy is None:
+        raise UserError(
+            f"the demo stack in {root} was started by an older prefect-aci, without the proxy "
+            "to Azure's names; `make demo` starts it afresh"
+        )
+    side = load_side(stack.local_azure)
+    endpoint = stack.state.local_aci
+    secret = (stack.root / SECRET_SETTINGS["IDENTITY_HEADER"]).resolve()
+    venv = PROJECT_ROOT / ".venv-az" / "bin"
+    q = shlex.quote
+    lines = [
+        f"# The Azure CLI on the local Azure of the demo stack in {root}, in this shell only.",
+        "unset AZURE_CLIENT_ID AZURE_CLIENT_SECRET AZURE_TENANT_ID IDENTITY_SERVER_THUMBPRINT "
+        "IMDS_ENDPOINT MSI_ENDPOINT MSI_SECRET",
+    ]
+    if venv.is_dir():
+        lines.append(f'export PATH={q(str(venv))}:"$PATH"')
+    lines += [
+        f"export AZURE_CONFIG_DIR={q(str((stack.root / 'az').resolve()))}",
+        "export AZURE_CORE_COLLECT_TELEMETRY=false",
+        f"export REQUESTS_CA_BUNDLE={q(str(side.tls.bundle.resolve()))}",
+        f"export HTTPS_PROXY={q(stack.state.azure_proxy)} NO_PROXY=127.0.0.1,localhost",
+        f"export IDENTITY_ENDPOINT={q(endpoint + '/_local/msi/token')}",
+        f'export IDENTITY_HEADER="$(cat {q(str(secret))})"',
+        f"az cloud register --name {AZ_CLOUD} --endpoint-resource-manager {q(endpoint + '/')} "
+        f"--output none 2>/dev/null || az cloud update --name {AZ_CLOUD} "
+        f"--endpoint-resource-manager {q(endpoint + '/')} --output none",
+        f"az cloud set --name {AZ_CLOUD} --output none",
+        "az login --identity --output none",
+        f"# then, e.g.: az container list --resource-group {q(side.config.resource_group)} "
+        "--output table",
+    ]
+    return lines
+
+
+def resource_group(root: Path) -> str:
+    """The resource group of the local Azure of the stack in ``root``."""
+    return load_side(root / "local-azure").config.resource_group
 
 
 def auth_string_file(root: Path) -> Path:

@@ -19,6 +19,9 @@ from prefect_aci.core.console import Step
 from prefect_aci.core.records import ImageRecord
 from prefect_aci.local_aci.config import LABEL
 
+# The key in State.ports of the proxy that takes clients on this machine to Azure's names at the
+# stand-in (prefect_aci.local_aci.proxy).
+AZURE_PROXY = "azure-proxy"
 # In the state folder: the Prefect server's basic-auth string, `user:password` (Prefect's shape).
 AUTH_STRING_FILE = "prefect-auth-string"
 
@@ -90,6 +93,12 @@ class State:
     @property
     def local_aci(self) -> str:
         return f"https://127.0.0.1:{self.ports['local-aci']}"
+
+    @property
+    def azure_proxy(self) -> str | None:
+        """The proxy to Azure's names (HTTPS_PROXY for a client on this machine), if started."""
+        port = self.ports.get(AZURE_PROXY)
+        return f"http://127.0.0.1:{port}" if port else None
 
     def flow_run_page(self) -> str | None:
         return f"{self.ui}/runs/flow-run/{self.flow_run_id}" if self.flow_run_id else None

@@ -30,10 +30,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from prefect_aci.local_aci import subscriptions
 from prefect_aci.local_aci.authorization import (
     RequestAction,
+    assignment_scope,
     authorization_failed,
+    builtin_roles,
     checked,
+    covers,
+    definition_id,
     group_write_refusal,
     request_action,
     vault_action,
@@ -58,8 +63,13 @@ from prefect_aci.local_aci.resources import (
 from prefect_aci.local_aci.schema import CONTAINER_GROUPS
 from prefect_aci.local_aci.tokens import TokenIssuer
 
+# The lists the Authorization provider answers itself, at any scope.
+AUTHORIZATION_LISTS = (ROLE_DEFINITIONS.lower(), ROLE_ASSIGNMENTS.lower())
 MANAGEMENT = "https://management.azure.com"
+MANAGEMENT_AUDIENCES = [MANAGEMENT, *subscriptions.AUDIENCES]
 VAULT_AUDIENCE = "https://vault.azure.net"
+GRAPH = "https://graph.microsoft.com"
+GRAPH_HOST = "graph.microsoft.com"
 SUBSCRIPTION = r"/subscriptions/(?P<sub>[^/]+)/resourcegroups/(?P<rg>[^/]+)/providers"
 ROUTES = [
     ("deployment", rf"^{SUBSCRIPTION}/microsoft\.resources/deployments/(?P<name>[^/]+)$"),
@@ -103,11 +113,40 @@ ROUTES = [
         r"^/subscriptions/(?P<sub>[^/]+)/providers/microsoft\.authorization/roledefinitions"
         r"(?:/[^/]+)?/?$",
     ),
+    # A type listed across the subscription (az container list without a group): authorised at
+    # the subscription, as Azure does, so a caller with roles on the resource group only gets
+    # 403 AuthorizationFailed there.
+    (
+        "subscription_list",
+        r"^/subscriptions/(?P<sub>[^/]+)/providers/(?P<namespace>[^/]+)/(?P<type>[^/]+)/?$",
+    ),
     ("resource", rf"^{SUBSCRIPTION}/[^/]+/.+$"),
     ("resource_group", r"^/subscriptions/(?P<sub>[^/]+)/resourcegroups/(?P<rg>[^/]+)/?$"),
     # A resource group DELETE's operation (its Location, at the subscription).
     ("resource_group_operation", r"^/subscriptions/(?P<sub>[^/]+)/operationresults/(?P<op>[^/]+)$"),
 ]
+
+# What Resource Manager answers above a resource group (prefect_aci.local_aci.subscriptions).
+ABOVE_GROUPS = [
+    ("metadata", r"^/+metadata/endpoints/?$"),
+    ("tenants", r"^/tenants/?$"),
+    ("subscriptions", r"^/subscriptions/?$"),
+    ("subscription", r"^/subscriptions/(?P<sub>[^/]+)/?$"),
+    ("providers", r"^/subscriptions/(?P<sub>[^/]+)/providers/?$"),
+    ("provider", r"^/subscriptions/(?P<sub>[^/]+)/providers/(?P<namespace>[^/]+)/?$"),
+    ("resource_groups", r"^/subscriptions/(?P<sub>[^/]+)/resourcegroups/?$"),
+    ("resources", r"^/subscriptions/(?P<sub>[^/]+)(?:/resourcegroups/(?P<rg>[^/]+))?/resources/?$"),
+]
+
+
+def not_served(method: str, path: str) -> JSONResponse:
+    """ARM's error shape for a request local Azure does not serve, saying so."""
+    return _error(
+        404,
+        "InvalidResourceType",
+        f"{method} {path} is not served by local Azure (prefect-aci's stand-in for the Azure "
+        "endpoints on its path; docs/local-aci.md lists what it serves).",
+    )
 
 
 def _origin(request: Request) -> str:
@@ -257,25 +296,23 @@ class LocalAci:
     # -- authentication ---------------------------------------------------------------------------
 
     def _caller(self, request: Request, audience: str) -> dict | None:
+        """The claims of the caller's bearer token for ``audience``; Resource Manager takes a
+        token for either of its audiences (subscriptions.AUDIENCES), as Azure's does."""
         header = request.headers.get("authorization", "")
         if not header.lower().startswith("bearer "):
             return None
-        return self.issuer.verify(header[7:], audience)
+        audiences = MANAGEMENT_AUDIENCES if audience == MANAGEMENT else [audience]
+        for each in audiences:
+            claims = self.issuer.verify(header[7:], each)
+            if claims is not None:
+                return claims
+        return None
 
     def _arm_caller(self, request: Request, needed: RequestAction) -> JSONResponse | None:
         """The caller's token, then Azure RBAC: the request's action on its resource's scope."""
         claims = self._caller(request, MANAGEMENT)
         if claims is None:
-            challenge = (
-                f'Bearer authorization_uri="https://login.windows.net/{self.config.tenant_id}", '
-                'error="invalid_token", error_description="The access token is missing or invalid."'
-            )
-            return _error(
-                401,
-                "InvalidAuthenticationToken",
-                "The access token is invalid or missing.",
-                {"WWW-Authenticate": challenge},
-            )
+            return self._invalid_token()
         if checked(needed.action) and not self.directory.authorization().allowed(
             claims["oid"], needed.action, needed.scope
         ):
@@ -286,6 +323,18 @@ class LocalAci:
                 403,
             )
         return None
+
+    def _invalid_token(self) -> JSONResponse:
+        challenge = (
+            f'Bearer authorization_uri="https://login.windows.net/{self.config.tenant_id}", '
+            'error="invalid_token", error_description="The access token is missing or invalid."'
+        )
+        return _error(
+            401,
+            "InvalidAuthenticationToken",
+            "The access token is invalid or missing.",
+            {"WWW-Authenticate": challenge},
+        )
 
     def _group_write_refused(
         self, request: Request, needed: RequestAction, payload
@@ -345,9 +394,14 @@ class LocalAci:
     # -- Resource Manager and Container Instances ---------------------------------------------
 
     def management(self, request: Request, path: str, body: bytes) -> Response:
+        above = next(
+            ((r, m) for r, p in ABOVE_GROUPS if (m := re.match(p, path, re.IGNORECASE))), None
+        )
+        if above is not None:
+            return self._above_groups(request, *above)
         found = next(((r, m) for r, p in ROUTES if (m := re.match(p, path, re.IGNORECASE))), None)
         if found is None:
-            return _error(404, "InvalidResourceType", f"No route for '{path}' in the local ACI.")
+            return not_served(request.method, path)
         route, match = found
         params = match.groupdict()
         if params["sub"].lower() != self.config.subscription_id.lower():
@@ -391,6 +445,109 @@ class LocalAci:
             return handler(request, params, payload)
         except ArmError as exc:
             return JSONResponse(exc.body(), exc.status)
+
+    def _above_groups(self, request: Request, route: str, match: re.Match) -> Response:
+        """The cloud's metadata (no sign-in, as Azure's), then, for a signed-in caller, the
+        tenant, the subscription when the caller holds a role in it (Azure lists only those),
+        its providers and its resource group."""
+        if request.method != "GET":
+            return not_served(request.method, request.url.path)
+        if not request.query_params.get("api-version"):
+            return _error(
+                400,
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            )
+        if route == "metadata":
+            return JSONResponse(subscriptions.cloud_metadata(_origin(request)))
+        claims = self._caller(request, MANAGEMENT)
+        if claims is None:
+            return self._invalid_token()
+        visible = self._sees_subscription(claims["oid"])
+        if route == "tenants":
+            return JSONResponse({"value": [subscriptions.tenant(self.config)]})
+        if route == "subscriptions":
+            found = [subscriptions.subscription(self.config)] if visible else []
+            return JSONResponse({"count": {"type": "Total", "value": len(found)}, "value": found})
+        sub = match.group("sub")
+        if sub.lower() != self.config.subscription_id.lower() or not visible:
+            return _error(
+                404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found."
+            )
+        if route == "subscription":
+            return JSONResponse(subscriptions.subscription(self.config))
+        if route == "providers":
+            return JSONResponse({"value": subscriptions.providers(self.config, self.arm.schemas)})
+        if route == "provider":
+            namespace = match.group("namespace")
+            found = subscriptions.provider(self.config, self.arm.schemas, namespace)
+            if found is None:
+                return _error(
+                    404,
+                    "InvalidResourceNamespace",
+                    f"The resource namespace '{namespace}' is invalid.",
+                )
+            return JSONResponse(found)
+        if route == "resources":
+            return self._resources(request, match.group("rg"), claims["oid"])
+        # ResourceGroups_List: the group, if the caller may read it (Azure filters this list).
+        readable = self.directory.authorization().allowed(
+            claims["oid"],
+            "Microsoft.Resources/subscriptions/resourceGroups/read",
+            self.config.resource_group_id,
+        )
+        exists = self._group_state() is not None and self.group
+        return JSONResponse({"value": [self.group] if exists and readable else []})
+
+    def _resources(self, request: Request, group: str | None, principal: str) -> Response:
+        """Resources_List and Resources_ListByResourceGroup (az resource list, and az acr's
+        lookup of a registry by name): every resource in the subscription or the group, in the
+        generic shape, only those the caller may read (Azure filters this list by the caller's
+        rights), `$filter=resourceType eq '...'` and/or `resourceGroup eq '...'`."""
+        wanted = request.query_params.get("$filter", "").strip()
+        clauses = {}
+        for clause in re.split(r"\s+and\s+", wanted) if wanted else []:
+            found = re.fullmatch(r"(resourceType|resourceGroup) eq '([^']+)'", clause.strip())
+            if found is None:
+                return not_served(request.method, f"{request.url.path}?$filter={wanted}")
+            clauses[found.group(1)] = found.group(2).lower()
+        group = group or clauses.get("resourceGroup")
+        if group is not None and (
+            group.lower() != self.config.resource_group.lower() or self._group_state() is None
+        ):
+            return _error(
+                404, "ResourceGroupNotFound", f"Resource group '{group}' could not be found."
+            )
+        bodies = [r.body for r in self.arm.store.under(self.config.resource_group_id)]
+        bodies += [self._group_body(g) for g in self.groups.all_in(self.config.resource_group)]
+        authorization = self.directory.authorization()
+        entries = []
+        for body in bodies:
+            if (
+                str(body["type"]).count("/") != 1
+                or str(body["id"]).count("/providers/") != 1
+                or body["type"].lower().startswith("microsoft.authorization/")
+            ):
+                continue  # a child, an extension or an authorization resource: not listed
+            if clauses.get("resourceType", body["type"].lower()) != body["type"].lower():
+                continue
+            if not authorization.allowed(principal, f"{body['type']}/read", body["id"]):
+                continue
+            generic = {k: body[k] for k in ("id", "name", "type", "location") if k in body}
+            for key in ("kind", "sku", "identity", "tags", "managedBy"):
+                if body.get(key) is not None:
+                    generic[key] = body[key]
+            entries.append((body["id"].lower(), generic))
+        return JSONResponse(self._pager(request).page(entries))
+
+    def _sees_subscription(self, principal_id: str) -> bool:
+        """Whether a caller sees the subscription: Azure lists the subscriptions where the caller
+        holds a role, at the subscription or anything in it."""
+        inside = f"/subscriptions/{self.config.subscription_id}"
+        authorization = self.directory.authorization()
+        return any(
+            covers(inside, assignment_scope(a)) for a in authorization.assignments_of(principal_id)
+        )
 
     def _operation_url(self, request: Request, deployment: Deployment) -> str:
         query = urlencode({"api-version": request.query_params["api-version"]})
@@ -584,6 +741,12 @@ class LocalAci:
             )
         return Response(status_code=200)
 
+    def _subscription_list(self, request: Request, params: dict, payload) -> Response:
+        """The resources of one type in the subscription (the one resource group's)."""
+        if f"{params['namespace']}/{params['type']}".lower() == CONTAINER_GROUPS.lower():
+            return self._groups(request, params, payload)
+        return self._resource(request, params, payload)
+
     def _role_deletion_scopes(self, needed: RequestAction) -> list[RequestAction]:
         """A custom role's deletion is authorised on each of its assignable scopes (Microsoft
         Learn, "Azure custom roles": roleDefinitions/delete on all AssignableScopes), not where
@@ -615,6 +778,8 @@ class LocalAci:
                 f"{request.method} of this resource type is not supported by the local ACI "
                 "(deploy it with a template).",
             )
+        if split and split[2] is None and split[1].lower() in AUTHORIZATION_LISTS:
+            return self._authorization_list(request, split[0], split[1])
         known = split is not None and (
             self.arm.schemas.versions_of(split[1]) or self.arm.store.by_type(split[1])
         )
@@ -624,11 +789,65 @@ class LocalAci:
             else None
         )
         if found is None:
-            return _error(
-                404, "InvalidResourceType", f"No route for '{request.url.path}' in the local ACI."
-            )
+            return not_served(request.method, request.url.path)
         status, body = found
         return JSONResponse(body, status)
+
+    def _authorization_list(self, request: Request, scope: str, resource_type: str) -> Response:
+        """The role definitions or role assignments listed at ``scope``, as the Authorization
+        provider lists them (RoleDefinitions_List: the built-in roles and the custom ones
+        assignable at, above or below it (below: not confirmed against Azure), `$filter=roleName
+        eq '...'`; RoleAssignments_ListForScope: those at,
+        above and below the scope, `$filter=atScope()` at and above only,
+        `principalId eq '...'` or `assignedTo('...')` one principal's), the stack's own (the
+        deployer's Owner) included."""
+        wanted = request.query_params.get("$filter", "").strip()
+        subscription = f"/subscriptions/{self.config.subscription_id}"
+        if resource_type.lower() == ROLE_DEFINITIONS.lower():
+            name = re.fullmatch(r"roleName eq '(?P<name>[^']*)'", wanted)
+            if wanted and name is None:
+                return not_served(request.method, f"{request.url.path}?$filter={wanted}")
+            roles = [
+                {
+                    **{k: v for k, v in role.items() if k != "source"},
+                    "id": definition_id(self.config.subscription_id, role["name"]),
+                }
+                for role in builtin_roles()
+            ]
+            roles += [*self.config.role_definitions]
+            roles += [r.body for r in self.arm.store.by_type(ROLE_DEFINITIONS)]
+            listed = [
+                role
+                for role in roles
+                if any(
+                    covers(str(at), scope) or covers(scope, str(at))
+                    for at in (role.get("properties") or {}).get("assignableScopes") or []
+                )
+                and (name is None or role["properties"].get("roleName") == name["name"])
+            ]
+        else:
+            principal = re.fullmatch(
+                r"(?:principalId eq '(?P<a>[^']*)'|assignedTo\('(?P<b>[^']*)'\))", wanted
+            )
+            if wanted and wanted != "atScope()" and principal is None:
+                return not_served(request.method, f"{request.url.path}?$filter={wanted}")
+            who = (principal["a"] or principal["b"]).lower() if principal else None
+            assignments = [
+                *self.config.role_assignments,
+                *(r.body for r in self.arm.store.by_type(ROLE_ASSIGNMENTS)),
+            ]
+            listed = [
+                a
+                for a in assignments
+                if covers(assignment_scope(a), scope)
+                or (wanted != "atScope()" and covers(scope, assignment_scope(a)))
+            ]
+            if who is not None:
+                listed = [a for a in listed if a["properties"]["principalId"].lower() == who]
+        if not scope.lower().startswith(subscription.lower()):
+            listed = []
+        entries = [(str(r["id"]).lower(), json.loads(json.dumps(r))) for r in listed]
+        return JSONResponse(self._pager(request).page(entries))
 
     def _assign_role(self, request: Request, name: str | None, payload) -> Response:
         """PUT <scope>/providers/Microsoft.Authorization/roleAssignments/<name>, as `az role
@@ -847,6 +1066,8 @@ class LocalAci:
                 str(claims.get("appid")), claims["oid"], action, vault.body["name"]
             )
             return JSONResponse(body, 403)
+        if request.method == "GET" and re.match(r"^/secrets/?$", path):
+            return JSONResponse(self._secret_list(request, vault))
         match = re.match(r"^/secrets/(?P<name>[0-9a-zA-Z-]+)(?:/(?P<version>[0-9a-f]*))?/?$", path)
         if request.method != "GET" or match is None:
             return _error(
@@ -875,6 +1096,86 @@ class LocalAci:
                     "recoveryLevel": "Recoverable",
                 },
                 "tags": secret.body.get("tags") or {},
+            }
+        )
+
+    def _secret_list(self, request: Request, vault) -> dict:
+        """Key Vault's GetSecrets (7.x): each secret's id and attributes, never a value; one page
+        (`maxresults` at most 25, as Key Vault caps it, with its nextLink)."""
+        host = f"https://{vault.body['name']}.vault.azure.net"
+        entries = []
+        for secret in self.directory.secrets(vault):
+            properties = secret.properties
+            attributes = properties.get("attributes") or {}
+            entries.append(
+                (
+                    secret.body["name"].lower(),
+                    {
+                        "id": f"{host}/secrets/{secret.body['name']}",
+                        "attributes": {
+                            "enabled": attributes.get("enabled", True),
+                            "created": attributes.get("created"),
+                            "updated": attributes.get("updated"),
+                            "recoveryLevel": "Recoverable",
+                        },
+                        "tags": secret.body.get("tags") or {},
+                    },
+                )
+            )
+        wanted = request.query_params.get("maxresults", "25")
+        size = min(int(wanted), 25) if wanted.isdigit() and int(wanted) > 0 else 25
+        page = Pager(f"{host}/secrets", dict(request.query_params), size).page(entries)
+        return {"value": page["value"], "nextLink": page.get("nextLink")}
+
+    # -- Microsoft Graph ----------------------------------------------------------------------
+
+    def graph(self, request: Request, path: str, payload) -> Response:
+        """Microsoft Graph's directoryObjects/getByIds, which `az role assignment list` asks to
+        name the principals of the assignments: local Azure's identities as the service
+        principals Microsoft Entra makes for managed identities. Nothing else of Graph is
+        served."""
+        claims = self._caller(request, GRAPH)
+        if claims is None:
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": "InvalidAuthenticationToken",
+                        "message": "Access token is empty or invalid.",
+                    }
+                },
+                401,
+            )
+        if request.method != "POST" or not re.match(
+            r"^/v1\.0/directoryObjects/getByIds/?$", path, re.IGNORECASE
+        ):
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": "Request_ResourceNotFound",
+                        "message": f"{request.method} {path} of Microsoft Graph is not served by "
+                        "local Azure (only directoryObjects/getByIds).",
+                    }
+                },
+                404,
+            )
+        ids = {str(i).lower() for i in ((payload or {}).get("ids") or [])}
+        found = [
+            {
+                "@odata.type": "#microsoft.graph.servicePrincipal",
+                "id": i.principal_id,
+                "appId": i.client_id,
+                "displayName": i.name,
+                "servicePrincipalType": "ManagedIdentity",
+                "servicePrincipalNames": [i.client_id, i.resource_id],
+                "alternativeNames": ["isExplicit=True", i.resource_id],
+            }
+            for i in self.directory.identities()
+            if i.principal_id.lower() in ids
+        ]
+        return JSONResponse(
+            {
+                "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#directoryObjects",
+                "value": found,
             }
         )
 
@@ -1095,6 +1396,12 @@ def https_app(aci: LocalAci) -> FastAPI:
             return await registries.handle(request, host, f"/{path}", body)
         if host.endswith(".vault.azure.net"):
             return await _threaded(aci.vault, request, host, f"/{path}")
+        if host == GRAPH_HOST:
+            try:
+                payload = json.loads(body) if body else None
+            except ValueError:
+                payload = None
+            return await _threaded(aci.graph, request, f"/{path}", payload)
         return await _threaded(aci.management, request, f"/{path}", body)
 
     return app

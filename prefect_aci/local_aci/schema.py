@@ -68,6 +68,8 @@ class ResourceSchemas:
         self.registry: Registry = Registry()
         # (type lower-case, apiVersion) -> (document uri, document, resourceDefinitions key)
         self.definitions: dict[tuple[str, str], tuple[str, dict, str]] = {}
+        # type lower-case -> as the provider spells it (Microsoft.ContainerInstance/containerGroups)
+        self.spelling: dict[str, str] = {}
         for path in sorted(folder.glob("*/*.json")):
             document = json.loads(path.read_text())
             uri = document.get("id", "").rstrip("#")
@@ -84,6 +86,7 @@ class ResourceSchemas:
             for key, definition in (document.get("resourceDefinitions") or {}).items():
                 properties = definition.get("properties", {})
                 for kind in properties.get("type", {}).get("enum", []):
+                    self.spelling[kind.lower()] = kind
                     for version in properties.get("apiVersion", {}).get("enum", []):
                         self.definitions[(kind.lower(), version)] = (uri, document, key)
 

@@ -2,7 +2,8 @@
 container of the stack (see prefect_aci.demo.stack). FOLDER holds config.json, the TLS
 certificate and key, the token signing key and the deployer's secret; SCHEMAS is arm/schemas.
 HTTPS on 443 (Resource Manager, Container Instances, Key Vault, the stack's door), HTTP on 80
-(IMDS, asked by the IMDS router for the callers at 169.254.169.254)."""
+(IMDS, asked by the IMDS router for the callers at 169.254.169.254), and on PROXY_PORT the proxy
+that takes clients on the host to 443 at Azure's names (prefect_aci.local_aci.proxy)."""
 
 import asyncio
 import logging
@@ -14,6 +15,7 @@ import uvicorn
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from prefect_aci.local_aci import proxy
 from prefect_aci.local_aci.app import LocalAci, https_app, imds_app
 from prefect_aci.local_aci.config import read_config
 from prefect_aci.local_aci.groups import Groups
@@ -30,6 +32,8 @@ SIGNING_KEY = "signing-key.pem"
 DEPLOYER_SECRET = "deployer-secret"  # noqa: S105 (a file name)
 # The secret with which the IMDS router vouches for a caller (prefect_aci.local_aci.imds_router).
 ROUTER_SECRET = "imds-router-secret"  # noqa: S105 (a file name)
+# Where the proxy to Azure's names listens in the container (the stack publishes it on 127.0.0.1).
+PROXY_PORT = 3128
 
 
 def build(folder: Path, schemas: Path) -> LocalAci:
@@ -90,7 +94,10 @@ async def serve(folder: Path, schemas: Path) -> None:
             log_level="warning",
         )
     )
-    await asyncio.gather(https.serve(), imds.serve())
+    # Inside the container, on the stack's networks; the stack publishes it on 127.0.0.1 only.
+    tunnels = await proxy.serve("0.0.0.0", PROXY_PORT, ("127.0.0.1", 443))  # noqa: S104
+    async with tunnels:
+        await asyncio.gather(https.serve(), imds.serve(), tunnels.serve_forever())
 
 
 if __name__ == "__main__":

@@ -83,6 +83,8 @@ class FakeGroups:
         self.groups: dict[str, Group] = {}
         self.created: list[dict] = []
         self.operations: dict[str, DeleteOperation] = {}
+        # What each container printed, by "<group>/<container>" (Groups.logs reads Docker's).
+        self.printed: dict[str, str] = {}
 
     def create(self, resource_group: str, resource: dict) -> Group:
         group = Group(resource_group, resource["name"], copy.deepcopy(resource), "Succeeded")
@@ -103,6 +105,13 @@ class FakeGroups:
 
     def instance_view(self, group: Group) -> list[tuple[str, dict]]:
         return []  # nothing runs
+
+    def logs(self, group: Group, container: str, tail: int | None) -> str | None:
+        names = [c["name"] for c in group.spec.get("properties", {}).get("containers", [])]
+        if container not in names:
+            return None
+        lines = self.printed.get(f"{group.name}/{container}", "").splitlines(keepends=True)
+        return "".join(lines[-tail:] if tail else lines)
 
     def begin_delete(self, group: Group, seconds: float) -> DeleteOperation:
         """Deleted at once: the operation has ended when the client first polls it."""

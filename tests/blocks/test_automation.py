@@ -9,6 +9,7 @@ execute` killed mid-run."""
 import asyncio
 import contextlib
 import contextvars
+import json
 import os
 import signal
 import subprocess
@@ -33,7 +34,10 @@ from blocks.automation import ENDS_THE_WATCH, HEARTBEAT_EVENT, automation_name, 
 from blocks.inputs import RegistrationSettings, default_window_seconds
 from blocks.register import Report, save_heartbeat_automation
 from prefect_aci.core.errors import UserError
+from prefect_aci.core.records import ImageRecord, Publication
 from prefect_aci.core.settings import load
+from tests.blocks.test_register import ACR, outcomes, outputs
+from tests.blocks.test_register import register as register_command
 
 # The documented automation's expected events ("Detect zombie flows").
 DOCUMENTED_EXPECT = {
@@ -373,3 +377,57 @@ def test_a_killed_flow_run_execute_is_crashed_by_the_automation(api, tmp_path, s
         time.sleep(1)
     assert state.type == StateType.CRASHED
     assert f"No heartbeat for {window} s" in state.message
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hand_made_records(tmp_path):
+    """The two records register reads, written by hand (no image is built: register reads only
+    the published reference)."""
+    image = ImageRecord(
+        image_id="sha256:" + "5" * 64,
+        repository="prefect-aci",
+        local_tags=["prefect-aci:test"],
+        base_image="python:3.12-slim-bookworm",
+        versions={"python": "3.12", "prefect": "3.9.1", "prefect_azure": "0.4.13"},
+        published=Publication(
+            registry=ACR, repository="prefect-aci", tags=["t"], digest="sha256:" + "3" * 64
+        ),
+    )
+    (tmp_path / "image.json").write_text(image.model_dump_json())
+    (tmp_path / "azure.json").write_text(json.dumps(outputs()))
+    return tmp_path / "image.json", tmp_path / "azure.json"
+
+
+def test_prefect_aci_register_twice_leaves_one_automation_following_the_settings(
+    prefect_process_server, hand_made_records
+):
+    api = prefect_process_server
+    pool = f"aci-{uuid.uuid4().hex[:8]}"
+    name = automation_name(pool)
+    dry = register_command(api, hand_made_records, pool, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert outcomes(dry)[f"automation {name!r}"] == "would-create"
+    first = register_command(api, hand_made_records, pool)
+    assert first.returncode == 0, first.stderr
+    assert outcomes(first)[f"automation {name!r}"] == "created"
+    again = register_command(api, hand_made_records, pool)
+    assert again.returncode == 0, again.stderr
+    assert set(outcomes(again).values()) == {"unchanged"}, again.stdout
+    assert len(outcomes(again)) == 5
+    faster = register_command(
+        api, hand_made_records, pool, env={"PREFECT_ACI_HEARTBEAT_SECONDS": "45"}
+    )
+    assert faster.returncode == 0, faster.stderr
+    assert outcomes(faster)[f"automation {name!r}"] == "updated"
+    assert outcomes(faster)[f"work pool '{pool}' (azure-container-instance)"] == "updated"
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        pool_read = client.read_work_pool(pool)
+        [automation] = client.read_automations_by_name(name)
+    env = pool_read.base_job_template["variables"]["properties"]["env"]["default"]
+    assert env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "45"
+    assert automation.trigger.within == timedelta(seconds=3 * 45 + 60)
+    related = automation.trigger.match_related.get("prefect.resource.id")
+    assert related == [f"prefect.work-pool.{pool_read.id}"]

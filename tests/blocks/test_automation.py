@@ -36,7 +36,7 @@ from blocks.register import Report, save_heartbeat_automation
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.records import ImageRecord, Publication
 from prefect_aci.core.settings import load
-from tests.blocks.test_register import ACR, outcomes, outputs
+from tests.blocks.test_register import ACR, _render, outcomes, outputs
 from tests.blocks.test_register import register as register_command
 
 # The documented automation's expected events ("Detect zombie flows").
@@ -426,8 +426,13 @@ def test_prefect_aci_register_twice_leaves_one_automation_following_the_settings
     with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
         pool_read = client.read_work_pool(pool)
         [automation] = client.read_automations_by_name(name)
-    env = pool_read.base_job_template["variables"]["properties"]["env"]["default"]
+        # The container's env as prefect-azure's worker renders it, for a deployment that adds
+        # env of its own (Prefect merges it into the pool's).
+        config = _render(pool_read.base_job_template, {"env": {"TEAM": "data"}})
+    container = config.arm_template["resources"][0]["properties"]["containers"][0]["properties"]
+    env = {v["name"]: v.get("value") for v in container["environmentVariables"]}
     assert env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "45"
+    assert env["TEAM"] == "data"
     assert automation.trigger.within == timedelta(seconds=3 * 45 + 60)
     related = automation.trigger.match_related.get("prefect.resource.id")
     assert related == [f"prefect.work-pool.{pool_read.id}"]

@@ -2,10 +2,27 @@
 
 import re
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from prefect_aci.core.names import SECRET_ENV_NAME
 from prefect_aci.core.settings import ProjectSettings
+
+# Prefect's own floor for PREFECT_FLOWS_HEARTBEAT_FREQUENCY (prefect 3.9.1: settings/models/flows.py
+# FlowsSettings.heartbeat_frequency ge=30; flow_engine.py MINIMUM_HEARTBEAT_INTERVAL).
+MINIMUM_HEARTBEAT_SECONDS = 30
+# Prefect's floor for a proactive trigger's `within` (events/schemas/automations.py EventTrigger).
+MINIMUM_WINDOW_SECONDS = 10
+HEARTBEAT_SECONDS = 60
+# The default window waits for three heartbeats plus a minute for their way to the server and its
+# evaluation (every 5 s): one late heartbeat (a slow network, a busy engine) must not crash a
+# healthy run.
+MISSED_HEARTBEATS = 3
+WINDOW_SLACK_SECONDS = 60
+
+
+def default_window_seconds(heartbeat_seconds: int) -> int:
+    """How long a run may go without a heartbeat before it is marked Crashed, by default."""
+    return MISSED_HEARTBEATS * heartbeat_seconds + WINDOW_SLACK_SECONDS
 
 
 class RegistrationSettings(ProjectSettings):
@@ -21,10 +38,35 @@ class RegistrationSettings(ProjectSettings):
     work_pool_name: str | None = None
     # More environment for every flow run of the pool (JSON object): plain values, so no secrets.
     pool_env: dict[str, str] = Field(default_factory=dict)
+    # Seconds between a flow run's heartbeats: PREFECT_FLOWS_HEARTBEAT_FREQUENCY in the pool's env.
+    heartbeat_seconds: int = Field(HEARTBEAT_SECONDS, ge=MINIMUM_HEARTBEAT_SECONDS)
+    # Seconds without a heartbeat after which register's automation marks a run Crashed; unset:
+    # default_window_seconds(heartbeat_seconds).
+    heartbeat_window_seconds: int | None = Field(None, ge=MINIMUM_WINDOW_SECONDS)
+
+    @property
+    def window_seconds(self) -> int:
+        return self.heartbeat_window_seconds or default_window_seconds(self.heartbeat_seconds)
+
+    @model_validator(mode="after")
+    def _window_longer_than_a_heartbeat(self) -> "RegistrationSettings":
+        if self.window_seconds <= self.heartbeat_seconds:
+            raise ValueError(
+                f"PREFECT_ACI_HEARTBEAT_WINDOW_SECONDS ({self.window_seconds}) must be longer than "
+                f"PREFECT_ACI_HEARTBEAT_SECONDS ({self.heartbeat_seconds}), or every healthy run "
+                "is marked Crashed between two heartbeats; leave it unset for "
+                f"{MISSED_HEARTBEATS} heartbeats plus {WINDOW_SLACK_SECONDS} s"
+            )
+        return self
 
     @field_validator("pool_env")
     @classmethod
     def _no_secrets_in_plain_env(cls, env: dict[str, str]) -> dict[str, str]:
+        if "PREFECT_FLOWS_HEARTBEAT_FREQUENCY" in env:
+            raise ValueError(
+                "names PREFECT_FLOWS_HEARTBEAT_FREQUENCY: set PREFECT_ACI_HEARTBEAT_SECONDS "
+                "instead, which the pool's env and the heartbeat automation's window both follow"
+            )
         secret_like = sorted(n for n in env if re.search(SECRET_ENV_NAME, n, re.IGNORECASE))
         if secret_like:
             raise ValueError(

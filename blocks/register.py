@@ -14,6 +14,7 @@ from prefect_azure import (
     AzureContainerInstanceCredentials,
 )
 
+from blocks.automation import save_automation, zombie_automation
 from blocks.inputs import RegistrationSettings
 from blocks.work_pool import base_job_template
 from prefect_aci.core.azure import is_acr
@@ -143,8 +144,10 @@ def register(
             credentials_id or f"<id of block {ACI_CREDENTIALS_BLOCK}>",
             acr_login_server,
             settings.pool_env,
+            settings.heartbeat_seconds,
         )
         _save_pool(azure.work_pool_name, template, existing_template, report, dry_run)
+        save_heartbeat_automation(azure.work_pool_name, settings.window_seconds, report, dry_run)
         _save_variable(azure.key_vault_uri, report, dry_run)
     for line in report.lines:
         echo(line)
@@ -168,6 +171,20 @@ def _save_pool(
             )
         else:
             client.update_work_pool(name, WorkPoolUpdate(base_job_template=template))
+
+
+def save_heartbeat_automation(
+    pool_name: str, window_seconds: int, report: Report, dry_run: bool
+) -> None:
+    """Prefect's zombie-run automation for this pool's runs (blocks/automation.py); it names the
+    pool by id, which a dry run for a new pool does not know yet."""
+    with get_client(sync_client=True) as client:
+        try:
+            pool_id = str(client.read_work_pool(pool_name).id)
+        except ObjectNotFound:
+            pool_id = f"<id of work pool {pool_name}>"
+    automation = zombie_automation(pool_name, pool_id, window_seconds)
+    report.add(f"automation {automation.name!r}", save_automation(automation, dry_run))
 
 
 def _save_variable(value: str, report: Report, dry_run: bool) -> None:

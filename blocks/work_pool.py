@@ -13,6 +13,7 @@ import copy
 from prefect_azure.workers.container_instance import AzureContainerVariables, AzureContainerWorker
 from pydantic import ValidationError
 
+from blocks.inputs import HEARTBEAT_SECONDS
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.records import AzureRecord
 
@@ -28,6 +29,9 @@ MEMORY_GB = 2.0
 # managed identity (azure-identity 1.27), and IMDS in a starting container group can be slower.
 # Naming the one credential a flow run on ACI has skips the probe.
 MANAGED_IDENTITY_ONLY = "ManagedIdentityCredential"
+# Prefect's engine emits a `prefect.flow-run.heartbeat` event this often while a run is running;
+# register's automation marks a run Crashed when they stop (blocks/automation.py).
+HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
 # A block reference, resolved by the worker; the model would want the block itself.
 BLOCK_REFERENCES = ("aci_credentials",)
 # What no deployment or flow run may change: fixed in job_configuration, not variables.
@@ -47,6 +51,7 @@ def pool_defaults(
     credentials_block_id: str,
     acr_login_server: str | None,
     extra_env: dict[str, str] | None = None,
+    heartbeat_seconds: int = HEARTBEAT_SECONDS,
 ) -> dict:
     """Our defaults for the pool's variables, by prefect-azure's variable names; ``extra_env``
     (the user's PREFECT_ACI_POOL_ENV) joins the env, ours winning on a shared name."""
@@ -63,6 +68,7 @@ def pool_defaults(
             "AZURE_CLIENT_ID": azure.job_identity_client_id,
             "AZURE_TOKEN_CREDENTIALS": MANAGED_IDENTITY_ONLY,
             "KEY_VAULT_URL": azure.key_vault_uri,
+            HEARTBEAT_ENV: str(heartbeat_seconds),
         },
         "task_start_timeout_seconds": START_TIMEOUT_SECONDS,
         "cpu": CPU,
@@ -102,11 +108,12 @@ def base_job_template(
     credentials_block_id: str,
     acr_login_server: str | None,
     extra_env: dict[str, str] | None = None,
+    heartbeat_seconds: int = HEARTBEAT_SECONDS,
 ) -> dict:
     """prefect-azure's default template with our defaults on its variables, and what must not
     vary per run (FIXED) written into its job configuration instead of offered as variables."""
     defaults = pool_defaults(
-        azure, image_reference, credentials_block_id, acr_login_server, extra_env
+        azure, image_reference, credentials_block_id, acr_login_server, extra_env, heartbeat_seconds
     )
     check_defaults(defaults)
     template = copy.deepcopy(AzureContainerWorker.get_default_base_job_template())

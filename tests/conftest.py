@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -12,7 +13,7 @@ import docker
 import pytest
 from docker.errors import DockerException
 
-from image_builder.local_registry import LocalRegistry
+from image_builder.local_registry import LocalRegistry, free_port
 from image_builder.settings import detect_ca_bundle
 from prefect_aci.core.paths import PROJECT_ROOT
 from prefect_aci.core.records import ImageRecord, read_record
@@ -31,6 +32,7 @@ SLOW_FIXTURES = {
     "registry",
     "prefect_server",
     "docker_services",
+    "prefect_process_server",
 }
 # The account of the htpasswd-protected registry the `registry` fixture starts.
 REGISTRY_USER, REGISTRY_PASSWORD = "pusher", "s3cret-registry-pw"
@@ -171,3 +173,38 @@ def prefect_server(docker_services, docker_ip, docker_client, docker_compose_pro
         ]
         pytest.fail(f"the Prefect server did not answer {api}/health in 180 s:\n" + "\n".join(logs))
     return api
+
+
+@pytest.fixture(scope="session")
+def prefect_process_server(tmp_path_factory):
+    """`prefect server start` of this environment in a subprocess, on a free loopback port, with
+    its own PREFECT_HOME and none of this machine's Prefect settings: no Docker, and the server's
+    services (events, triggers, actions) run as they do in a deployed server. Yields its API URL."""
+    home = tmp_path_factory.mktemp("prefect-server")
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},
+        "PREFECT_HOME": str(home / "home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
+    log_path = home / "server.log"
+    with log_path.open("ab") as log:
+        server = subprocess.Popen(
+            [*command, "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 120
+        while not _healthy(api):
+            assert server.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.5)
+        yield api
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)

@@ -11,6 +11,9 @@ A role assignment takes effect after a while (Microsoft Learn, "Troubleshoot Azu
 can take up to 10 minutes): on a first run just after `deploy-all`, Key Vault may still refuse the
 job identity with ForbiddenByRbac. The flow retries that refusal, and only that one, for up to
 `rbac_wait_seconds`, then fails with Key Vault's error.
+
+`hold_seconds` keeps the run Running that long after it has read the vault (logged once), so that
+a person can watch it in the UI and a test can kill its container or its worker mid-run.
 """
 
 import os
@@ -69,10 +72,13 @@ def read_from_key_vault(url: str, names: list[str], wait_seconds: float = 0) -> 
 
 @flow(name="key-vault-demo")
 def key_vault_demo(
-    secret_names: list[str] = DEMO_SECRETS, rbac_wait_seconds: int = RBAC_WAIT_SECONDS
+    secret_names: list[str] = DEMO_SECRETS,
+    rbac_wait_seconds: int = RBAC_WAIT_SECONDS,
+    hold_seconds: int = 0,
 ) -> dict[str, int]:
     """Returns each secret's length: proof it was read, never the value. ``rbac_wait_seconds``:
-    how long Key Vault's ForbiddenByRbac is retried (0: not at all)."""
+    how long Key Vault's ForbiddenByRbac is retried (0: not at all). ``hold_seconds``: how long
+    the run then stays Running before it returns (0: not at all)."""
     logger = get_run_logger()
     logger.info("Process 1 of this container is %s", init_process())
     url = vault_url()
@@ -87,6 +93,9 @@ def key_vault_demo(
     proof = {name: len(value) for name, value in values.items()}
     for name, length in proof.items():
         logger.info("Read secret %s: %d characters (value not logged)", name, length)
+    if hold_seconds > 0:
+        logger.info("Holding for %d s before returning (hold_seconds)", hold_seconds)
+        time.sleep(hold_seconds)
     return proof
 
 

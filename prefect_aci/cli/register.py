@@ -22,12 +22,15 @@ def register_command(
     ),
 ) -> None:
     """Register the Prefect side: ACI credentials block, ACI work pool with its base job template,
-    flow-code storage block, and the key_vault_url Variable. Idempotent.
+    flow-code storage block, the automation that marks the pool's flow runs Crashed when their
+    heartbeats stop, and the key_vault_url Variable. Idempotent.
 
     Settings: PREFECT_API_URL (and PREFECT_API_KEY for Prefect Cloud); PREFECT_ACI_WORK_POOL_NAME
     overrides the recorded pool name; PREFECT_ACI_WORKER_TENANT_ID, PREFECT_ACI_WORKER_CLIENT_ID
     and PREFECT_ACI_WORKER_CLIENT_SECRET, all three, put the worker's own service principal in the
-    credentials block instead of the worker's managed identity (never the one AZURE_* signs in).
+    credentials block instead of the worker's managed identity (never the one AZURE_* signs in);
+    PREFECT_ACI_HEARTBEAT_SECONDS (60) and PREFECT_ACI_HEARTBEAT_WINDOW_SECONDS (three heartbeats
+    plus 60 s) set how often runs send heartbeats and how long the automation waits for one.
     """
     settings = load(RegistrationSettings)
     image = read_record(image_record, PublishedImage)

@@ -92,7 +92,7 @@ def test_register_creates_everything_then_changes_nothing(prefect_server, record
     again = register(prefect_server, records, pool_name)
     assert again.returncode == 0, again.stderr
     assert set(outcomes(again).values()) == {"unchanged"}, again.stdout
-    assert len(outcomes(again)) == 4
+    assert len(outcomes(again)) == 5  # two blocks, the pool, the automation, the variable
     with temporary_settings({PREFECT_API_URL: prefect_server}):
         storage = AzureBlobStorageContainer.load("prefect-aci-flow-code")
     # The endpoint ARM reported, without its trailing slash: the same URL the flow runs use.

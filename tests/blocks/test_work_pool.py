@@ -105,3 +105,18 @@ def test_register_refuses_a_secret_in_the_pools_plain_env(monkeypatch, name):
 def test_the_checkov_check_and_register_agree_on_secret_names():
     checks = (PROJECT_ROOT / "arm" / "checkov_checks" / "container_groups.py").read_text()
     assert f'r"{SECRET_ENV_NAME}"' in checks
+
+
+def test_flow_runs_send_heartbeats_at_the_registered_frequency():
+    """Prefect's engine reads PREFECT_FLOWS_HEARTBEAT_FREQUENCY (settings flows.heartbeat_frequency)
+    for its heartbeat events, which register's automation watches: the pool's env carries it, and
+    a user's pool env cannot change it under the automation's window."""
+    settings = RegistrationSettings(heartbeat_seconds=45)
+    template = base_job_template(
+        AZURE, "img", str(uuid.uuid4()), None, {"TEAM": "data"}, settings.heartbeat_seconds
+    )
+    env = template["variables"]["properties"]["env"]["default"]
+    assert env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "45"
+    assert (
+        pool_defaults(AZURE, "img", "b", None)["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "60"
+    )

@@ -1,0 +1,121 @@
+"""No run left behind: each way a flow run on ACI can die, through the real worker on local ACI,
+ends in the run's true final state with the group gone. Each test says how long the run took to
+reach that state (printed, never a threshold: the fault table in docs/reliability.md is made from
+them)."""
+
+import time
+
+import docker
+import pytest
+from prefect import get_client
+from prefect.client.schemas.objects import StateType
+from prefect.settings import temporary_settings
+from prefect.states import Cancelling
+
+from prefect_aci.local_aci.config import LABEL
+from tests.demo.conftest import Stack
+from tests.demo.test_worker_paths import (
+    TERMINAL,
+    deploy,
+    group_of,
+    run,
+    test_flows,  # noqa: F401 (a fixture)
+    wait,
+)
+
+
+def containers_of(stack: Stack, group: str) -> list:
+    key = f"{stack.record.resource_group}/{group}".lower()
+    client = docker.from_env()
+    return client.containers.list(filters={"label": f"{LABEL}.group={key}"})
+
+
+def report(scenario: str, started: float, final, stack: Stack, group: str) -> None:
+    gone = stack.group_gone(group, timeout=180)
+    seconds = round(time.monotonic() - started)
+    left = 0 if gone else 1
+    print(f"FAULT | {scenario} | {final.state.type.value} | {seconds} s | groups left: {left}")
+    assert gone, f"{group} is still there"
+
+
+def test_the_flow_runs_container_killed_mid_run_ends_crashed(stack, test_flows):  # noqa: F811
+    deployment = deploy(stack, test_flows, "test_flows/sleeps.py:sleeps")
+    flow_run = run(stack, deployment, parameters={"seconds": 300})
+    wait(stack, flow_run, {StateType.RUNNING})
+    started = time.monotonic()
+    [container] = containers_of(stack, group_of(flow_run, "sleeps"))
+    container.kill()  # SIGKILL: exit 137, the engine cannot report
+    final = wait(stack, flow_run, TERMINAL, timeout=300)
+    assert final.state.type == StateType.CRASHED, final.state
+    assert "137" in str(final.state.message), final.state.message
+    report(
+        "flow-run container killed, worker alive",
+        started,
+        final,
+        stack,
+        group_of(flow_run, "sleeps"),
+    )
+
+
+def test_out_of_memory_ends_crashed_with_exit_137(stack, test_flows):  # noqa: F811
+    deployment = deploy(stack, test_flows, "test_flows/eats_memory.py:eats_memory")
+    started = time.monotonic()
+    flow_run = run(stack, deployment, parameters={"megabytes": 2048}, job_variables={"memory": 0.5})
+    final = wait(stack, flow_run, TERMINAL, timeout=420)
+    assert final.state.type == StateType.CRASHED, final.state
+    assert "137" in str(final.state.message), final.state.message
+    report("out of memory (exit 137)", started, final, stack, group_of(flow_run, "eats-memory"))
+
+
+@pytest.mark.parametrize(
+    ("method", "where", "status", "code"),
+    [
+        ("PUT", "/deployments/", 429, "TooManyRequests"),
+        ("PUT", "/deployments/", 503, "ServiceUnavailable"),
+        ("GET", "/operationstatuses/", 429, "TooManyRequests"),
+        ("GET", "/operationstatuses/", 503, "ServiceUnavailable"),
+        ("GET", "/containergroups/sleeps-", 429, "TooManyRequests"),
+        ("GET", "/containergroups/sleeps-", 503, "ServiceUnavailable"),
+    ],
+)
+def test_arm_throttling_and_unavailability_are_retried_and_the_run_completes(
+    stack,
+    test_flows,  # noqa: F811
+    method,
+    where,
+    status,
+    code,
+):
+    deployment = deploy(stack, test_flows, "test_flows/sleeps.py:sleeps")
+    stack.inject_fault(method, where, status, 2, code=code, retry_after=2)
+    started = time.monotonic()
+    flow_run = run(stack, deployment, parameters={"seconds": 5})
+    final = wait(stack, flow_run, TERMINAL)
+    assert final.state.type == StateType.COMPLETED, final.state
+    assert stack.faults_left() == 0  # both were served, and retried past
+    report(f"ARM {status} on {method} {where}", started, final, stack, group_of(flow_run, "sleeps"))
+
+
+def test_the_regional_quota_exhausted_fails_the_run_and_the_next_one_runs(stack, test_flows):  # noqa: F811
+    deployment = deploy(stack, test_flows, "test_flows/sleeps.py:sleeps")
+    with stack.changed(standard_cores_quota=0.5):  # less than one flow run's 1 CPU
+        started = time.monotonic()
+        flow_run = run(stack, deployment, parameters={"seconds": 1})
+        final = wait(stack, flow_run, TERMINAL)
+    assert final.state.type in (StateType.CRASHED, StateType.FAILED), final.state
+    assert "quota" in str(final.state.message).lower(), final.state.message
+    report("regional quota exhausted", started, final, stack, group_of(flow_run, "sleeps"))
+    after = wait(stack, run(stack, deployment, parameters={"seconds": 1}), TERMINAL)
+    assert after.state.type == StateType.COMPLETED, after.state
+
+
+def test_a_run_cancelled_while_pending_is_cancelled_and_its_group_deleted(stack, test_flows):  # noqa: F811
+    deployment = deploy(stack, test_flows, "test_flows/sleeps.py:sleeps")
+    flow_run = run(stack, deployment, parameters={"seconds": 300})
+    wait(stack, flow_run, {StateType.PENDING, StateType.RUNNING})
+    started = time.monotonic()
+    with temporary_settings(stack.api_settings), get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run.id, Cancelling(), force=True)
+    final = wait(stack, flow_run, TERMINAL)
+    assert final.state.type == StateType.CANCELLED, final.state
+    report("cancelled while Pending", started, final, stack, group_of(flow_run, "sleeps"))

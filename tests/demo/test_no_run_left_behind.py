@@ -63,7 +63,11 @@ def test_out_of_memory_ends_crashed_with_exit_137(stack, test_flows):  # noqa: F
     flow_run = run(stack, deployment, parameters={"megabytes": 2048}, job_variables={"memory": 0.5})
     final = wait(stack, flow_run, TERMINAL, timeout=420)
     assert final.state.type == StateType.CRASHED, final.state
-    assert "137" in str(final.state.message), final.state.message
+    # The kernel kills the flow's process (SIGKILL, 137 for a container's main process); the
+    # engine in the container reports it, naming the memory limit.
+    message = str(final.state.message)
+    assert "SIGKILL" in message or "137" in message, message
+    assert "memory" in message, message
     report("out of memory (exit 137)", started, final, stack, group_of(flow_run, "eats-memory"))
 
 
@@ -119,3 +123,38 @@ def test_a_run_cancelled_while_pending_is_cancelled_and_its_group_deleted(stack,
     final = wait(stack, flow_run, TERMINAL)
     assert final.state.type == StateType.CANCELLED, final.state
     report("cancelled while Pending", started, final, stack, group_of(flow_run, "sleeps"))
+
+
+@pytest.mark.parametrize(
+    ("entrypoint", "flow_name", "parameters", "expected"),
+    [
+        ("test_flows/sleeps.py:sleeps", "sleeps", {"seconds": 1}, StateType.COMPLETED),
+        ("test_flows/fails.py:fails", "fails-on-purpose", {}, StateType.FAILED),
+    ],
+)
+def test_a_45_s_delete_keeps_the_runs_true_state(
+    stack,
+    test_flows,  # noqa: F811
+    entrypoint,
+    flow_name,
+    parameters,
+    expected,
+):
+    """prefect-azure waits 30 s for a group's deletion and then raises from its cleanup; the
+    engine reported the run's state from inside the container before that, and nothing may
+    overwrite it."""
+    deployment = deploy(stack, test_flows, entrypoint)
+    with stack.changed(container_group_delete_seconds=45):
+        started = time.monotonic()
+        flow_run = run(stack, deployment, parameters=parameters)
+        final = wait(stack, flow_run, TERMINAL)
+        assert final.state.type == expected, final.state
+        report(
+            f"45 s DELETE, {expected.value.lower()} flow",
+            started,
+            final,
+            stack,
+            group_of(flow_run, flow_name),
+        )
+    with temporary_settings(stack.api_settings), get_client(sync_client=True) as client:
+        assert client.read_flow_run(flow_run.id).state.type == expected

@@ -3,6 +3,8 @@ ends in the run's true final state with the group gone. Each test says how long 
 reach that state (printed, never a threshold: the fault table in docs/reliability.md is made from
 them)."""
 
+import os
+import signal
 import time
 
 import docker
@@ -19,6 +21,7 @@ from tests.demo.test_worker_paths import (
     deploy,
     group_of,
     run,
+    sweep,
     test_flows,  # noqa: F401 (a fixture)
     wait,
 )
@@ -158,3 +161,34 @@ def test_a_45_s_delete_keeps_the_runs_true_state(
         )
     with temporary_settings(stack.api_settings), get_client(sync_client=True) as client:
         assert client.read_flow_run(flow_run.id).state.type == expected
+
+
+def test_the_worker_and_the_runs_container_killed_mid_run_end_crashed_and_the_worker_returns(
+    stack,
+    test_flows,  # noqa: F811
+):
+    """Both die while the run goes on: nobody is left to report it. Its heartbeats stop, and the
+    automation `register` made marks it Crashed within its window; the worker's group (restart
+    policy Always) starts its container again, and that worker takes the next run. The dead
+    run's group is the sweep's (`prefect-aci azure sweep`, scheduled or by hand)."""
+    deployment = deploy(stack, test_flows, "test_flows/sleeps.py:sleeps")
+    flow_run = run(stack, deployment, parameters={"seconds": 600})
+    wait(stack, flow_run, {StateType.RUNNING})
+    [worker] = containers_of(stack, stack.state.worker_group)
+    [container] = containers_of(stack, group_of(flow_run, "sleeps"))
+    started = time.monotonic()
+    # The worker's process dies (as on a node failure): Docker's restart policy brings it back,
+    # which a `docker kill` (a manual stop) would not.
+    os.kill(worker.attrs["State"]["Pid"], signal.SIGKILL)
+    container.kill()
+    final = wait(stack, flow_run, TERMINAL, timeout=600)
+    assert final.state.type == StateType.CRASHED, final.state
+    crashed_after = round(time.monotonic() - started)
+    print(f"crashed {crashed_after} s after both were killed: {final.state.message}")
+    after = wait(stack, run(stack, deployment, parameters={"seconds": 1}), TERMINAL)
+    assert after.state.type == StateType.COMPLETED, after.state
+    swept = sweep(stack)
+    assert swept.returncode == 0, swept.stderr[-3000:]
+    report(
+        "worker and flow-run container killed", started, final, stack, group_of(flow_run, "sleeps")
+    )

@@ -181,6 +181,9 @@ def ending_of(group) -> Ending | None:
     if group.instance_view is not None and group.instance_view.state == "Stopped":
         return Ending("container group stopped", finished, name)
     if current is not None and current.state == "Terminated":
+        policy = group.restart_policy or "Never"
+        if policy == "Always" or (policy == "OnFailure" and current.exit_code != 0):
+            return None  # ACI starts it again
         return Ending(exit_message(current.exit_code), finished, name)
     if group.provisioning_state == "Failed":
         return Ending("container group failed to provision", None, None)
@@ -464,7 +467,8 @@ class Sweep:
             try:
                 outcome, detail = self._crash(verdict, client)
             except UserError as exc:
-                return "failed", f"{verdict.reason}; {exc}; its group was kept"
+                kept = "; its group was kept" if verdict.kind == GROUP else ""
+                return "failed", f"{verdict.reason}; {exc}{kept}"
             if verdict.kind == FLOW_RUN:
                 return outcome, detail
         error = self._delete(verdict)
@@ -485,18 +489,21 @@ class Sweep:
             if isinstance(lines, str):
                 kept = f"; its logs could not be read ({lines})"
             elif lines:
-                with prefect_api_errors("its group was kept"):
+                with prefect_api_errors():
                     client.create_logs([self._log(verdict, lines)])
                 kept = f"; its last {len(lines)} log line(s) kept in the run's logs"
             else:
                 kept = "; its container logged nothing"
         message = f"{verdict.crash} (found by prefect-aci azure sweep)"
-        with prefect_api_errors("its group was kept"):
+        with prefect_api_errors():
             result = client.set_flow_run_state(verdict.run_id, Crashed(message=message))
         if result.status == SetStateStatus.ACCEPT:
             return "crashed", f"{verdict.reason}{kept}"
-        ended = result.state.type.value.title() if result.state else "another state"
-        return "left", f"{verdict.reason}; the run reported {ended} meanwhile, kept{kept}"
+        if result.state is not None and result.state.is_final():
+            ended = result.state.type.value.title()
+            return "left", f"{verdict.reason}; the run reported {ended} meanwhile, kept{kept}"
+        reason = getattr(result.details, "reason", None) or "no reason given"
+        raise UserError(f"the Prefect API did not accept Crashed ({result.status.value}: {reason})")
 
     def _last_lines(self, name: str, container: str) -> list[str] | str:
         """The container's last log lines (ACI keeps a tail of a stopped group's logs), or why

@@ -13,6 +13,14 @@ from dataclasses import dataclass, field
 
 import pytest
 from azure.identity import ManagedIdentityCredential
+from azure.mgmt.containerinstance.models import (
+    Container,
+    ContainerGroup,
+    ContainerPropertiesInstanceView,
+    ContainerState,
+    ResourceRequests,
+    ResourceRequirements,
+)
 from prefect import flow, get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
@@ -34,6 +42,7 @@ from arm.sweep import (
     FlowRunGroup,
     Run,
     Sweep,
+    ending_of,
     exit_message,
     judge_groups,
     judge_runs_without_group,
@@ -337,6 +346,41 @@ def test_a_refused_state_change_keeps_the_group_for_the_next_sweep(scene, monkey
 )
 def test_exit_messages(code, expected):
     assert expected in exit_message(code)
+
+
+def _group(state: str = "Running", code: int | None = None, **group) -> ContainerGroup:
+    """A container group as azure-mgmt-containerinstance reads it from ACI."""
+    current = ContainerState()  # read-only fields: set as the SDK's deserializer does
+    current.state, current.exit_code, current.finish_time = state, code, NOW
+    container = Container(
+        name="job",
+        image="img",
+        resources=ResourceRequirements(requests=ResourceRequests(memory_in_gb=1, cpu=1)),
+    )
+    container.instance_view = ContainerPropertiesInstanceView()
+    container.instance_view.current_state = current
+    return ContainerGroup(containers=[container], os_type="Linux", **group)
+
+
+@pytest.mark.parametrize(
+    ("group", "expected"),
+    [
+        (_group(), None),
+        (_group("Waiting"), None),
+        (_group("Terminated", 137, restart_policy="Never"), OOM),
+        (_group("Terminated", 3), "container exited with code 3"),
+        (_group("Terminated", 3, restart_policy="OnFailure"), None),
+        (_group("Terminated", 0, restart_policy="OnFailure"), "exited with code 0"),
+        (_group("Terminated", 0, restart_policy="Always"), None),
+    ],
+)
+def test_how_a_group_ended_is_read_from_its_first_containers_instance_view(group, expected):
+    ending = ending_of(group)
+    if expected is None:
+        assert ending is None
+    else:
+        assert expected in ending.message
+        assert ending.at == NOW and ending.container == "job"
 
 
 def test_group_verdicts_follow_the_run_state_the_ending_and_the_grace_window():

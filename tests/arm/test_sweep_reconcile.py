@@ -51,9 +51,12 @@ from arm.sweep import (
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.settings import load
 from prefect_aci.local_aci.groups import Group
-from tests.arm.test_sweep import TARGET, group_name
+from prefect_aci.local_aci.tls import make_tls
+from tests.arm.test_sweep import TARGET, UNSET_AZURE, group_name
+from tests.conftest import run_cli
 from tests.local_aci.arm_helpers import FakeGroups
 from tests.local_azure_helpers import Local, local_azure, start_local
+from tests.stand_ins import AzureHostsProxy
 
 DAY = datetime.timedelta(days=1)
 NOW = datetime.datetime.now(datetime.UTC)
@@ -167,12 +170,8 @@ def _client(api: str):
         yield client
 
 
-@pytest.fixture
-def scene(tmp_path, monkeypatch, prefect_api) -> Scene:
-    groups = EndedGroups()
-    local = start_local(tmp_path, local_azure(), groups=groups)
-    for name, value in local.identity_env().items():
-        monkeypatch.setenv(name, value)
+def _scene(local: Local, groups: EndedGroups, api: str) -> Scene:
+    """A pool of its own on the server with one deployment, whose runs the test makes."""
     pool = f"aci-{uuid.uuid4().hex[:8]}"
     flow_name = f"Reconcile test {uuid.uuid4().hex[:6]}"
 
@@ -180,12 +179,61 @@ def scene(tmp_path, monkeypatch, prefect_api) -> Scene:
     def noop() -> None:
         pass
 
-    with _client(prefect_api) as client:
+    with _client(api) as client:
         client.create_work_pool(WorkPoolCreate(name=pool, type="azure-container-instance"))
         flow_id = client.create_flow(noop)
         deployment_id = client.create_deployment(flow_id, "aci", work_pool_name=pool)
-    yield Scene(local, groups, prefect_api, pool, flow_name, deployment_id)
+    return Scene(local, groups, api, pool, flow_name, deployment_id)
+
+
+@pytest.fixture
+def scene(tmp_path, monkeypatch, prefect_api) -> Scene:
+    groups = EndedGroups()
+    local = start_local(tmp_path, local_azure(), groups=groups)
+    for name, value in local.identity_env().items():
+        monkeypatch.setenv(name, value)
+    yield _scene(local, groups, prefect_api)
     local.close()
+
+
+def test_the_command_reconciles_and_counts_what_it_did(tmp_path, prefect_api):
+    """`prefect-aci azure sweep` in a subprocess, at management.azure.com over HTTPS (local ACI
+    through a proxy that knows only that host): a dry run, then the sweep."""
+    groups = EndedGroups()
+    tls = make_tls(tmp_path / "tls", names=("management.azure.com",))
+    local = start_local(tmp_path, local_azure(), tls=tls, groups=groups)
+    proxy = AzureHostsProxy({"management.azure.com:443": ("127.0.0.1", local.server.port)})
+    try:
+        scene = _scene(local, groups, prefect_api)
+        killed = scene.run(Running())
+        name = scene.group(killed)
+        groups.end(name, 137, datetime.timedelta(minutes=5), ["Killed"])
+        gone = scene.run(Running())
+        env = {
+            **TARGET,
+            **UNSET_AZURE,
+            **local.identity_env(),
+            **proxy.env(),
+            **tls.env(),
+            "PREFECT_API_URL": prefect_api,
+            "PREFECT_ACI_WORK_POOL_NAME": scene.pool,
+            "PREFECT_ACI_SWEEP_GRACE_SECONDS": "0",
+        }
+        dry = run_cli("azure", "sweep", "--dry-run", env=env, timeout=180)
+        assert dry.returncode == 0, dry.stderr
+        assert "would mark 2 flow run(s) Crashed, delete 1 container group(s)" in dry.stdout
+        assert scene.state(killed).type == StateType.RUNNING and name in local.group_names()
+        done = run_cli("azure", "sweep", env=env, timeout=180)
+        assert done.returncode == 0, done.stderr
+        assert "Marked 2 flow run(s) Crashed. Deleted 1 container group(s)" in done.stdout
+        [line] = [x for x in done.stdout.splitlines() if f" {name}  (" in x]
+        assert line.startswith("crashed") and OOM in line
+        assert OOM in scene.state(killed).message
+        assert GONE in scene.state(gone).message
+        assert name not in local.group_names()
+    finally:
+        proxy.close()
+        local.close()
 
 
 def test_a_run_killed_with_137_is_crashed_with_its_last_log_lines_and_its_group_deleted(

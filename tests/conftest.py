@@ -30,6 +30,7 @@ SLOW_FIXTURES = {
     "image",
     "registry",
     "prefect_server",
+    "prefect_api",  # tests/arm/conftest.py: `prefect server start` in a subprocess
     "docker_services",
 }
 # The account of the htpasswd-protected registry the `registry` fixture starts.

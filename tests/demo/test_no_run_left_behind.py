@@ -74,33 +74,44 @@ def test_out_of_memory_ends_crashed_with_exit_137(stack, test_flows):  # noqa: F
     report("out of memory (exit 137)", started, final, stack, group_of(flow_run, "eats-memory"))
 
 
+THROTTLED = (429, "TooManyRequests")
+UNAVAILABLE = (503, "ServiceUnavailable")
+
+
 @pytest.mark.parametrize(
-    ("method", "where", "status", "code"),
+    "faults",
     [
-        ("PUT", "/deployments/", 429, "TooManyRequests"),
-        ("PUT", "/deployments/", 503, "ServiceUnavailable"),
-        ("GET", "/operationstatuses/", 429, "TooManyRequests"),
-        ("GET", "/operationstatuses/", 503, "ServiceUnavailable"),
-        ("GET", "/containergroups/sleeps-", 429, "TooManyRequests"),
-        ("GET", "/containergroups/sleeps-", 503, "ServiceUnavailable"),
+        # One run meets each fault on each of the worker's calls: the deployment's PUT, its
+        # poll, and the group's GET.
+        {
+            "PUT /deployments/": THROTTLED,
+            "GET /operationstatuses/": UNAVAILABLE,
+            "GET /containergroups/sleeps-": THROTTLED,
+        },
+        {
+            "PUT /deployments/": UNAVAILABLE,
+            "GET /operationstatuses/": THROTTLED,
+            "GET /containergroups/sleeps-": UNAVAILABLE,
+        },
     ],
+    ids=["429-put-503-poll-429-get", "503-put-429-poll-503-get"],
 )
 def test_arm_throttling_and_unavailability_are_retried_and_the_run_completes(
     stack,
     test_flows,  # noqa: F811
-    method,
-    where,
-    status,
-    code,
+    faults,
 ):
     deployment = deploy(stack, test_flows, "test_flows/sleeps.py:sleeps")
-    stack.inject_fault(method, where, status, 2, code=code, retry_after=2)
+    for call, (status, code) in faults.items():
+        method, where = call.split(" ")
+        stack.inject_fault(method, where, status, 2, code=code, retry_after=2)
     started = time.monotonic()
     flow_run = run(stack, deployment, parameters={"seconds": 5})
     final = wait(stack, flow_run, TERMINAL)
     assert final.state.type == StateType.COMPLETED, final.state
-    assert stack.faults_left() == 0  # both were served, and retried past
-    report(f"ARM {status} on {method} {where}", started, final, stack, group_of(flow_run, "sleeps"))
+    assert stack.faults_left() == 0  # every one was served, and retried past
+    scenario = ", ".join(f"{status} on {call}" for call, (status, _) in faults.items())
+    report(f"ARM {scenario}", started, final, stack, group_of(flow_run, "sleeps"))
 
 
 def test_the_regional_quota_exhausted_fails_the_run_and_the_next_one_runs(stack, test_flows):  # noqa: F811

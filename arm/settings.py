@@ -141,6 +141,20 @@ def _retention_days(value: object) -> int:
     return int(text)
 
 
+def _whole(low: int, high: int, unit: str):
+    """A whole number from ``low`` to ``high`` (of ``unit``), as the environment gives it."""
+
+    def validate(value: object) -> int:
+        text = str(value).strip()
+        if not re.match(r"^\d{1,6}$", text) or not low <= int(text) <= high:
+            raise ValueError(
+                f"must be a whole number of {unit} from {low} to {high}; got {value!r}"
+            )
+        return int(text)
+
+    return validate
+
+
 class InfraSettings(AzureTarget):
     """What arm/azuredeploy.json takes, besides the target."""
 
@@ -198,3 +212,14 @@ class SweepSettings(AzureTarget):
         None, validation_alias="PREFECT_API_AUTH_STRING"
     )
     work_pool_name: PoolName = DEFAULT_WORK_POOL
+    sweep_grace_seconds: Annotated[int, BeforeValidator(_whole(0, 86400, "seconds"))] = Field(
+        60,
+        description="How long after a flow run's container ended (or, with no group, after the "
+        "run's last state change) the sweep leaves the run to its engine and worker before it "
+        "marks it Crashed.",
+    )
+    sweep_log_lines: Annotated[int, BeforeValidator(_whole(1, 10000, "lines"))] = Field(
+        50,
+        description="How many of a container's last log lines the sweep writes to the flow run's "
+        "logs before it deletes the group of a run it ends.",
+    )

@@ -31,6 +31,7 @@ SLOW_FIXTURES = {
     "image",
     "registry",
     "prefect_server",
+    "prefect_api",  # tests/arm/conftest.py: `prefect server start` in a subprocess
     "docker_services",
     "prefect_process_server",
 }

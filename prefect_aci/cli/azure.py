@@ -176,7 +176,7 @@ def destroy(
 @app.command()
 def sweep(
     dry_run: Annotated[
-        bool, typer.Option(help="List what would be deleted; delete nothing.")
+        bool, typer.Option(help="List what would be done; change and delete nothing.")
     ] = False,
     older_than: Annotated[
         str,
@@ -186,7 +186,11 @@ def sweep(
         ),
     ] = "1d",
 ) -> None:
-    """Delete what flow runs left in AZURE_RESOURCE_GROUP: container groups whose flow run is
+    """Reconcile and clean up after flow runs in AZURE_RESOURCE_GROUP. A Pending or Running run
+    of the pool whose container group ended (exit code known, group stopped) or is gone, and
+    whose engine never reported its end, is marked Crashed with why (exit 137: out of memory or
+    evicted), once PREFECT_ACI_SWEEP_GRACE_SECONDS have passed; the container's last log lines
+    are written to the run's logs first. Then deletes container groups whose flow run is
     finished, crashed, cancelled or unknown to the Prefect API (the worker deletes them itself,
     unless it died or timed out), and flow-run ARM deployments (prefect-<flow>-<run id>) older
     than --older-than. Never the worker's own group (<PREFECT_ACI_PREFIX>-worker) nor anything
@@ -194,13 +198,14 @@ def sweep(
 
     Settings: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, PREFECT_API_URL (the workspace the
     worker serves), PREFECT_API_KEY (Prefect Cloud); optional PREFECT_ACI_PREFIX,
-    PREFECT_ACI_WORK_POOL_NAME.
+    PREFECT_ACI_WORK_POOL_NAME, PREFECT_ACI_SWEEP_GRACE_SECONDS (60),
+    PREFECT_ACI_SWEEP_LOG_LINES (50).
     """
     age = parse_duration(older_than)
     settings = load(SweepSettings)
     console.print(
         f"Sweeping resource group {settings.azure_resource_group}"
-        + (" (dry run: nothing is deleted)" if dry_run else ""),
+        + (" (dry run: nothing is changed or deleted)" if dry_run else ""),
         highlight=False,
     )
     verdicts = sweep_group(settings, default_credential(), age, dry_run, print)

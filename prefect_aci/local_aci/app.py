@@ -235,12 +235,18 @@ class Fault:
     message: str = "Injected by a test."
     details: list = field(default_factory=list)
     in_operation: bool = False
+    # Seconds in a Retry-After header, as ARM sends with 429 (throttling) and some 503s.
+    retry_after: int | None = None
 
     def body(self) -> dict:
         error: dict = {"code": self.code, "message": self.message}
         if self.details:
             error["details"] = self.details
         return {"error": error}
+
+    def response(self) -> JSONResponse:
+        headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else None
+        return JSONResponse(self.body(), self.status, headers=headers)
 
 
 @dataclass
@@ -431,7 +437,7 @@ class LocalAci:
                 return denied
         injected = self._fault(request.method, path)
         if injected is not None:
-            return JSONResponse(injected.body(), injected.status)
+            return injected.response()
         try:
             payload = json.loads(body) if body else None
         except ValueError:
@@ -1338,13 +1344,14 @@ class LocalAci:
                 str(payload.get("message", Fault.message)),
                 list(payload.get("details") or []),
                 payload.get("in_operation", False) is True,
+                None if payload.get("retry_after") is None else int(payload["retry_after"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError):
             return _error(
                 400,
                 "BadRequest",
-                "A fault needs method, path_contains, status and times (code, message, details "
-                "and in_operation are optional).",
+                "A fault needs method, path_contains, status and times (code, message, details, "
+                "in_operation and retry_after are optional).",
             )
         with self.lock:
             self.faults.append(fault)

@@ -1,8 +1,14 @@
 import json
+import os
+import subprocess
+import sys
+import time
 
+import httpx
 import pytest
 
 from arm.validation import SCHEMAS_DIR, load_schemas
+from image_builder.local_registry import free_port
 from prefect_aci.core.paths import PROJECT_ROOT
 from prefect_aci.local_aci.expressions import Scope, evaluate
 
@@ -49,3 +55,38 @@ def worker_environment(template: dict, **given) -> dict[str, dict]:
     )
     container = group["properties"]["containers"][0]["properties"]
     return {v["name"]: v for v in evaluate(container["environmentVariables"], scope)}
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory):
+    """`prefect server start` of this environment in a subprocess, on a free loopback port, its
+    home in a temporary folder; yields its API URL."""
+    folder = tmp_path_factory.mktemp("prefect-server")
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},
+        "PREFECT_HOME": str(folder / "home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+    }
+    command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
+    with (folder / "server.log").open("ab") as log:
+        server = subprocess.Popen(
+            [*command, "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None, (folder / "server.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, (folder / "server.log").read_text()[-2000:]
+            time.sleep(0.5)
+        yield api
+    finally:
+        server.terminate()
+        server.wait(30)

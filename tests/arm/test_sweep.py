@@ -34,6 +34,7 @@ from arm.sweep import (
     KEEP,
     FlowRunDeployment,
     FlowRunGroup,
+    Run,
     judge_deployments,
     judge_groups,
     parse_duration,
@@ -109,7 +110,7 @@ def management(tmp_path):
 
 
 @pytest.fixture
-def scene(management, prefect_server) -> Scene:
+def scene(management, prefect_api) -> Scene:
     """Flow runs in each of Prefect's nine states on the real server (and a pool, so the
     workspace is the worker's); for each, a group named and labelled as the worker makes them; the
     worker's own group, a stranger and a look-alike; flow-run deployments of every age and
@@ -135,7 +136,7 @@ def scene(management, prefect_server) -> Scene:
     }
     names: dict[str, str] = {}
     with (
-        temporary_settings({PREFECT_API_URL: prefect_server}),
+        temporary_settings({PREFECT_API_URL: prefect_api}),
         get_client(sync_client=True) as client,
     ):
         client.create_work_pool(WorkPoolCreate(name=pool, type="azure-container-instance"))
@@ -166,7 +167,7 @@ def scene(management, prefect_server) -> Scene:
     for name, (deployed, state, _) in history.items():
         arm.add_deployment(name, deployed, state)
     deployments = {name: verdict for name, (_, _, verdict) in history.items()}
-    env = {"PREFECT_API_URL": prefect_server, "PREFECT_ACI_WORK_POOL_NAME": pool}
+    env = {"PREFECT_API_URL": prefect_api, "PREFECT_ACI_WORK_POOL_NAME": pool}
     return Scene(arm, groups, deployments, env)
 
 
@@ -265,29 +266,34 @@ def test_an_unreachable_prefect_api_deletes_nothing(arm, monkeypatch):
     assert arm.of("DELETE", "") == []
 
 
-def test_without_flow_run_groups_prefect_is_not_asked(arm, monkeypatch):
-    """Old deployments go even when the Prefect API is down: they need no flow run's state."""
+def test_without_flow_run_groups_the_prefect_api_is_still_needed(arm, monkeypatch):
+    """A Running run whose group is gone has no group to be found by: the sweep asks the Prefect
+    API for the pool's runs even when no flow run's group is left, and deletes nothing (old
+    deployments included) when it cannot."""
     arm.add_deployment("prefect-demo-" + str(uuid.uuid4()), DAYS_AGO)
     arm.add_group("prefect-worker", {"prefect-worker": {}})
-    lines: list[str] = []
     settings = _settings(monkeypatch)
-    credential = ManagedIdentityCredential()
-    verdicts = sweep(settings, credential, DAY, False, lines.append, arm.transport())
-    assert [v.action for v in verdicts if v.kind == "deployment"] == [DELETE]
-    assert arm.deployment_names() == set()
-    assert "prefect-worker" in arm.group_names()
-    [deleted] = arm.of("DELETE", "/deployments/")
-    assert deleted.query["api-version"]
+    with pytest.raises(UserError, match=r"cannot reach the Prefect API .* nothing was deleted"):
+        sweep(settings, ManagedIdentityCredential(), DAY, False, print, arm.transport())
+    assert arm.of("DELETE", "") == []
+    assert len(arm.deployment_names()) == 1
 
 
-def test_refused_deletions_are_each_reported_then_fail_the_command(tmp_path, monkeypatch):
+def test_refused_deletions_are_each_reported_then_fail_the_command(
+    tmp_path, monkeypatch, prefect_api
+):
     """The deployer may read the group (Reader) but not delete in it: Azure RBAC refuses."""
+    pool = f"aci-{uuid.uuid4().hex[:8]}"
+    with temporary_settings({PREFECT_API_URL: prefect_api}), get_client(sync_client=True) as c:
+        c.create_work_pool(WorkPoolCreate(name=pool, type="azure-container-instance"))
     reader = _local(tmp_path, monkeypatch, role=READER)
     try:
         for _ in range(2):
             reader.add_deployment("prefect-demo-" + str(uuid.uuid4()), DAYS_AGO)
         lines: list[str] = []
-        settings = _settings(monkeypatch)
+        settings = _settings(
+            monkeypatch, PREFECT_API_URL=prefect_api, PREFECT_ACI_WORK_POOL_NAME=pool
+        )
         with pytest.raises(UserError, match=r"2 deletion\(s\) failed.*worker role"):
             sweep(
                 settings, ManagedIdentityCredential(), DAY, False, lines.append, reader.transport()
@@ -324,7 +330,8 @@ def test_group_verdicts_follow_the_flow_run_state():
     ids = {state: uuid.uuid4() for state in StateType}
     unknown = uuid.uuid4()
     groups = [FlowRunGroup(f"g-{i}", i) for i in [*ids.values(), unknown]]
-    verdicts = {v.name: v.action for v in judge_groups(groups, {i: s for s, i in ids.items()})}
+    runs = {i: Run(s) for s, i in ids.items()}
+    verdicts = {v.name: v.action for v in judge_groups(groups, runs)}
     over = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
     for state, run_id in ids.items():
         assert verdicts[f"g-{run_id}"] == (DELETE if state in over else KEEP), state

@@ -114,12 +114,15 @@ class Stack:
             connection_verify=str(self.side.tls.bundle),
         )
 
-    def inject_fault(self, method: str, path_contains: str, status: int, times: int) -> None:
+    def inject_fault(
+        self, method: str, path_contains: str, status: int, times: int, **more: object
+    ) -> None:
+        """Azure's error for the next ``times`` matching requests (``more``: code, message,
+        retry_after; LocalAci.add_fault)."""
+        fault = {"method": method, "path_contains": path_contains, "status": status}
         request = urllib.request.Request(  # noqa: S310 (https, loopback)
             f"{self.local_aci}/_local/faults",
-            data=json.dumps(
-                {"method": method, "path_contains": path_contains, "status": status, "times": times}
-            ).encode(),
+            data=json.dumps({**fault, "times": times, **more}).encode(),
             headers={"X-IDENTITY-HEADER": self.side.deployer_secret},
             method="POST",
         )

@@ -5,6 +5,7 @@ that Azure's schema rejects. Each run's code comes from Blob storage like the de
 
 import copy
 import os
+import subprocess
 import time
 import uuid
 
@@ -69,6 +70,32 @@ def wait(stack: Stack, flow_run: FlowRun, until: set, timeout: float = 420) -> F
                 return current
             assert time.monotonic() < deadline, f"still {current.state} after {timeout}s"
             time.sleep(2)
+
+
+def sweep(stack: Stack, *args: str) -> subprocess.CompletedProcess:
+    """`prefect-aci azure sweep --older-than 0s` as a user runs it, signed in as the deployer and
+    sent to management.azure.com (local ACI, through a proxy that knows only that host)."""
+    door = ("127.0.0.1", stack.state.ports["local-aci"])
+    proxy = AzureHostsProxy({"management.azure.com:443": door})
+    try:
+        return run_cli(
+            "azure",
+            "sweep",
+            "--older-than",
+            "0s",
+            *args,
+            env={
+                **{name: None for name in os.environ if name.startswith("AZURE_")},
+                **proxy.env(),
+                "AZURE_SUBSCRIPTION_ID": stack.side.config.subscription_id,
+                "AZURE_RESOURCE_GROUP": stack.record.resource_group,
+                **stack.api_env,
+                **stack.side.deployer_env(stack.local_aci),
+            },
+            timeout=300,
+        )
+    finally:
+        proxy.close()
 
 
 def group_of(flow_run: FlowRun, flow_name: str) -> str:
@@ -181,26 +208,7 @@ def test_a_worker_that_dies_mid_run_leaves_a_group_that_azure_sweep_removes(stac
         assert final.state.type == StateType.COMPLETED, final.state
         left = group_of(flow_run, "sleeps")
         assert aci.container_groups.get(group, left).name == left  # nobody deleted it
-        door = ("127.0.0.1", stack.state.ports["local-aci"])
-        proxy = AzureHostsProxy({"management.azure.com:443": door})
-        try:
-            swept = run_cli(
-                "azure",
-                "sweep",
-                "--older-than",
-                "0s",
-                env={
-                    **{name: None for name in os.environ if name.startswith("AZURE_")},
-                    **proxy.env(),
-                    "AZURE_SUBSCRIPTION_ID": stack.side.config.subscription_id,
-                    "AZURE_RESOURCE_GROUP": group,
-                    **stack.api_env,
-                    **stack.side.deployer_env(stack.local_aci),
-                },
-                timeout=300,
-            )
-        finally:
-            proxy.close()
+        swept = sweep(stack)
         assert swept.returncode == 0, swept.stderr[-3000:]
         assert left in swept.stdout
         assert stack.group_gone(left, timeout=10)

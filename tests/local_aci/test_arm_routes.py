@@ -5,6 +5,8 @@ resources read back by id (the vault's retention, the worker's custom role at th
 Container groups go to a stand-in for Groups (no Docker); the caller is the deployer, signed in
 through local ACI's own identity endpoint and holding Owner on the resource group."""
 
+import time
+
 import pytest
 from azure.identity import ManagedIdentityCredential
 
@@ -136,3 +138,20 @@ def test_recorded_resources_are_read_and_listed_on_their_arm_paths(local, infra,
         params=query,
     )
     assert other.status_code == 404 and other.json()["error"]["code"] == "ResourceGroupNotFound"
+
+
+def test_a_throttling_fault_answers_with_retry_after_and_the_sdk_waits_it_out(local, infra):
+    """ARM's 429 with Retry-After, twice: azure-core's retry policy waits what the header says
+    and the read succeeds."""
+    local.inject_fault(
+        method="GET",
+        path_contains="/resourcegroups/" + GROUP,
+        status=429,
+        times=2,
+        code="TooManyRequests",
+        retry_after=1,
+    )
+    started = time.monotonic()
+    assert infra.client.resource_groups.get(GROUP).name == GROUP
+    assert time.monotonic() - started >= 2  # two Retry-After: 1 honoured
+    assert len(local.of("GET", "/resourcegroups/" + GROUP)) == 3

@@ -14,8 +14,12 @@ from prefect.client.schemas.objects import StateType
 from prefect.settings import temporary_settings
 from prefect.states import Cancelling
 
+from blocks.inputs import HEARTBEAT_SECONDS, default_window_seconds
+from prefect_aci.core.names import FLOW_NAME
+from prefect_aci.demo.flow_run import DEPLOYMENT
 from prefect_aci.local_aci.config import LABEL
 from tests.demo.conftest import Stack
+from tests.demo.test_aci_behaviour import worker_logs
 from tests.demo.test_worker_paths import (
     TERMINAL,
     deploy,
@@ -178,28 +182,38 @@ def test_the_worker_and_the_runs_container_killed_mid_run_end_crashed_and_the_wo
     stack,
     test_flows,  # noqa: F811
 ):
-    """Both die while the run goes on: nobody is left to report it. Its heartbeats stop, and the
-    automation `register` made marks it Crashed within its window; the worker's group (restart
-    policy Always) starts its container again, and that worker takes the next run. The dead
-    run's group is the sweep's (`prefect-aci azure sweep`, scheduled or by hand)."""
-    deployment = deploy(stack, test_flows, "test_flows/sleeps.py:sleeps")
-    flow_run = run(stack, deployment, parameters={"seconds": 600})
+    """The demo run with hold_seconds=120: while it is Running, its container and the worker's
+    both die, and nobody is left to report it. Its heartbeats stop, and the automation
+    `register` made marks it Crashed within its window (docs/azure.md); the worker's group
+    (restart policy Always) starts its container again, and that worker takes the next run. The
+    dead run's group is the sweep's (`prefect-aci azure sweep`)."""
+    with temporary_settings(stack.api_settings), get_client(sync_client=True) as client:
+        demo = client.read_deployment_by_name(f"{FLOW_NAME}/{DEPLOYMENT}").id
+    flow_run = run(stack, demo, parameters={"hold_seconds": 120})
     wait(stack, flow_run, {StateType.RUNNING})
+    # Holding: the engine has sent its first heartbeat long before (at its start).
+    deadline = time.monotonic() + 300
+    while "Holding for 120 s" not in worker_logs(stack, flow_run.id):
+        assert time.monotonic() < deadline, worker_logs(stack, flow_run.id)[-3000:]
+        time.sleep(2)
     [worker] = containers_of(stack, stack.state.worker_group)
-    [container] = containers_of(stack, group_of(flow_run, "sleeps"))
+    [container] = containers_of(stack, group_of(flow_run, FLOW_NAME))
     started = time.monotonic()
     # The worker's process dies (as on a node failure): Docker's restart policy brings it back,
     # which a `docker kill` (a manual stop) would not.
     os.kill(worker.attrs["State"]["Pid"], signal.SIGKILL)
     container.kill()
-    final = wait(stack, flow_run, TERMINAL, timeout=600)
+    window = default_window_seconds(HEARTBEAT_SECONDS)
+    # Within the window after the last heartbeat, plus the server's evaluation (every 5 s).
+    final = wait(stack, flow_run, TERMINAL, timeout=window + 60)
     assert final.state.type == StateType.CRASHED, final.state
-    crashed_after = round(time.monotonic() - started)
-    print(f"crashed {crashed_after} s after both were killed: {final.state.message}")
+    print(
+        f"crashed {round(time.monotonic() - started)} s after both were killed (window {window} s)"
+    )
+    deployment = deploy(stack, test_flows, "test_flows/sleeps.py:sleeps")
     after = wait(stack, run(stack, deployment, parameters={"seconds": 1}), TERMINAL)
     assert after.state.type == StateType.COMPLETED, after.state
     swept = sweep(stack)
     assert swept.returncode == 0, swept.stderr[-3000:]
-    report(
-        "worker and flow-run container killed", started, final, stack, group_of(flow_run, "sleeps")
-    )
+    group = group_of(flow_run, FLOW_NAME)
+    report("worker and flow-run container killed", started, final, stack, group)

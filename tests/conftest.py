@@ -1,11 +1,13 @@
 """Shared fixtures: a real Docker engine and the image built once per session by our builder."""
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import certifi
@@ -176,20 +178,19 @@ def prefect_server(docker_services, docker_ip, docker_client, docker_compose_pro
     return api
 
 
-@pytest.fixture(scope="session")
-def prefect_process_server(tmp_path_factory):
-    """`prefect server start` of this environment in a subprocess, on a free loopback port, with
-    its own PREFECT_HOME and none of this machine's Prefect settings: no Docker, and the server's
-    services (events, triggers, actions) run as they do in a deployed server. Yields its API URL."""
-    home = tmp_path_factory.mktemp("prefect-server")
-    port = free_port()
+@contextlib.contextmanager
+def server_process(folder: Path, port: int, settings: dict[str, str]) -> Iterator[str]:
+    """`prefect server start` of this environment in a subprocess on 127.0.0.1:``port``, with its
+    own PREFECT_HOME in ``folder``, none of this machine's Prefect settings and ``settings``;
+    yields its API URL once it is healthy (at most 120 s), and stops it afterwards."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},
-        "PREFECT_HOME": str(home / "home"),
+        "PREFECT_HOME": str(folder / "home"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        **settings,
     }
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
-    log_path = home / "server.log"
+    log_path = folder / "server.log"
     with log_path.open("ab") as log:
         server = subprocess.Popen(
             [*command, "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
@@ -209,3 +210,11 @@ def prefect_process_server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(10)
+
+
+@pytest.fixture(scope="session")
+def prefect_process_server(tmp_path_factory):
+    """A Prefect server in a subprocess (server_process): no Docker, and the server's services
+    (events, triggers, actions) run as they do in a deployed server. Yields its API URL."""
+    with server_process(tmp_path_factory.mktemp("prefect-server"), free_port(), {}) as api:
+        yield api

@@ -1,16 +1,12 @@
 import json
-import os
-import subprocess
-import sys
-import time
 
-import httpx
 import pytest
 
 from arm.validation import SCHEMAS_DIR, load_schemas
 from image_builder.local_registry import free_port
 from prefect_aci.core.paths import PROJECT_ROOT
 from prefect_aci.local_aci.expressions import Scope, evaluate
+from tests.conftest import server_process
 
 TEMPLATE = PROJECT_ROOT / "arm" / "azuredeploy.json"
 ROLE = PROJECT_ROOT / "arm" / "prefect-aci-role.json"
@@ -59,34 +55,8 @@ def worker_environment(template: dict, **given) -> dict[str, dict]:
 
 @pytest.fixture(scope="session")
 def prefect_api(tmp_path_factory):
-    """`prefect server start` of this environment in a subprocess, on a free loopback port, its
-    home in a temporary folder; yields its API URL."""
+    """A Prefect server of the sweep's tests' own (server_process), without its UI; yields its
+    API URL."""
     folder = tmp_path_factory.mktemp("prefect-server")
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},
-        "PREFECT_HOME": str(folder / "home"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-    }
-    command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
-    with (folder / "server.log").open("ab") as log:
-        server = subprocess.Popen(
-            [*command, "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    api = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, (folder / "server.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, (folder / "server.log").read_text()[-2000:]
-            time.sleep(0.5)
+    with server_process(folder, free_port(), {"PREFECT_SERVER_UI_ENABLED": "false"}) as api:
         yield api
-    finally:
-        server.terminate()
-        server.wait(30)

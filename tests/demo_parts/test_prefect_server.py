@@ -2,11 +2,7 @@
 origin only, CSRF tokens checked, and a random basic-auth string per
 stack, kept in a 0600 file, that everything of the stack sends and `demo env` reads."""
 
-import os
 import stat
-import subprocess
-import sys
-import time
 
 import httpx
 import pytest
@@ -19,6 +15,7 @@ from prefect_aci.demo import parts, stack
 from prefect_aci.demo.flow_run import api_settings
 from prefect_aci.demo.local_azure import make_local_side
 from prefect_aci.demo.state import Stack
+from tests.conftest import server_process
 
 
 def a_stack(root, port: int = 4321) -> Stack:
@@ -80,31 +77,9 @@ def guarded_server(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("server")
     auth_stack = with_auth(tmp_path / "stack")
     port = auth_stack.state.ports["prefect"]
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},
-        **parts.server_environment(auth_stack),
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
-    }
-    command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
-    with (tmp_path / "server.log").open("ab") as log:
-        server = subprocess.Popen(
-            [*command, "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    api = auth_stack.state.api
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "server.log").read_text()[-2000:]
-            time.sleep(0.5)
+    with server_process(tmp_path, port, parts.server_environment(auth_stack)) as api:
+        assert api == auth_stack.state.api
         yield api, auth_stack.auth_string()
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 @pytest.mark.slow  # a Prefect server in a subprocess

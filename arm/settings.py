@@ -9,11 +9,11 @@ malformed variable on one line.
 import re
 from decimal import Decimal
 from typing import Annotated
-from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, model_validator
 
 from prefect_aci.core.names import DEFAULT_WORK_POOL
+from prefect_aci.core.prefect_api import prefect_api_refusal
 from prefect_aci.core.settings import GUID, ProjectSettings, matches
 
 
@@ -29,27 +29,6 @@ def _url(value: str) -> str:
     if not re.match(r"^https?://[^\s/]+", value):
         raise ValueError(f"must be an http(s) URL of the Prefect API; got {value!r}")
     return value.rstrip("/")
-
-
-# Hosts a plain-http Prefect API may be on: this machine's own (nothing crosses a network).
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
-PREFECT_CLOUD_HOST = "api.prefect.cloud"
-
-
-def prefect_api_refusal(url: str, allow_http: bool, api_key: SecretStr | None) -> str | None:
-    """Why the worker must not be given the Prefect API at ``url`` (None when it may): its key
-    or auth string travels with every call, so plain http only on loopback unless the user says
-    so, and Prefect Cloud only with a key."""
-    host = urlsplit(url).hostname or ""
-    if url.startswith("http://") and host not in LOOPBACK_HOSTS and not allow_http:
-        return (
-            f"PREFECT_API_URL must be https:// (the worker sends its API key or auth string with "
-            f"every call); got {url!r}. Put the server behind TLS, or set "
-            "PREFECT_ACI_ALLOW_HTTP_API_URL=true for a server on a network you trust"
-        )
-    if host == PREFECT_CLOUD_HOST and not api_key:
-        return "PREFECT_API_KEY is not set: Prefect Cloud needs an API key (Cloud > API keys)"
-    return None
 
 
 def _endpoint(value: str) -> str:
@@ -192,7 +171,7 @@ class InfraSettings(AzureTarget):
     @model_validator(mode="after")
     def _prefect_api_reachable_safely(self) -> "InfraSettings":
         refusal = prefect_api_refusal(
-            self.prefect_api_url, self.allow_http_api_url, self.prefect_api_key
+            self.prefect_api_url, self.allow_http_api_url, bool(self.prefect_api_key)
         )
         if refusal:
             raise ValueError(refusal)
@@ -223,3 +202,13 @@ class SweepSettings(AzureTarget):
         description="How many of a container's last log lines the sweep writes to the flow run's "
         "logs before it deletes the group of a run it ends.",
     )
+    allow_http_api_url: bool = False
+
+    @model_validator(mode="after")
+    def _prefect_api_reachable_safely(self) -> "SweepSettings":
+        refusal = prefect_api_refusal(
+            self.prefect_api_url, self.allow_http_api_url, bool(self.prefect_api_key)
+        )
+        if refusal:
+            raise ValueError(refusal.replace("the worker sends", "the sweep sends"))
+        return self

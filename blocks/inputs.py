@@ -36,6 +36,8 @@ class RegistrationSettings(ProjectSettings):
     signed_in_client_id: str | None = Field(None, validation_alias="AZURE_CLIENT_ID")
     # Overrides the pool name the ARM deployment recorded.
     work_pool_name: str | None = None
+    # Plain http to a Prefect API off loopback (PREFECT_ACI_ALLOW_HTTP_API_URL), as for deploy.
+    allow_http_api_url: bool = False
     # More environment for every flow run of the pool (JSON object): plain values, so no secrets.
     pool_env: dict[str, str] = Field(default_factory=dict)
     # Seconds between a flow run's heartbeats: PREFECT_FLOWS_HEARTBEAT_FREQUENCY in the pool's env.

@@ -7,6 +7,7 @@ from prefect import get_client
 from prefect.blocks.core import Block
 from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
 from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL
 from prefect.variables import Variable
 from prefect_azure import (
     AzureBlobStorageContainer,
@@ -25,7 +26,7 @@ from prefect_aci.core.names import (
     KEY_VAULT_VARIABLE,
     WORK_POOL_TYPE,
 )
-from prefect_aci.core.prefect_api import prefect_api_errors
+from prefect_aci.core.prefect_api import prefect_api_errors, prefect_api_refusal
 from prefect_aci.core.records import AzureRecord, PublishedImage
 
 
@@ -123,6 +124,10 @@ def register(
     """Create or update the Prefect side for ``azure``'s resources and the pushed ``image``;
     each step's outcome goes to ``echo``. The pool is the recorded one unless the settings name
     another; the registry credential is the job identity's when the image is in ACR."""
+    api = PREFECT_API_URL.value() or ""
+    refusal = prefect_api_refusal(api, settings.allow_http_api_url, bool(PREFECT_API_KEY.value()))
+    if refusal:
+        raise UserError(refusal.replace("the worker sends", "register sends"))
     if settings.work_pool_name:
         azure = azure.model_copy(update={"work_pool_name": settings.work_pool_name})
     report = Report(azure.work_pool_name, dry_run=dry_run)

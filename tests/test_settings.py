@@ -118,3 +118,14 @@ def test_prefect_cloud_needs_a_key_and_a_server_may_take_an_auth_string(clean, m
     settings = load(InfraSettings)
     assert settings.prefect_api_key is None
     assert settings.prefect_api_auth_string.get_secret_value() == "admin:pass"
+
+
+def test_the_sweep_sends_its_credentials_over_https_too(clean, monkeypatch):
+    from arm.settings import SweepSettings
+
+    for name, value in {**AZURE, "PREFECT_API_URL": "http://prefect.internal/api"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(UserError, match=r"PREFECT_API_URL must be https://.*the sweep sends"):
+        load(SweepSettings)
+    monkeypatch.setenv("PREFECT_ACI_ALLOW_HTTP_API_URL", "true")
+    assert load(SweepSettings).prefect_api_url == "http://prefect.internal/api"

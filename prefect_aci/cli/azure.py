@@ -99,7 +99,10 @@ def deploy(
     """Deploy the template to AZURE_RESOURCE_GROUP; write its outputs to build/azure.json.
 
     Settings: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZURE_LOCATION (to create the group),
-    PREFECT_API_URL, PREFECT_API_KEY; optional PREFECT_ACI_PREFIX, PREFECT_ACI_KEY_VAULT_NAME,
+    PREFECT_API_URL (https, or loopback, unless PREFECT_ACI_ALLOW_HTTP_API_URL=true),
+    PREFECT_API_KEY (Prefect Cloud) or PREFECT_API_AUTH_STRING (a self-hosted server's
+    user:password); optional
+    PREFECT_ACI_PREFIX, PREFECT_ACI_KEY_VAULT_NAME,
     PREFECT_ACI_WORK_POOL_NAME, PREFECT_ACI_DEMO_SECRET_VALUE, PREFECT_ACI_DEPLOY_REGISTRY,
     PREFECT_ACI_REGISTRY_SKU, PREFECT_ACI_DEPLOY_WORKER, PREFECT_ACI_ENABLE_PURGE_PROTECTION,
     PREFECT_ACI_WORKER_CPU, PREFECT_ACI_WORKER_MEMORY_GB, PREFECT_ACI_KEY_VAULT_RETENTION_DAYS
@@ -182,7 +185,7 @@ def sweep(
         str,
         typer.Option(
             help="Delete flow-run deployments at least this old (30m, 12h, 7d, 1d12h). Each "
-            "keeps the template the worker submitted, PREFECT_API_KEY in it."
+            "keeps the template the worker submitted, the API key or auth string in it."
         ),
     ] = "1d",
 ) -> None:
@@ -197,7 +200,8 @@ def sweep(
     else. Needs no more than the worker role (docs/azure.md).
 
     Settings: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, PREFECT_API_URL (the workspace the
-    worker serves), PREFECT_API_KEY (Prefect Cloud); optional PREFECT_ACI_PREFIX,
+    worker serves; https, or loopback, unless PREFECT_ACI_ALLOW_HTTP_API_URL=true), PREFECT_API_KEY
+    (Prefect Cloud) or PREFECT_API_AUTH_STRING (a self-hosted server); optional PREFECT_ACI_PREFIX,
     PREFECT_ACI_WORK_POOL_NAME, PREFECT_ACI_SWEEP_GRACE_SECONDS (60),
     PREFECT_ACI_SWEEP_LOG_LINES (50).
     """

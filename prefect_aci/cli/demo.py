@@ -133,6 +133,8 @@ def env(state_dir: StateDir = DEMO_DIR) -> None:
     flags = command.removeprefix("deploy-all ")
     print(f"#   make deploy-all DEPLOY_ALL_FLAGS={shlex.quote(flags)}")
     print("unset AZURE_CLIENT_ID AZURE_CLIENT_SECRET AZURE_TENANT_ID AZURE_USERNAME AZURE_PASSWORD")
+    # Set empty rather than unset: a Prefect Cloud key in .env must not reach the local worker.
+    print("export PREFECT_API_KEY=")
     for name, value in settings.items():
         print(f"export {name}={value}")
 

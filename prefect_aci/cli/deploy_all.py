@@ -33,8 +33,10 @@ def deploy_all_command(
     flow code in Blob storage, and the demo deployment. Rerunnable.
 
     Settings (environment or .env), checked before anything is built: AZURE_SUBSCRIPTION_ID,
-    AZURE_RESOURCE_GROUP, AZURE_LOCATION, PREFECT_API_URL, PREFECT_API_KEY, and the optional ones
-    of `prefect-aci azure deploy`. Signs in with DefaultAzureCredential.
+    AZURE_RESOURCE_GROUP, AZURE_LOCATION, PREFECT_API_URL, PREFECT_API_KEY (Prefect Cloud) or
+    PREFECT_API_AUTH_STRING (a self-hosted server), the optional ones of `prefect-aci azure
+    deploy` and of `prefect-aci register` (PREFECT_ACI_POOL_ENV, PREFECT_ACI_HEARTBEAT_*). Signs
+    in with DefaultAzureCredential.
     """
     settings = load(InfraSettings, when_unconfigured=NO_AZURE)
     console.print(

@@ -25,7 +25,10 @@ def register_command(
     flow-code storage block, the automation that marks the pool's flow runs Crashed when their
     heartbeats stop, and the key_vault_url Variable. Idempotent.
 
-    Settings: PREFECT_API_URL (and PREFECT_API_KEY for Prefect Cloud); PREFECT_ACI_WORK_POOL_NAME
+    Settings: PREFECT_API_URL (https, or loopback, unless PREFECT_ACI_ALLOW_HTTP_API_URL=true) and
+    PREFECT_API_KEY (Prefect Cloud) or PREFECT_API_AUTH_STRING (a self-hosted server);
+    PREFECT_ACI_POOL_ENV (a JSON object of more plain env for flow runs, no secret-like names);
+    PREFECT_ACI_WORK_POOL_NAME
     overrides the recorded pool name; PREFECT_ACI_WORKER_TENANT_ID, PREFECT_ACI_WORKER_CLIENT_ID
     and PREFECT_ACI_WORKER_CLIENT_SECRET, all three, put the worker's own service principal in the
     credentials block instead of the worker's managed identity (never the one AZURE_* signs in);

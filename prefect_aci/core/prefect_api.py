@@ -2,6 +2,7 @@
 
 import contextlib
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -51,3 +52,24 @@ def client_settings(url: str, api_key=None, auth_string=None) -> dict:
     if auth_string:
         updates[PREFECT_API_AUTH_STRING] = auth_string.get_secret_value()
     return updates
+
+
+# Hosts a plain-http Prefect API may be on: this machine's own (nothing crosses a network).
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+PREFECT_CLOUD_HOST = "api.prefect.cloud"
+
+
+def prefect_api_refusal(url: str, allow_http: bool, has_key: bool) -> str | None:
+    """Why the worker must not be given the Prefect API at ``url`` (None when it may): its key
+    or auth string travels with every call, so plain http only on loopback unless the user says
+    so, and Prefect Cloud only with a key."""
+    host = urlsplit(url).hostname or ""
+    if url.startswith("http://") and host not in LOOPBACK_HOSTS and not allow_http:
+        return (
+            f"PREFECT_API_URL must be https:// (the worker sends its API key or auth string with "
+            f"every call); got {url!r}. Put the server behind TLS, or set "
+            "PREFECT_ACI_ALLOW_HTTP_API_URL=true for a server on a network you trust"
+        )
+    if host == PREFECT_CLOUD_HOST and not has_key:
+        return "PREFECT_API_KEY is not set: Prefect Cloud needs an API key (Cloud > API keys)"
+    return None

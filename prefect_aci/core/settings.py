@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from dotenv import dotenv_values
 from pydantic import AfterValidator, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from prefect_aci.core.console import console
 from prefect_aci.core.errors import UserError
@@ -123,6 +124,15 @@ def load(model: type[Settings], *, when_unconfigured: str | None = None, **overr
     or resource group is set at all (the user has not started configuring Azure)."""
     try:
         return model(**{**_renamed_in_env_file(model), **overrides})
+    except SettingsError as exc:
+        # A value that must be JSON (a dict or list field) and is not: pydantic-settings names
+        # the field in its message.
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = env_name(model, field.group(1)) if field else "a setting"
+        raise UserError(
+            f'{name} must be JSON (an object like {{"NAME": "value"}}); set it in the '
+            "environment or .env"
+        ) from None
     except ValidationError as exc:
         errors = exc.errors()
         names = [env_name(model, str(e["loc"][0])) if e["loc"] else "settings" for e in errors]

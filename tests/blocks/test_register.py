@@ -266,3 +266,12 @@ def test_half_a_service_principal_is_refused(prefect_server, records, pool_name)
     result = register(prefect_server, records, pool_name, env={"PREFECT_ACI_WORKER_CLIENT_ID": "c"})
     assert result.returncode == 1
     assert "set all of PREFECT_ACI_WORKER_TENANT_ID" in result.stderr
+
+
+def test_register_refuses_a_plain_http_prefect_api_off_loopback(records, pool_name):
+    """The key or auth string would cross the network in clear: one line, nothing written."""
+    result = register("http://10.0.0.4:4200/api", records, pool_name)
+    assert result.returncode != 0
+    assert "PREFECT_API_URL must be https://" in result.stderr, result.stderr
+    assert "PREFECT_ACI_ALLOW_HTTP_API_URL=true" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -120,3 +120,9 @@ def test_flow_runs_send_heartbeats_at_the_registered_frequency():
     assert (
         pool_defaults(AZURE, "img", "b", None)["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "60"
     )
+
+
+def test_a_pool_env_that_is_not_json_is_one_line(monkeypatch):
+    monkeypatch.setenv("PREFECT_ACI_POOL_ENV", "{TEAM: data")
+    with pytest.raises(UserError, match=r"^PREFECT_ACI_POOL_ENV must be JSON"):
+        load(RegistrationSettings)

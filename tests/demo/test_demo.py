@@ -157,9 +157,17 @@ def test_demo_env_points_deploy_all_at_the_stacks_local_azure(stack, tmp_path):
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "AZURE_CLIENT_SECRET": "this-machine-s-own-never-used"},
+        env={
+            **os.environ,
+            "AZURE_CLIENT_SECRET": "this-machine-s-own-never-used",
+            "PREFECT_API_KEY": "pnu_this-machine-s-own-cloud-key",
+        },
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    # The shell's own Prefect Cloud key never reaches the local worker.
+    worker = stack.aci().container_groups.get(stack.record.resource_group, stack.state.worker_group)
+    names = {v.name for c in worker.containers for v in c.environment_variables or []}
+    assert "PREFECT_API_AUTH_STRING" in names and "PREFECT_API_KEY" not in names
     again = read_record(outputs, AzureRecord)
     assert again.key_vault_name == stack.record.key_vault_name
     assert again.job_identity_client_id == stack.record.job_identity_client_id

@@ -131,7 +131,10 @@ def test_the_regional_quota_exhausted_fails_the_run_and_the_next_one_runs(stack,
     assert after.state.type == StateType.COMPLETED, after.state
 
 
-def test_a_run_cancelled_while_pending_is_cancelled_and_its_group_deleted(stack, test_flows):  # noqa: F811
+def test_a_run_cancelled_as_soon_as_it_is_submitted_is_cancelled_and_its_group_deleted(
+    stack,
+    test_flows,  # noqa: F811
+):
     deployment = deploy(stack, test_flows, "test_flows/sleeps.py:sleeps")
     flow_run = run(stack, deployment, parameters={"seconds": 300})
     wait(stack, flow_run, {StateType.PENDING, StateType.RUNNING})
@@ -140,7 +143,13 @@ def test_a_run_cancelled_while_pending_is_cancelled_and_its_group_deleted(stack,
         client.set_flow_run_state(flow_run.id, Cancelling(), force=True)
     final = wait(stack, flow_run, TERMINAL)
     assert final.state.type == StateType.CANCELLED, final.state
-    report("cancelled while Pending", started, final, stack, group_of(flow_run, "sleeps"))
+    report(
+        "cancelled as soon as submitted (Pending or just Running)",
+        started,
+        final,
+        stack,
+        group_of(flow_run, "sleeps"),
+    )
 
 
 @pytest.mark.parametrize(

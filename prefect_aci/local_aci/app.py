@@ -260,6 +260,20 @@ class GroupDeletion:
     done: bool = False
 
 
+def _secret_item(secret) -> dict:
+    """A Key Vault secret's attributes and tags as GetSecret and GetSecrets answer them."""
+    attributes = secret.properties.get("attributes") or {}
+    return {
+        "attributes": {
+            "enabled": attributes.get("enabled", True),
+            "created": attributes.get("created"),
+            "updated": attributes.get("updated"),
+            "recoveryLevel": "Recoverable",
+        },
+        "tags": secret.body.get("tags") or {},
+    }
+
+
 class LocalAci:
     def __init__(
         self,
@@ -1089,19 +1103,11 @@ class LocalAci:
                 "SecretNotFound",
                 f"A secret with (name/id) {name} was not found in this key vault.",
             )
-        properties = secret.properties
-        attributes = properties.get("attributes") or {}
         return JSONResponse(
             {
                 "value": secret.secret,
-                "id": properties.get("secretUriWithVersion"),
-                "attributes": {
-                    "enabled": attributes.get("enabled", True),
-                    "created": attributes.get("created"),
-                    "updated": attributes.get("updated"),
-                    "recoveryLevel": "Recoverable",
-                },
-                "tags": secret.body.get("tags") or {},
+                "id": secret.properties.get("secretUriWithVersion"),
+                **_secret_item(secret),
             }
         )
 
@@ -1111,23 +1117,8 @@ class LocalAci:
         host = f"https://{vault.body['name']}.vault.azure.net"
         entries = []
         for secret in self.directory.secrets(vault):
-            properties = secret.properties
-            attributes = properties.get("attributes") or {}
-            entries.append(
-                (
-                    secret.body["name"].lower(),
-                    {
-                        "id": f"{host}/secrets/{secret.body['name']}",
-                        "attributes": {
-                            "enabled": attributes.get("enabled", True),
-                            "created": attributes.get("created"),
-                            "updated": attributes.get("updated"),
-                            "recoveryLevel": "Recoverable",
-                        },
-                        "tags": secret.body.get("tags") or {},
-                    },
-                )
-            )
+            name = secret.body["name"]
+            entries.append((name.lower(), {"id": f"{host}/secrets/{name}", **_secret_item(secret)}))
         wanted = request.query_params.get("maxresults", "25")
         size = min(int(wanted), 25) if wanted.isdigit() and int(wanted) > 0 else 25
         page = Pager(f"{host}/secrets", dict(request.query_params), size).page(entries)

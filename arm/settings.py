@@ -207,8 +207,8 @@ class SweepSettings(AzureTarget):
     @model_validator(mode="after")
     def _prefect_api_reachable_safely(self) -> "SweepSettings":
         refusal = prefect_api_refusal(
-            self.prefect_api_url, self.allow_http_api_url, bool(self.prefect_api_key)
+            self.prefect_api_url, self.allow_http_api_url, bool(self.prefect_api_key), "the sweep"
         )
         if refusal:
-            raise ValueError(refusal.replace("the worker sends", "the sweep sends"))
+            raise ValueError(refusal)
         return self

@@ -125,9 +125,10 @@ def register(
     each step's outcome goes to ``echo``. The pool is the recorded one unless the settings name
     another; the registry credential is the job identity's when the image is in ACR."""
     api = PREFECT_API_URL.value() or ""
-    refusal = prefect_api_refusal(api, settings.allow_http_api_url, bool(PREFECT_API_KEY.value()))
+    has_key = bool(PREFECT_API_KEY.value())
+    refusal = prefect_api_refusal(api, settings.allow_http_api_url, has_key, "register")
     if refusal:
-        raise UserError(refusal.replace("the worker sends", "register sends"))
+        raise UserError(refusal)
     if settings.work_pool_name:
         azure = azure.model_copy(update={"work_pool_name": settings.work_pool_name})
     report = Report(azure.work_pool_name, dry_run=dry_run)

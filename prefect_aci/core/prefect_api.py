@@ -59,14 +59,16 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 PREFECT_CLOUD_HOST = "api.prefect.cloud"
 
 
-def prefect_api_refusal(url: str, allow_http: bool, has_key: bool) -> str | None:
-    """Why the worker must not be given the Prefect API at ``url`` (None when it may): its key
+def prefect_api_refusal(
+    url: str, allow_http: bool, has_key: bool, sender: str = "the worker"
+) -> str | None:
+    """Why ``sender`` must not be given the Prefect API at ``url`` (None when it may): its key
     or auth string travels with every call, so plain http only on loopback unless the user says
     so, and Prefect Cloud only with a key."""
     host = urlsplit(url).hostname or ""
     if url.startswith("http://") and host not in LOOPBACK_HOSTS and not allow_http:
         return (
-            f"PREFECT_API_URL must be https:// (the worker sends its API key or auth string with "
+            f"PREFECT_API_URL must be https:// ({sender} sends its API key or auth string with "
             f"every call); got {url!r}. Put the server behind TLS, or set "
             "PREFECT_ACI_ALLOW_HTTP_API_URL=true for a server on a network you trust"
         )

@@ -56,8 +56,16 @@ WORKER_ROLE_PREFIX = "Prefect ACI worker ("
 # the worker on those two resources only.
 LINKED_ROLE_SEED = "prefect-aci-worker-linked-role"
 LINKED_ROLE_PREFIX = "Prefect ACI worker, linked ("
+# The role the job identity gets when the sweep runs as a scheduled deployment on the pool
+# (template parameter scheduledSweep): arm/sweep.py SWEEP_ACTIONS and no more.
+SWEEPER_ROLE_SEED = "prefect-aci-sweeper-role"
+SWEEPER_ROLE_PREFIX = "Prefect ACI sweeper ("
 # (guid seed, display name prefix) of each custom role the template makes.
-CUSTOM_ROLES = ((WORKER_ROLE_SEED, WORKER_ROLE_PREFIX), (LINKED_ROLE_SEED, LINKED_ROLE_PREFIX))
+CUSTOM_ROLES = (
+    (WORKER_ROLE_SEED, WORKER_ROLE_PREFIX),
+    (LINKED_ROLE_SEED, LINKED_ROLE_PREFIX),
+    (SWEEPER_ROLE_SEED, SWEEPER_ROLE_PREFIX),
+)
 ROLE_DEFINITIONS_API = "2022-04-01"
 # The template's Key Vault apiVersion (tests/arm checks they agree): the existing vault is read
 # with it before a deployment.
@@ -141,6 +149,7 @@ def parameters(
         "deployRegistry": settings.deploy_registry,
         "registrySku": settings.registry_sku,
         "deployWorker": settings.deploy_worker,
+        "scheduledSweep": settings.sweep_every is not None,
         "enablePurgeProtection": settings.enable_purge_protection,
         "workerImage": worker.reference if worker else "",
         "workerCpu": settings.worker_cpu,

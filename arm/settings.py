@@ -14,7 +14,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, model_va
 
 from prefect_aci.core.names import DEFAULT_WORK_POOL
 from prefect_aci.core.prefect_api import prefect_api_refusal
-from prefect_aci.core.settings import GUID, ProjectSettings, matches
+from prefect_aci.core.settings import GUID, ProjectSettings, SweepEvery, matches
 
 
 def _subscription(value: str) -> str:
@@ -167,6 +167,12 @@ class InfraSettings(AzureTarget):
     key_vault_retention_days: Annotated[int, BeforeValidator(_retention_days)] = 90
     worker_cpu: Cpu = "1"
     worker_memory_gb: MemoryGb = "2"
+    sweep_every: SweepEvery = Field(
+        None,
+        description="Run `prefect-aci azure sweep` this often (15m, 1h) as a scheduled "
+        "deployment on the pool: the template gives the job identity the sweeper role and "
+        "register makes the deployment. Unset: neither (run the sweep yourself).",
+    )
 
     @model_validator(mode="after")
     def _prefect_api_reachable_safely(self) -> "InfraSettings":

@@ -50,7 +50,7 @@ from arm.deploy import Infra, NotFound, arm_call, worker_group_name
 from arm.settings import SweepSettings
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.prefect_api import client_settings, prefect_api_errors
-from prefect_aci.core.settings import GUID_PATTERN
+from prefect_aci.core.settings import DURATION_RULE, GUID_PATTERN, duration
 
 # What the sweep calls, as Azure RBAC actions: the worker role (template and
 # arm/prefect-aci-role.json) holds all of them, so it runs with the worker identity's rights.
@@ -77,19 +77,14 @@ SWEEP_LOGGER = "prefect_aci.sweep"
 # ARM states after which a deployment is history (its deletion cannot disturb it).
 SETTLED = frozenset({"Succeeded", "Failed", "Canceled"})
 PREFECT_PAGE = 200  # the Prefect API's default page limit
-UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-DURATION = re.compile(r"^(?:\d+[smhdw])+$")
 
 
 def parse_duration(text: str) -> datetime.timedelta:
     """'90m', '12h', '7d', '1d12h', '0s' -> a timedelta; a UserError for anything else."""
-    if not DURATION.match(text.strip()):
-        raise UserError(
-            f"--older-than must be a duration like 30m, 12h, 7d or 1d12h (s, m, h, d, w); "
-            f"got {text!r}"
-        )
-    parts = re.findall(r"(\d+)([smhdw])", text)
-    return datetime.timedelta(**{UNITS[unit]: int(n) for n, unit in parts})
+    try:
+        return duration(text)
+    except ValueError:
+        raise UserError(f"--older-than must be {DURATION_RULE}; got {text!r}") from None
 
 
 def describe(age: datetime.timedelta) -> str:

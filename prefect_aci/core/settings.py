@@ -6,10 +6,11 @@ user's .env can hold them beside other tools' settings. Names other tools read t
 PREFECT_API_*) keep their own: those fields say so with ``validation_alias``.
 """
 
+import datetime
 import os
 import re
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from dotenv import dotenv_values
 from pydantic import AfterValidator, ValidationError
@@ -54,6 +55,35 @@ RENAMED = {
 
 GUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 GUID = re.compile(rf"^{GUID_PATTERN}$")
+# A duration as the sweep's settings and options take it: 30m, 12h, 7d, 1d12h.
+DURATION = re.compile(r"^(?:\d+[smhdw])+$")
+DURATION_RULE = "a duration like 30m, 12h, 7d or 1d12h (s, m, h, d, w)"
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def duration(text: str) -> datetime.timedelta:
+    """'90m', '12h', '7d', '1d12h', '0s' -> a timedelta; a ValueError saying the rule otherwise."""
+    if not DURATION.match(text.strip()):
+        raise ValueError(f"must be {DURATION_RULE}; got {text!r}")
+    parts = re.findall(r"(\d+)([smhdw])", text)
+    return datetime.timedelta(**{_UNITS[unit]: int(n) for n, unit in parts})
+
+
+# The shortest schedule of the sweep: one sweep reads every group and run of the pool.
+SHORTEST_SWEEP = datetime.timedelta(minutes=5)
+
+
+def _sweep_every(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    if duration(value) < SHORTEST_SWEEP:
+        raise ValueError(f"must be at least 5m (one sweep reads the whole pool); got {value!r}")
+    return value.strip()
+
+
+# PREFECT_ACI_SWEEP_EVERY: how often the sweep runs as a scheduled deployment on the pool; unset,
+# no such deployment (and no sweeper role for the job identity).
+SweepEvery = Annotated[str | None, AfterValidator(_sweep_every)]
 
 
 class ProjectSettings(BaseSettings):

@@ -19,6 +19,7 @@ from arm.deploy import (
     KEY_VAULT_API,
     LINKED_ROLE_SEED,
     SUBNET_IN_USE,
+    SWEEPER_ROLE_SEED,
     WORKER_CONTAINER,
     WORKER_ROLE_SEED,
     Infra,
@@ -138,6 +139,7 @@ def test_deploy_sends_one_incremental_deployment_of_our_template(local, settings
     assert values["prefectApiAuthString"] == ""  # none given: the worker gets none
     assert values["prefectApiUrl"] == SETTINGS["PREFECT_API_URL"]
     assert values["deployWorker"] is True
+    assert values["scheduledSweep"] is False  # no PREFECT_ACI_SWEEP_EVERY: no sweeper role
     # Who is deploying, read from the token's claims: granted upload and push by the template.
     assert values["deployerPrincipalId"] == DEPLOYER
     assert values["deployerPrincipalType"] == "ServicePrincipal"
@@ -239,6 +241,20 @@ def test_worker_without_a_pushed_image_is_refused(settings):
         parameters(settings, None)
     with pytest.raises(UserError, match="make push"):
         parameters(settings, UNPUSHED)
+
+
+def test_a_sweep_schedule_gives_the_job_identity_the_sweeper_role(settings):
+    values = parameters(load(InfraSettings, sweep_every="15m"), IMAGE)
+    assert values["scheduledSweep"] == {"value": True}
+
+
+@pytest.mark.parametrize(
+    ("every", "expected"),
+    [("1m", "at least 5m"), ("often", "a duration like 30m"), ("15", "a duration like 30m")],
+)
+def test_a_sweep_schedule_that_is_too_short_or_no_duration_is_one_line(settings, every, expected):
+    with pytest.raises(UserError, match=f"PREFECT_ACI_SWEEP_EVERY must be {expected}"):
+        load(InfraSettings, sweep_every=every)
 
 
 def test_infrastructure_without_worker_needs_no_image(settings):
@@ -458,17 +474,24 @@ def test_destroy_also_deletes_the_workers_custom_role(local, settings):
         arm_guid(f"/subscriptions/{SUBSCRIPTION}/resourceGroups/prefect-aci-rg", LINKED_ROLE_SEED),
         "Prefect ACI worker, linked (prefect-aci-rg, ...)",
     )
+    sweeper = _role(
+        local,
+        arm_guid(f"/subscriptions/{SUBSCRIPTION}/resourceGroups/prefect-aci-rg", SWEEPER_ROLE_SEED),
+        "Prefect ACI sweeper (prefect-aci-rg, ...)",
+    )
     other = _role(local, str(uuid.uuid4()), "Someone else's role")
     infra = Infra.connect(settings, ManagedIdentityCredential(), transport=local.transport())
     deleted = infra.destroy()
     assert [d.name for d in deleted] == [
         "Prefect ACI worker (prefect-aci-rg, ...)",
         "Prefect ACI worker, linked (prefect-aci-rg, ...)",
+        "Prefect ACI sweeper (prefect-aci-rg, ...)",
     ]
-    assert local.arm.store.get(ours) is not None and local.arm.store.get(linked) is not None
+    ours_all = (ours, linked, sweeper)
+    assert all(local.arm.store.get(role_id) is not None for role_id in ours_all)
     for each in deleted:
         infra.delete_role(each)
-    assert local.arm.store.get(ours) is None and local.arm.store.get(linked) is None
+    assert all(local.arm.store.get(role_id) is None for role_id in ours_all)
     assert local.arm.store.get(other) is not None
     [group_delete] = local.of("DELETE", "/resourcegroups/prefect-aci-rg")
     [role_delete] = local.of("DELETE", f"/roleDefinitions/{role}")

@@ -674,3 +674,27 @@ def test_names_the_commands_compute_agree_with_the_template(template):
         f"[format('{worker_group_name('{0}')}', parameters('prefix'))]"
     )
     assert worker_group(template)["name"] == "[variables('workerGroupName')]"
+
+
+def test_the_sweeper_role_holds_the_sweeps_actions_only_and_exists_only_with_a_schedule(template):
+    """With scheduledSweep (PREFECT_ACI_SWEEP_EVERY) the job identity may do what the sweep calls,
+    on the resource group, and nothing else; without it (the default) nothing of it is made."""
+    assert template["parameters"]["scheduledSweep"]["defaultValue"] is False
+    assert sorted(template["variables"]["sweeperActions"]) == sorted(SWEEP_ACTIONS)
+    [role] = [
+        r
+        for r in resources_of(template, "Microsoft.Authorization/roleDefinitions")
+        if r["name"] == "[variables('sweeperRoleName')]"
+    ]
+    assert role["condition"] == "[parameters('scheduledSweep')]"
+    assert role["properties"]["permissions"] == [
+        {"actions": "[variables('sweeperActions')]", "notActions": []}
+    ]
+    [assignment] = [
+        r
+        for r in resources_of(template, "Microsoft.Authorization/roleAssignments")
+        if "sweeperRoleName" in r["properties"]["roleDefinitionId"]
+    ]
+    assert assignment["condition"] == "[parameters('scheduledSweep')]"
+    assert "scope" not in assignment  # the resource group the template deploys to
+    assert "variables('jobIdentityName')" in assignment["properties"]["principalId"]

@@ -5,7 +5,7 @@ import re
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from prefect_aci.core.names import SECRET_ENV_NAME
-from prefect_aci.core.settings import ProjectSettings
+from prefect_aci.core.settings import ProjectSettings, SweepEvery
 
 # Prefect's own floor for PREFECT_FLOWS_HEARTBEAT_FREQUENCY (prefect 3.9.1: settings/models/flows.py
 # FlowsSettings.heartbeat_frequency ge=30; flow_engine.py MINIMUM_HEARTBEAT_INTERVAL).
@@ -45,6 +45,13 @@ class RegistrationSettings(ProjectSettings):
     # Seconds without a heartbeat after which register's automation marks a run Crashed; unset:
     # default_window_seconds(heartbeat_seconds).
     heartbeat_window_seconds: int | None = Field(None, ge=MINIMUM_WINDOW_SECONDS)
+    # How often the sweep runs as a scheduled deployment on the pool (PREFECT_ACI_SWEEP_EVERY,
+    # the setting that also gives the job identity the sweeper role in the template); unset: no
+    # sweep deployment.
+    sweep_every: SweepEvery = None
+    # The template's prefix (PREFECT_ACI_PREFIX): the sweep spares the worker's group,
+    # <prefix>-worker.
+    prefix: str = "prefect"
 
     @property
     def window_seconds(self) -> int:

@@ -1,12 +1,15 @@
 """Create or update the Prefect side, idempotently: each step says created, updated or unchanged."""
 
+import datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prefect import get_client
 from prefect.blocks.core import Block
 from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectNotFound, ScriptError
+from prefect.flows import Flow
+from prefect.schedules import Interval
 from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL
 from prefect.variables import Variable
 from prefect_azure import (
@@ -24,10 +27,16 @@ from prefect_aci.core.names import (
     ACI_CREDENTIALS_BLOCK,
     FLOW_CODE_BLOCK,
     KEY_VAULT_VARIABLE,
+    SWEEP_CODE_BLOCK,
+    SWEEP_DEPLOYMENT,
+    SWEEP_ENTRYPOINT,
+    SWEEP_FLOW_NAME,
+    SWEEP_FOLDER,
     WORK_POOL_TYPE,
 )
 from prefect_aci.core.prefect_api import prefect_api_errors, prefect_api_refusal
 from prefect_aci.core.records import AzureRecord, PublishedImage
+from prefect_aci.core.settings import duration
 
 
 @dataclass
@@ -155,6 +164,8 @@ def register(
         _save_pool(azure.work_pool_name, template, existing_template, report, dry_run)
         save_heartbeat_automation(azure.work_pool_name, settings.window_seconds, report, dry_run)
         _save_variable(azure.key_vault_uri, report, dry_run)
+        if settings.sweep_every:
+            save_sweep_deployment(azure, storage, settings, report, dry_run)
     for line in report.lines:
         echo(line)
     return report
@@ -202,3 +213,69 @@ def _save_variable(value: str, report: Report, dry_run: bool) -> None:
     report.add(what, "updated" if current else "created")
     if not dry_run:
         Variable.set(KEY_VAULT_VARIABLE, value, overwrite=True)
+
+
+def sweep_parameters(azure: AzureRecord, settings: RegistrationSettings) -> dict:
+    """What the sweep flow (arm/sweep_flow.py) is told: the settings `prefect-aci azure sweep`
+    would read here, but for the Prefect API's, which the worker gives each flow run."""
+    return {
+        "subscription_id": azure.subscription_id,
+        "resource_group": azure.resource_group,
+        "work_pool_name": azure.work_pool_name,
+        "prefix": settings.prefix,
+        "allow_http_api_url": settings.allow_http_api_url,
+    }
+
+
+def save_sweep_deployment(
+    azure: AzureRecord,
+    flow_code: AzureBlobStorageContainer,
+    settings: RegistrationSettings,
+    report: Report,
+    dry_run: bool,
+) -> None:
+    """The sweep as a deployment on the pool, every PREFECT_ACI_SWEEP_EVERY, its first run one
+    interval from now. Its code is what deploy-all uploaded to SWEEP_FOLDER/ of the flow-code
+    container, pulled through a block of that folder alone."""
+    every = duration(settings.sweep_every or "")
+    code = flow_code.model_copy(update={"base_folder": SWEEP_FOLDER})
+    _save_block(code, SWEEP_CODE_BLOCK, report, dry_run)
+    parameters = sweep_parameters(azure, settings)
+    what = f"deployment '{SWEEP_FLOW_NAME}/{SWEEP_DEPLOYMENT}' (every {settings.sweep_every})"
+    with get_client(sync_client=True) as client:
+        try:
+            existing = client.read_deployment_by_name(f"{SWEEP_FLOW_NAME}/{SWEEP_DEPLOYMENT}")
+        except ObjectNotFound:
+            existing = None
+    if existing is not None and (
+        existing.parameters == parameters
+        and existing.work_pool_name == azure.work_pool_name
+        and existing.entrypoint == SWEEP_ENTRYPOINT
+        and [getattr(s.schedule, "interval", None) for s in existing.schedules] == [every]
+        and all(s.active for s in existing.schedules)
+    ):
+        report.add(what, "unchanged")
+        return
+    report.add(what, "updated" if existing is not None else "created")
+    if dry_run:
+        return
+    try:
+        flow = Flow.from_source(
+            source=AzureBlobStorageContainer.load(SWEEP_CODE_BLOCK), entrypoint=SWEEP_ENTRYPOINT
+        )
+    except (ScriptError, FileNotFoundError, OSError) as exc:
+        raise UserError(
+            f"the sweep's code is not in {azure.blob_endpoint}/{azure.flow_code_container_name}/"
+            f"{SWEEP_FOLDER} ({type(exc).__name__}); `make deploy-all` uploads it, or unset "
+            "PREFECT_ACI_SWEEP_EVERY"
+        ) from None
+    first = datetime.datetime.now(datetime.UTC) + every
+    flow.deploy(
+        name=SWEEP_DEPLOYMENT,
+        work_pool_name=azure.work_pool_name,
+        parameters=parameters,
+        schedules=[Interval(every, anchor_date=first)],
+        build=False,
+        push=False,
+        print_next_steps=False,
+    )

@@ -21,11 +21,13 @@ def upload_flow_code(
     container: ContainerClient,
     flows_dir: Path = FLOWS_DIR,
     *,
+    more: dict[str, Path] | None = None,
     wait_for_access: float = 0,
     retry_every: float = 10,
     echo: Callable[[str], None] = print,
 ) -> list[str]:
-    """Upload the demo's *.py files under FLOW_FOLDER/; return the blob names.
+    """Upload the demo's *.py files under FLOW_FOLDER/, and ``more`` (blob name -> file); return
+    the blob names.
 
     ``wait_for_access``: seconds to keep retrying a 403 AuthorizationPermissionMismatch, which is
     what Storage answers while a new role assignment has not reached it yet (minutes, at times).
@@ -36,8 +38,8 @@ def upload_flow_code(
         raise UserError(f"no flow code in {source}; is this a full checkout?")
     deadline = time.monotonic() + wait_for_access
     uploaded = []
-    for path in files:
-        name = f"{FLOW_FOLDER}/{path.name}"
+    blobs = {f"{FLOW_FOLDER}/{path.name}": path for path in files} | (more or {})
+    for name, path in blobs.items():
         while True:
             try:
                 container.upload_blob(name, path.read_bytes(), overwrite=True)

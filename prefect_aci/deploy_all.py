@@ -19,6 +19,7 @@ from rich.console import Console
 
 from arm.deploy import Infra, parameters
 from arm.settings import InfraSettings
+from arm.sweep_flow import sweep_files
 from blocks.inputs import RegistrationSettings
 from blocks.register import register
 from flows.deployment import deploy_demo, upload_flow_code
@@ -26,7 +27,8 @@ from image_builder.push import publish
 from prefect_aci.core.azure import default_credential
 from prefect_aci.core.console import Step, console
 from prefect_aci.core.errors import UserError
-from prefect_aci.core.names import DEMO_DEPLOYMENT, FLOW_CODE_BLOCK, FLOW_NAME
+from prefect_aci.core.names import DEMO_DEPLOYMENT, FLOW_CODE_BLOCK, FLOW_NAME, SWEEP_FOLDER
+from prefect_aci.core.paths import PROJECT_ROOT
 from prefect_aci.core.prefect_api import client_settings
 from prefect_aci.core.records import AzureRecord, ImageRecord, published, read_record, write_record
 from prefect_aci.core.settings import load
@@ -99,33 +101,44 @@ def deploy_all(
     registration = load(RegistrationSettings)
     if settings.deploy_worker:
         registration = registration.with_managed_identity()
+    container = ContainerClient(
+        account_url=azure.blob_endpoint,
+        container_name=azure.flow_code_container_name,
+        credential=credential,
+    )
+    # Before register: the sweep's deployment (PREFECT_ACI_SWEEP_EVERY) is made from its code.
+    step(
+        f"upload the flow code to {azure.blob_endpoint}/{azure.flow_code_container_name}",
+        lambda: upload_flow_code(
+            container,
+            more=sweep_code() if registration.sweep_every else None,
+            wait_for_access=ROLE_PROPAGATION_SECONDS,
+            echo=_indented(console),
+        ),
+    )
     api = client_settings(
         settings.prefect_api_url, settings.prefect_api_key, settings.prefect_api_auth_string
     )
     with temporary_settings(updates=api):
         report = step(
-            "Prefect: credentials block, ACI work pool, storage block, Key Vault variable",
+            "Prefect: credentials block, ACI work pool, storage block, Key Vault variable"
+            + (", the scheduled sweep" if registration.sweep_every else ""),
             lambda: register(azure, pushed, registration, echo=_indented(console)),
         )
         azure = azure.model_copy(update={"work_pool_name": report.work_pool_name})
-        container = ContainerClient(
-            account_url=azure.blob_endpoint,
-            container_name=azure.flow_code_container_name,
-            credential=credential,
-        )
-        step(
-            f"upload the flow code to {azure.blob_endpoint}/{azure.flow_code_container_name}",
-            lambda: upload_flow_code(
-                container,
-                wait_for_access=ROLE_PROPAGATION_SECONDS,
-                echo=_indented(console),
-            ),
-        )
         step(
             f"deploy {FLOW_NAME}/{DEPLOYMENT} to work pool {azure.work_pool_name}",
             lambda: deploy_demo(FLOW_CODE_BLOCK, azure.work_pool_name, DEPLOYMENT),
         )
     return Result(azure, pushed.reference)
+
+
+def sweep_code() -> dict[str, Path]:
+    """The sweep flow's files (arm/sweep_flow.py SWEEP_FILES) as blobs under SWEEP_FOLDER/."""
+    return {
+        f"{SWEEP_FOLDER}/{path.relative_to(PROJECT_ROOT).as_posix()}": path
+        for path in sweep_files(PROJECT_ROOT)
+    }
 
 
 def next_steps(result: Result, settings: InfraSettings) -> str:

@@ -24,3 +24,10 @@ DEMO_DEPLOYMENT = "aci"
 FLOW_FOLDER = "key_vault_demo"
 FLOW_ENTRYPOINT = f"{FLOW_FOLDER}/flow.py:key_vault_demo"
 FLOW_CODE_CONTAINER = "flow-code"
+# The sweep as a scheduled deployment on the pool (PREFECT_ACI_SWEEP_EVERY): its code goes to
+# SWEEP_FOLDER/ of the flow-code container, which the SWEEP_CODE_BLOCK storage block pulls alone.
+SWEEP_FLOW_NAME = "prefect-aci-sweep"
+SWEEP_DEPLOYMENT = "scheduled"
+SWEEP_CODE_BLOCK = "prefect-aci-sweep-code"
+SWEEP_FOLDER = "prefect-aci-sweep"
+SWEEP_ENTRYPOINT = "arm/sweep_flow.py:sweep"

@@ -532,7 +532,18 @@ def local_azure_settings(stack: Stack, side: LocalSide) -> dict[str, str]:
         # The image is in the stack's registry already (ACR is not served locally).
         "PREFECT_ACI_DEPLOY_REGISTRY": "false",
         "PREFECT_ACI_DEMO_SECRET_VALUE": side.demo_secret(),
+        **demo_sweep(),
     }
+
+
+# How often the demo's pool sweeps itself (the scheduled sweep deployment), unless
+# PREFECT_ACI_DEMO_SWEEP_EVERY says otherwise ("off": no sweep deployment).
+DEMO_SWEEP_EVERY = "15m"
+
+
+def demo_sweep() -> dict[str, str]:
+    every = os.environ.get("PREFECT_ACI_DEMO_SWEEP_EVERY", DEMO_SWEEP_EVERY).strip()
+    return {} if every.lower() == "off" else {"PREFECT_ACI_SWEEP_EVERY": every}
 
 
 # The settings above whose values are secrets, and the file in the state folder holding each.

@@ -275,3 +275,29 @@ def test_register_refuses_a_plain_http_prefect_api_off_loopback(records, pool_na
     assert "PREFECT_API_URL must be https://" in result.stderr, result.stderr
     assert "PREFECT_ACI_ALLOW_HTTP_API_URL=true" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_sweep_schedule_adds_the_sweeps_code_block_and_deployment(
+    prefect_server, records, pool_name
+):
+    """Dry run: what register would add for PREFECT_ACI_SWEEP_EVERY (the deployment itself is
+    made from the uploaded code on the demo stack: tests/demo/test_scheduled_sweep.py)."""
+    result = register(
+        prefect_server, records, pool_name, "--dry-run", env={"PREFECT_ACI_SWEEP_EVERY": "15m"}
+    )
+    assert result.returncode == 0, result.stderr
+    done = outcomes(result)
+    assert done["AzureBlobStorageContainer block 'prefect-aci-sweep-code'"] == "would-create"
+    assert done["deployment 'prefect-aci-sweep/scheduled' (every 15m)"] == "would-create"
+    without = outcomes(register(prefect_server, records, pool_name, "--dry-run"))
+    assert not [what for what in without if "sweep" in what]
+
+
+@pytest.mark.parametrize(
+    ("every", "expected"), [("2m", "at least 5m"), ("hourly", "a duration like 30m")]
+)
+def test_a_bad_sweep_schedule_is_one_line(prefect_server, records, pool_name, every, expected):
+    result = register(prefect_server, records, pool_name, env={"PREFECT_ACI_SWEEP_EVERY": every})
+    assert result.returncode != 0
+    assert result.stderr.startswith("error: PREFECT_ACI_SWEEP_EVERY must be"), result.stderr
+    assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1

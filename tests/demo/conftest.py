@@ -11,6 +11,7 @@ and checks there that `down` removed what `up` started and nothing else: whichev
 whatever order, that check runs last."""
 
 import json
+import os
 import ssl
 import subprocess
 import sys
@@ -53,6 +54,10 @@ def demo(*args, state_dir: Path, timeout: int = 1200) -> subprocess.CompletedPro
         cwd=PROJECT_ROOT,
         timeout=timeout,
     )
+
+
+SWEEP_SETTING = "PREFECT_ACI_DEMO_SWEEP_EVERY"
+SESSION_SWEEP_EVERY = "1w"
 
 
 @dataclass
@@ -224,6 +229,11 @@ def stack(built_image, server_image, docker_client, tmp_path_factory) -> Iterato
     """The stack `demo up` started. Its teardown is `demo down`, checked: an error at the
     teardown of this folder's last test says what `down` left behind or took that was not its."""
     folder = tmp_path_factory.mktemp("demo")
+    # The sweep deployment is made, its first run a week away: the tests start it when they want
+    # it, never in the middle of another test's fault. Every `demo` command and deploy-all of the
+    # session (test_demo runs it again) keeps that schedule.
+    before = os.environ.get(SWEEP_SETTING)
+    os.environ[SWEEP_SETTING] = SESSION_SWEEP_EVERY
     record, server_record = folder / "image.json", folder / "server-image.json"
     record.write_text(built_image.model_dump_json())
     server_record.write_text(server_image.model_dump_json())
@@ -254,3 +264,8 @@ def stack(built_image, server_image, docker_client, tmp_path_factory) -> Iterato
         # The check failed part way: leave nothing of the stack on the shared engine.
         demo("down", state_dir=state_dir, timeout=300)
         raise
+    finally:
+        if before is None:
+            os.environ.pop(SWEEP_SETTING, None)
+        else:
+            os.environ[SWEEP_SETTING] = before

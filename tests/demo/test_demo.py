@@ -19,7 +19,7 @@ from prefect_aci.core.records import AzureRecord, read_record
 from prefect_aci.demo.stack import server_container, stack_id
 from prefect_aci.local_aci.groups import LABEL
 from tests.browser import open_flow_run_page
-from tests.demo.conftest import demo
+from tests.demo.conftest import SESSION_SWEEP_EVERY, demo
 
 
 def test_demo_flow_run_completes_through_the_aci_worker(stack):
@@ -164,6 +164,12 @@ def test_demo_env_points_deploy_all_at_the_stacks_local_azure(stack, tmp_path):
         },
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    # register is idempotent with the automation and the sweep's deployment: one of each.
+    assert "unchanged    automation 'prefect-aci: crash runs of" in done.stderr, done.stderr[-3000:]
+    assert (
+        f"unchanged    deployment 'prefect-aci-sweep/scheduled' (every {SESSION_SWEEP_EVERY})"
+        in done.stderr
+    ), done.stderr[-3000:]
     # The shell's own Prefect Cloud key never reaches the local worker.
     worker = stack.aci().container_groups.get(stack.record.resource_group, stack.state.worker_group)
     names = {v.name for c in worker.containers for v in c.environment_variables or []}

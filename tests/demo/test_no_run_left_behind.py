@@ -37,6 +37,26 @@ def containers_of(stack: Stack, group: str) -> list:
     return client.containers.list(filters={"label": f"{LABEL}.group={key}"})
 
 
+def running_and_logged(stack: Stack, flow_run, line: str, timeout: float = 300) -> None:
+    """Wait until the run is Running and its container has logged ``line``."""
+    wait(stack, flow_run, {StateType.RUNNING})
+    deadline = time.monotonic() + timeout
+    while line not in worker_logs(stack, flow_run.id):
+        assert time.monotonic() < deadline, worker_logs(stack, flow_run.id)[-3000:]
+        time.sleep(2)
+
+
+def kill_worker_and_run(stack: Stack, group: str) -> float:
+    """The worker's process dies (as on a node failure: Docker's restart policy brings it back,
+    which a `docker kill`, a manual stop, would not) and the run's container too; when."""
+    [worker] = containers_of(stack, stack.state.worker_group)
+    [container] = containers_of(stack, group)
+    started = time.monotonic()
+    os.kill(worker.attrs["State"]["Pid"], signal.SIGKILL)
+    container.kill()
+    return started
+
+
 def report(scenario: str, started: float, final, stack: Stack, group: str) -> None:
     gone = stack.group_gone(group, timeout=180)
     seconds = round(time.monotonic() - started)
@@ -199,19 +219,9 @@ def test_the_worker_and_the_runs_container_killed_mid_run_end_crashed_and_the_wo
     with temporary_settings(stack.api_settings), get_client(sync_client=True) as client:
         demo = client.read_deployment_by_name(f"{FLOW_NAME}/{DEPLOYMENT}").id
     flow_run = run(stack, demo, parameters={"hold_seconds": 120})
-    wait(stack, flow_run, {StateType.RUNNING})
     # Holding: the engine has sent its first heartbeat long before (at its start).
-    deadline = time.monotonic() + 300
-    while "Holding for 120 s" not in worker_logs(stack, flow_run.id):
-        assert time.monotonic() < deadline, worker_logs(stack, flow_run.id)[-3000:]
-        time.sleep(2)
-    [worker] = containers_of(stack, stack.state.worker_group)
-    [container] = containers_of(stack, group_of(flow_run, FLOW_NAME))
-    started = time.monotonic()
-    # The worker's process dies (as on a node failure): Docker's restart policy brings it back,
-    # which a `docker kill` (a manual stop) would not.
-    os.kill(worker.attrs["State"]["Pid"], signal.SIGKILL)
-    container.kill()
+    running_and_logged(stack, flow_run, "Holding for 120 s")
+    started = kill_worker_and_run(stack, group_of(flow_run, FLOW_NAME))
     window = default_window_seconds(HEARTBEAT_SECONDS)
     # Within the window after the last heartbeat, plus the server's evaluation (every 5 s).
     final = wait(stack, flow_run, TERMINAL, timeout=window + 60)

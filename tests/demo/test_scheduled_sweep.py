@@ -3,8 +3,6 @@ it on the demo stack, and a run of it, in a flow-run container group as the job 
 template's sweeper role, ends a run nobody reported and removes its group."""
 
 import datetime
-import os
-import signal
 import time
 
 from prefect import get_client
@@ -22,7 +20,7 @@ from prefect_aci.core.names import SWEEP_DEPLOYMENT, SWEEP_ENTRYPOINT, SWEEP_FLO
 from prefect_aci.core.settings import duration
 from tests.demo.conftest import SESSION_SWEEP_EVERY, Stack
 from tests.demo.test_aci_behaviour import worker_logs
-from tests.demo.test_no_run_left_behind import containers_of, report
+from tests.demo.test_no_run_left_behind import kill_worker_and_run, report, running_and_logged
 from tests.demo.test_worker_paths import (
     TERMINAL,
     deploy,
@@ -76,17 +74,9 @@ def test_a_run_of_the_sweep_deployment_ends_a_run_nobody_reported_and_removes_it
     last log lines in its logs, and deletes its group, as the job identity."""
     deployment = deploy(stack, test_flows, "test_flows/sleeps.py:sleeps")
     flow_run = run(stack, deployment, parameters={"seconds": 600})
-    wait(stack, flow_run, {StateType.RUNNING})
-    deadline = time.monotonic() + 120
-    while "sleeping 600 s" not in worker_logs(stack, flow_run.id):
-        assert time.monotonic() < deadline, worker_logs(stack, flow_run.id)[-3000:]
-        time.sleep(2)
+    running_and_logged(stack, flow_run, "sleeping 600 s")
     group = group_of(flow_run, "sleeps")
-    [worker] = containers_of(stack, stack.state.worker_group)
-    [container] = containers_of(stack, group)
-    started = time.monotonic()
-    os.kill(worker.attrs["State"]["Pid"], signal.SIGKILL)  # Docker's restart policy brings it back
-    container.kill()
+    started = kill_worker_and_run(stack, group)
     # The sweep leaves a run to its engine and worker for the grace window after its container
     # ended; the heartbeat automation's window is longer.
     assert default_window_seconds(HEARTBEAT_SECONDS) > SWEEP_GRACE_SECONDS + 60

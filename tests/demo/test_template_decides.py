@@ -84,6 +84,20 @@ def assignments_at(stack: Stack, scope: str) -> list[dict]:
         return json.loads(answer.read())["value"]
 
 
+def job_assignment_on_vault(stack: Stack) -> dict:
+    """The job identity's role assignment on the vault itself (the list also holds those of the
+    scopes above it, such as the scheduled sweep's on the resource group)."""
+    job = arm(stack).resources.get_by_id(stack.record.job_identity_id, IDENTITY_API)
+    vault = vault_id(stack)
+    [on_vault] = [
+        a
+        for a in assignments_at(stack, vault)
+        if a["properties"]["principalId"] == job.properties["principalId"]
+        and a["properties"]["scope"].lower() == vault.lower()
+    ]
+    return on_vault
+
+
 def vault_id(stack: Stack) -> str:
     record = stack.record
     return (
@@ -117,12 +131,7 @@ def said(run: flow_run.DemoRun) -> str:
 
 
 def test_without_the_job_identitys_key_vault_role_the_run_fails_forbidden_by_rbac(stack):
-    job = arm(stack).resources.get_by_id(stack.record.job_identity_id, IDENTITY_API)
-    [on_vault] = [
-        a
-        for a in assignments_at(stack, vault_id(stack))
-        if a["properties"]["principalId"] == job.properties["principalId"]
-    ]
+    on_vault = job_assignment_on_vault(stack)
     with without_assignment(stack, on_vault):
         run = demo_run(stack, rbac_wait_seconds=0)
     assert run.state == "FAILED", said(run)
@@ -155,12 +164,7 @@ def test_with_role_assignments_slow_to_take_effect_the_first_run_waits_and_compl
     """Azure's role assignments are eventually consistent: with a delay, an assignment made just
     now does not count yet. The flow retries Key Vault's ForbiddenByRbac (rbac_wait_seconds) and
     completes once the job identity's role takes effect."""
-    job = arm(stack).resources.get_by_id(stack.record.job_identity_id, IDENTITY_API)
-    [on_vault] = [
-        a
-        for a in assignments_at(stack, vault_id(stack))
-        if a["properties"]["principalId"] == job.properties["principalId"]
-    ]
+    on_vault = job_assignment_on_vault(stack)
     with stack.changed(role_assignment_delay_seconds=20):
         with without_assignment(stack, on_vault):
             pass  # made again on the way out: it counts 20 s from now

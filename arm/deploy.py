@@ -29,7 +29,7 @@ from azure.mgmt.resource.resources.models import (
 )
 from pydantic import SecretStr
 
-from arm.settings import AzureTarget, InfraSettings
+from arm.settings import AzureTarget, InfraSettings, standby_pool_refusal
 from prefect_aci.core.arm_template import arm_guid
 from prefect_aci.core.azure import LOGIN_HINT
 from prefect_aci.core.console import console
@@ -137,6 +137,11 @@ def parameters(
     settings: InfraSettings, image: ImageRecord | None, deployer: Principal | None = None
 ) -> dict:
     """ARM deployment parameters. Secrets go only into this request, never into a file."""
+    refusal = standby_pool_refusal(
+        settings.standby_pool_size, settings.standby_pool_provider_principal_id
+    )
+    if refusal:
+        raise UserError(refusal)
     worker = worker_image(settings, image)
     demo = settings.demo_secret_value or SecretStr(secrets.token_urlsafe(24))
     values = {
@@ -155,6 +160,10 @@ def parameters(
         "workerCpu": settings.worker_cpu,
         "workerMemoryInGB": settings.worker_memory_gb,
         "softDeleteRetentionInDays": settings.key_vault_retention_days,
+        "flowRunCpu": settings.flow_run_cpu,
+        "flowRunMemoryInGB": settings.flow_run_memory_gb,
+        "standbyPoolSize": settings.standby_pool_size,
+        "standbyPoolProviderPrincipalId": settings.standby_pool_provider_principal_id,
     }
     if deployer:
         values["deployerPrincipalId"] = deployer.object_id

@@ -14,7 +14,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, model_va
 
 from prefect_aci.core.names import DEFAULT_WORK_POOL
 from prefect_aci.core.prefect_api import prefect_api_refusal
-from prefect_aci.core.settings import GUID, ProjectSettings, SweepEvery, matches
+from prefect_aci.core.settings import GUID, GUID_PATTERN, ProjectSettings, SweepEvery, matches
 
 
 def _subscription(value: str) -> str:
@@ -134,6 +134,26 @@ def _whole(low: int, high: int, unit: str):
     return validate
 
 
+# Azure bounds a standby container group pool's maxReadyCapacity to 0..2000 (the StandbyPool
+# REST spec's standbyContainerGroupPool.tsp; its JSON schema says only >= 0).
+MAX_STANDBY_POOL_SIZE = 2000
+PROVIDER_PRINCIPAL_HINT = (
+    "az ad sp list --display-name 'Standby Pool Resource Provider' --query [0].id -o tsv"
+)
+
+
+def standby_pool_refusal(size: int, provider_principal_id: str) -> str | None:
+    """Why a standby pool of ``size`` cannot be deployed, or None: the pool's resource provider
+    needs roles, and ARM cannot look up its service principal's object id in the tenant."""
+    if size and not provider_principal_id:
+        return (
+            f"PREFECT_ACI_STANDBY_POOL_SIZE={size} needs "
+            "PREFECT_ACI_STANDBY_POOL_PROVIDER_PRINCIPAL_ID, the object id of Microsoft's "
+            f"'Standby Pool Resource Provider' in your tenant: {PROVIDER_PRINCIPAL_HINT}"
+        )
+    return None
+
+
 class InfraSettings(AzureTarget):
     """What arm/azuredeploy.json takes, besides the target."""
 
@@ -173,11 +193,39 @@ class InfraSettings(AzureTarget):
         "deployment on the pool: the template gives the job identity the sweeper role and "
         "register makes the deployment. Unset: neither (run the sweep yourself).",
     )
+    # A flow run's size in the standby pool's container group profile: the work pool's defaults
+    # (blocks/work_pool.py CPU, MEMORY_GB).
+    flow_run_cpu: Cpu = "1"
+    flow_run_memory_gb: MemoryGb = "2"
+    standby_pool_size: Annotated[
+        int, BeforeValidator(_whole(0, MAX_STANDBY_POOL_SIZE, "container groups"))
+    ] = Field(
+        0,
+        description="Container groups an ACI standby pool keeps ready for flow runs to claim; 0 "
+        "deploys no pool.",
+    )
+    standby_pool_provider_principal_id: Annotated[
+        str,
+        matches(rf"^({GUID_PATTERN})?$", "an object id like 00000000-0000-0000-0000-000000000000"),
+    ] = Field(
+        "",
+        description="Object id of Microsoft's 'Standby Pool Resource Provider' service principal "
+        f"in your tenant ({PROVIDER_PRINCIPAL_HINT}).",
+    )
 
     @model_validator(mode="after")
     def _prefect_api_reachable_safely(self) -> "InfraSettings":
         refusal = prefect_api_refusal(
             self.prefect_api_url, self.allow_http_api_url, bool(self.prefect_api_key)
+        )
+        if refusal:
+            raise ValueError(refusal)
+        return self
+
+    @model_validator(mode="after")
+    def _standby_pool_has_its_provider(self) -> "InfraSettings":
+        refusal = standby_pool_refusal(
+            self.standby_pool_size, self.standby_pool_provider_principal_id
         )
         if refusal:
             raise ValueError(refusal)

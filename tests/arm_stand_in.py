@@ -108,7 +108,10 @@ class ArmStandIn(StandIn):
             **(self.outputs or {}),
             workPoolName=parameters["workPoolName"]["value"],
         )
-        outputs = {name: {"type": "String", "value": value} for name, value in values.items()}
+        outputs = {
+            name: {"type": "Int" if isinstance(value, int) else "String", "value": value}
+            for name, value in values.items()
+        }
         self.deployments[name] = DeploymentRecord(datetime.datetime.now(datetime.UTC), outputs)
         return Answer(200, self.deployments[name].body(request.path))
 

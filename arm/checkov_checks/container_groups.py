@@ -1,5 +1,6 @@
 """Project checks for Microsoft.ContainerInstance/containerGroups: in a subnet, registry
-credentials by identity only, secrets only as secure values."""
+credentials by identity only, secrets only as secure values; the last two also for the standby
+pool's containerGroupProfiles (a profile has no subnet: its pool names it)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from checkov.arm.base_resource_check import BaseResourceCheck
 from checkov.common.models.enums import CheckCategories, CheckResult
 
 SUPPORTED = ("Microsoft.ContainerInstance/containerGroups",)
+WITH_PROFILES = (*SUPPORTED, "Microsoft.ContainerInstance/containerGroupProfiles")
 # prefect_aci.core.names.SECRET_ENV_NAME (checks import only checkov; a test keeps them equal).
 SECRET_NAME = re.compile(
     r"(KEY|SECRET|TOKEN|PASSWORD|PASSWD|AUTH_STRING|CONNECTION_STRING)$", re.IGNORECASE
@@ -17,6 +19,8 @@ SECRET_NAME = re.compile(
 SECRET_PARAMETER = re.compile(
     r"parameters\('[^']*(key|secret|token|password)[^']*'\)", re.IGNORECASE
 )
+# A plain variable an ARM expression builds: createObject('name', '<name>', 'value', <value>).
+PLAIN_VARIABLE = re.compile(r"createObject\(\s*'name',\s*'([^']*)',\s*'value',\s*([^)]*\)?)")
 
 
 def _properties(conf: dict[str, Any]) -> dict[str, Any]:
@@ -54,7 +58,7 @@ class ContainerGroupRegistryIdentity(BaseResourceCheck):
             name="Ensure ACI registry credentials use a managed identity",
             id="CKV_PACI_2",
             categories=[CheckCategories.IAM],
-            supported_resources=SUPPORTED,
+            supported_resources=WITH_PROFILES,
         )
 
     def scan_resource_conf(self, conf: dict[str, Any]) -> CheckResult:
@@ -82,13 +86,21 @@ class ContainerGroupSecureValues(BaseResourceCheck):
             name="Ensure ACI secrets are passed only as secure values",
             id="CKV_PACI_3",
             categories=[CheckCategories.SECRETS],
-            supported_resources=SUPPORTED,
+            supported_resources=WITH_PROFILES,
         )
 
     def scan_resource_conf(self, conf: dict[str, Any]) -> CheckResult:
         containers = _properties(conf).get("containers") or []
         for container in containers if isinstance(containers, list) else []:
             env = (container.get("properties") or {}).get("environmentVariables") or []
+            if isinstance(env, str):
+                # An ARM expression (concat(...)): judge the plain variables it builds.
+                for name, value in PLAIN_VARIABLE.findall(env):
+                    # The value itself a secret parameter (not one inside a reference(): a
+                    # vault's URI is read with parameters('keyVaultName')).
+                    if SECRET_NAME.search(name) or SECRET_PARAMETER.match(value.strip()):
+                        return CheckResult.FAILED
+                continue
             for variable in env if isinstance(env, list) else []:
                 if not isinstance(variable, dict) or "value" not in variable:
                     continue

@@ -148,6 +148,10 @@ class AzureRecord(BaseModel):
     storage_blob_endpoint: str = Field("", alias="storageBlobEndpoint")
     flow_code_container_name: str = Field(alias="flowCodeContainerName", min_length=1)
     work_pool_name: str = Field(alias="workPoolName", min_length=1)
+    # The optional standby pool (standbyPoolSize above 0): empty, and revision 0, without one.
+    container_group_profile_id: str = Field("", alias="containerGroupProfileId")
+    container_group_profile_revision: int = Field(0, alias="containerGroupProfileRevision", ge=0)
+    standby_pool_id: str = Field("", alias="standbyPoolId")
 
     @property
     def blob_endpoint(self) -> str:

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from arm.checkov import Report, run_checkov
-from tests.arm.conftest import TEMPLATE, worker_group
+from tests.arm.conftest import TEMPLATE, resources_of, worker_group
 
 # checkov takes seconds a run: not in the fast lane.
 pytestmark = pytest.mark.slow
@@ -60,3 +60,27 @@ def _password_credentials(group: dict) -> None:
 )
 def test_project_checks_fail_what_they_guard(template, tmp_path, change, check_id):
     assert check_id in failed_ids(_broken(template, tmp_path, change))
+
+
+def _flow_run_profile(template: dict) -> dict:
+    [profile] = resources_of(template, "Microsoft.ContainerInstance/containerGroupProfiles")
+    return profile
+
+
+def test_the_standby_pools_profile_is_held_to_secure_values_and_identity_pulls(template, tmp_path):
+    """The profile's env is an ARM expression (concat of createObject calls): a plain
+    PREFECT_API_KEY built there fails, as does a password credential."""
+    broken = copy.deepcopy(template)
+    profile = _flow_run_profile(broken)
+    env = profile["properties"]["containers"][0]["properties"]
+    env["environmentVariables"] = env["environmentVariables"].replace(
+        "variables('workerPrefectCredentials')",
+        "createArray(createObject('name', 'PREFECT_API_KEY', 'value', "
+        "parameters('prefectApiKey')))",
+    )
+    _password_credentials(profile)
+    path = tmp_path / "azuredeploy.json"
+    path.write_text(json.dumps(broken))
+    profiles = "Microsoft.ContainerInstance/containerGroupProfiles."
+    failed = {f.check_id for f in run_checkov(path).failed if f.resource.startswith(profiles)}
+    assert {"CKV_PACI_2", "CKV_PACI_3"} <= failed

@@ -154,6 +154,26 @@ def test_deploy_sends_one_incremental_deployment_of_our_template(local, settings
     assert local.token_requests()[0].query["resource"] == MANAGEMENT
 
 
+def test_without_a_standby_pool_the_deployment_makes_none_of_its_parts(local, settings):
+    """PREFECT_ACI_STANDBY_POOL_SIZE unset (0): no profile, no pool, no role for the pool's
+    resource provider, and empty outputs for them."""
+    infra = Infra.connect(settings, ManagedIdentityCredential(), transport=local.transport())
+    infra.ensure_resource_group()
+    record = infra.deploy(json.loads(TEMPLATE.read_text()), parameters(settings, IMAGE))
+    for standby_type in (
+        "Microsoft.ContainerInstance/containerGroupProfiles",
+        "Microsoft.StandbyPool/standbyContainerGroupPools",
+    ):
+        assert local.arm.store.by_type(standby_type) == []
+    assert [
+        a
+        for a in local.arm.store.by_type("Microsoft.Authorization/roleAssignments")
+        if "Standby Pool Resource Provider" in a.body["properties"].get("description", "")
+    ] == []
+    assert (record.container_group_profile_id, record.standby_pool_id) == ("", "")
+    assert record.container_group_profile_revision == 0
+
+
 def test_missing_resource_group_is_created_in_the_given_location(tmp_path, monkeypatch, settings):
     local = _signed_in(start_local(tmp_path, local_azure(resource_group_exists=False)), monkeypatch)
     try:
@@ -354,6 +374,11 @@ def test_settings_defaults_match_the_template(settings, template):
     assert settings.worker_cpu == template["parameters"]["workerCpu"]["defaultValue"]
     assert settings.registry_sku == template["parameters"]["registrySku"]["defaultValue"]
     assert settings.worker_memory_gb == template["parameters"]["workerMemoryInGB"]["defaultValue"]
+    assert settings.flow_run_cpu == template["parameters"]["flowRunCpu"]["defaultValue"]
+    assert (
+        settings.flow_run_memory_gb == template["parameters"]["flowRunMemoryInGB"]["defaultValue"]
+    )
+    assert settings.standby_pool_size == template["parameters"]["standbyPoolSize"]["defaultValue"]
     retention = template["parameters"]["softDeleteRetentionInDays"]
     assert settings.key_vault_retention_days == retention["defaultValue"]
     assert (retention["minValue"], retention["maxValue"]) == (7, 90)

@@ -47,6 +47,9 @@ WORKER_CALLS = {
     "Microsoft.ContainerInstance/containerGroups/delete": "container_groups.begin_delete",
     "Microsoft.ContainerInstance/containerGroups/stop/action": "container_groups.stop",
     "Microsoft.ContainerInstance/containerGroups/containers/logs/read": "containers.list_logs",
+    # A claim from the standby pool names the container group profile, and Azure checks that
+    # the caller may read it (LinkedAuthorizationFailed otherwise: research brief of issue 20).
+    "Microsoft.ContainerInstance/containerGroupProfiles/read": "a claim from the standby pool",
 }
 # What a container group write needs beyond the write, held only on the job identity and subnet.
 LINKED_CALLS = {
@@ -455,6 +458,9 @@ AZURE_NAME_LIMITS = {
     "Microsoft.Network/natGateways": 80,
     "Microsoft.Network/publicIPAddresses": 80,
     "Microsoft.ContainerInstance/containerGroups": 63,
+    # The schemas' name patterns: a profile 1-63 characters, a standby pool 3-24.
+    "Microsoft.ContainerInstance/containerGroupProfiles": 63,
+    "Microsoft.StandbyPool/standbyContainerGroupPools": 24,
 }
 UNIQUE_STRING_LENGTH = 13  # uniqueString() always returns 13 characters
 

@@ -49,7 +49,7 @@ IMAGE = published(
 )
 
 
-def template_outputs(subscription: str, group: str, **changes: str) -> dict[str, str]:
+def template_outputs(subscription: str, group: str, **changes: object) -> dict[str, object]:
     """A complete, valid set of arm/azuredeploy.json's outputs for a deployment in ``group``."""
     scope = f"/subscriptions/{subscription}/resourceGroups/{group}/providers"
     identities = f"{scope}/Microsoft.ManagedIdentity/userAssignedIdentities"
@@ -70,6 +70,10 @@ def template_outputs(subscription: str, group: str, **changes: str) -> dict[str,
         "storageBlobEndpoint": "https://prefectst1.blob.core.windows.net/",
         "flowCodeContainerName": "flow-code",
         "workPoolName": "aci-pool",
+        # No standby pool (standbyPoolSize 0).
+        "containerGroupProfileId": "",
+        "containerGroupProfileRevision": 0,
+        "standbyPoolId": "",
     }
     return {**outputs, **changes}
 

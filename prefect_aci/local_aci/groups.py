@@ -147,9 +147,19 @@ class Groups:
         for container in self._containers():
             labels = container.labels
             spec = json.loads(labels[f"{LABEL}.spec"])
-            resource_group = labels[f"{LABEL}.group"].partition("/")[0]
+            docker_key = labels[f"{LABEL}.group"]
+            resource_group = docker_key.partition("/")[0]
+            claimed = self._claim_record(docker_key)
+            if claimed is not None:
+                # A standby pool member that a claim took: the claimed group, not a member.
+                resource_group, spec = claimed["resource_group"], claimed["spec"]
             group = Group(
-                resource_group, spec["name"], spec, "Succeeded", created=labels[f"{LABEL}.created"]
+                resource_group,
+                spec["name"],
+                spec,
+                "Succeeded",
+                created=labels[f"{LABEL}.created"],
+                docker_key=docker_key,
             )
             self.groups.setdefault(group.key, group)
 
@@ -203,6 +213,8 @@ class Groups:
                 # Config maps change without a restart (Microsoft Learn, "Config maps").
                 existing.spec = group.spec
                 self.write_config_maps(existing)
+                if existing.docker_key != existing.key:
+                    self._record_claim(existing)
                 return existing
             if existing is not None:
                 self._remove_containers(existing)
@@ -223,7 +235,27 @@ class Groups:
             member.spec = _without_secrets(spec)
             self.groups[member.key] = member
         self.write_config_maps(member)
+        self._record_claim(member)
         return member
+
+    def _claim_file(self, docker_key: str) -> Path | None:
+        base = self.config.wiring.config_maps_folder
+        return Path(base) / docker_key.replace("/", "~") / ".claimed.json" if base else None
+
+    def _record_claim(self, group: Group) -> None:
+        """What a claim made of a member, beside its config maps: its labels cannot say it, and
+        a restarted stand-in must not hand the member out again."""
+        path = self._claim_file(group.docker_key)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            record = {"resource_group": group.resource_group, "spec": group.spec}
+            path.write_text(json.dumps(record))
+
+    def _claim_record(self, docker_key: str) -> dict | None:
+        path = self._claim_file(docker_key)
+        if path is None or not path.is_file():
+            return None
+        return json.loads(path.read_text())
 
     def _check_config_maps(self, spec: dict) -> None:
         _check_config_maps(spec)

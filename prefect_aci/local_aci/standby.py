@@ -178,7 +178,19 @@ class StandbyPools:
                     if not state.retired:
                         del self.pools[pool_id]
             for pool_id, pool in pools.items():
-                self._reconcile_pool(self.pools.setdefault(pool_id, PoolState()), pool)
+                if pool_id not in self.pools:
+                    self.pools[pool_id] = self._recovered(pool)
+                self._reconcile_pool(self.pools[pool_id], pool)
+
+    def _recovered(self, pool: Recorded) -> PoolState:
+        """A pool's members that outlived an earlier run of the stand-in (Groups recovers them
+        from their containers; the claimed ones are groups of their own)."""
+        state = PoolState()
+        for group in self.groups.all_in(f"{MEMBERS}{pool.body['name']}"):
+            reference = group.spec.get("properties", {}).get("containerGroupProfile") or {}
+            if reference.get("id") and reference.get("revision") is not None:
+                state.members.append(Member(group, reference["id"], int(reference["revision"])))
+        return state
 
     def _reconcile_pool(self, state: PoolState, pool: Recorded) -> None:
         self._forget_retired(state)

@@ -314,3 +314,27 @@ def test_a_deleted_pool_drains_its_members(stack, client, tiny_image):
     _running(local, 2)
     client.resources.begin_delete_by_id(POOL_ID, POOLS_API).result()
     _until(lambda: not _members(local), "members of a deleted pool gone")
+
+
+def test_a_restarted_stand_in_keeps_claimed_groups_claimed_and_members_in_their_pool(
+    stack, client, tiny_image, docker_client
+):
+    local, _ = stack
+    _setup(client, tiny_image, 1)
+    _running(local, 1)
+    [member] = _members(local)
+    client.resources.begin_create_or_update_by_id(
+        group_id("run-1"), GROUPS_API, claim({"A": "b"})
+    ).result()
+    _running(local, 1)
+    [refill] = _members(local)
+    # What a restarted stand-in finds: the containers, their labels and the state folder.
+    again = Groups(docker_client, local.config, local.arm.store)
+    claimed = again.get(GROUP, "run-1")
+    assert claimed is not None and claimed.docker_key == member.docker_key
+    assert claimed.spec["properties"]["isCreatedFromStandbyPool"] is True
+    pools = StandbyPools(local.config, again, local.arm.store)
+    pools.reconcile()
+    [kept] = pools.pools[POOL_ID.lower()].members
+    assert kept.group.name == refill.name
+    assert [g.name for g in again.all_in(f"{MEMBERS}warm-pool")] == [refill.name]

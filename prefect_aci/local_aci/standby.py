@@ -40,6 +40,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 
+from prefect_aci.local_aci import container_rules
 from prefect_aci.local_aci.authorization import (
     authorization_failed,
     group_write_refusal,
@@ -54,6 +55,7 @@ from prefect_aci.local_aci.resources import (
     ResourceStore,
     now,
 )
+from prefect_aci.local_aci.schema import ENGINE_KEYS
 
 CONTAINER_GROUPS = "Microsoft.ContainerInstance/containerGroups"
 # The first api-version of container groups with standby pools and config maps (GA).
@@ -88,9 +90,11 @@ def is_claim(resource: dict) -> bool:
 
 
 def claim_problem(resource: dict) -> str | None:
-    """Why Azure refuses a claim's shape (400 BadRequest), None when it may be sent."""
+    """Why Azure refuses a claim's shape (400 BadRequest), None when it may be sent (a template's
+    engine keys, such as `comments`, are the deployment's, not the request's)."""
     properties = resource.get("properties") or {}
-    if set(resource) - CLAIM_KEYS or set(properties) - CLAIM_PROPERTIES:
+    given = set(resource) - set(ENGINE_KEYS)
+    if given - CLAIM_KEYS or set(properties) - CLAIM_PROPERTIES:
         return NOT_ALLOWED
     identity = resource.get("identity")
     if identity is not None and str(identity.get("type", "")).lower() != "userassigned":
@@ -376,6 +380,9 @@ class StandbyPools:
         if existing is not None:
             return self._update_claimed(existing, resource)
         spec = self._claimed_spec(resource, found.body, profile.id, revision)
+        problems = container_rules.group_problems(spec["name"], spec, self.config.location)
+        if problems:
+            raise GroupError(problems[0].code, problems[0].message, problems[0].status)
         standby = properties.get("standbyPoolProfile") or {}
         member = None
         if standby.get("id"):

@@ -208,6 +208,16 @@ def test_with_none_ready_a_claim_that_may_not_fall_back_fails(local, client):
     assert local.groups.created == []
 
 
+def test_a_claim_is_held_to_acis_group_name_rule(local, client):
+    _with_profile_and_pool(client)
+    with pytest.raises(HttpResponseError) as refused:
+        client.resources.begin_create_or_update_by_id(
+            group_id("Run--1"), GROUPS_API, claim({"A": "b"})
+        ).result()
+    assert refused.value.status_code == 400
+    assert refused.value.error.code == "ContainerGroupNameInvalid"
+
+
 def test_a_claim_of_a_revision_the_profile_does_not_have_is_refused(local, client):
     _with_profile_and_pool(client)
     with pytest.raises(HttpResponseError) as refused:
@@ -294,6 +304,7 @@ def test_profile_and_pool_deploy_from_a_template_and_a_deployed_claim_is_a_claim
                 "apiVersion": GROUPS_API,
                 "name": "run-1",
                 "location": "westeurope",
+                "comments": "The deployment's, not the claim's: allowed.",
                 "dependsOn": [
                     "[resourceId('Microsoft.StandbyPool/standbyContainerGroupPools', 'warm-pool')]"
                 ],

@@ -249,6 +249,26 @@ def test_a_config_map_change_rewrites_files_in_place_without_a_restart(
     assert shown == {"KEY": "second"}
 
 
+def test_deleting_a_claimed_group_removes_its_container_and_config_maps(
+    stack, client, tiny_image, docker_client
+):
+    local, _ = stack
+    _setup(client, tiny_image, 1)
+    _running(local, 1)
+    client.resources.begin_create_or_update_by_id(
+        group_id("run-1"), GROUPS_API, claim({"A": "b"})
+    ).result()
+    claimed = local.groups.get(GROUP, "run-1")
+    container = _container(docker_client, claimed)
+    folder = Path(local.config.wiring.config_maps_folder) / claimed.docker_key.replace("/", "~")
+    assert (folder / CONTAINER / "A").read_text() == "b"
+    client.resources.begin_delete_by_id(group_id("run-1"), GROUPS_API).result()
+    _until(lambda: local.groups.get(GROUP, "run-1") is None, "the claimed group deleted")
+    with pytest.raises(NotFound):
+        container.reload()
+    assert not folder.exists()
+
+
 def test_with_the_pool_empty_a_claim_creates_from_the_profile_or_fails_when_told(
     stack, client, tiny_image, docker_client
 ):

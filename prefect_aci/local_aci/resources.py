@@ -307,6 +307,7 @@ def shape(resource: dict, context: Context, previous: Recorded | None) -> Record
                 subnet["type"] = SUBNETS
                 subnet.setdefault("properties", {})["provisioningState"] = "Succeeded"
     if kind.lower() == CONTAINER_GROUP_PROFILES.lower():
+        secret = _secure_values(properties, previous.secret if previous else None)
         # Every write is a new revision (REST spec examples: a create answers revision 1, a
         # PATCH of tags alone 2); whether a PUT that changes nothing makes one is not documented:
         # here it does.
@@ -357,6 +358,36 @@ def _role_definition_id(value: str, subscription: str) -> str:
     return f"/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/{role}"
 
 
+def _secure_values(properties: dict, kept: dict | None) -> dict:
+    """A profile's secure environment values, taken out of its GET body (ACI never shows one)
+    and kept beside it, by container and variable; a variable a write names without a value
+    (a PATCH, which sends the body as read) keeps the one it had."""
+    found: dict = {}
+    for container in properties.get("containers") or []:
+        name = container.get("name")
+        for variable in (container.get("properties") or {}).get("environmentVariables") or []:
+            if not isinstance(variable, dict):
+                continue
+            value = variable.pop("secureValue", None)
+            had = ((kept or {}).get(name) or {}).get(variable.get("name"))
+            if value is None and "value" not in variable and had is not None:
+                value = had
+            if value is not None:
+                found.setdefault(name, {})[variable.get("name")] = value
+    return found
+
+
+def with_secure_values(properties: dict, secret: dict | None) -> dict:
+    """A profile's properties with the secure environment values kept beside its body."""
+    filled = copy.deepcopy(properties)
+    for container in filled.get("containers") or []:
+        values = (secret or {}).get(container.get("name")) or {}
+        for variable in (container.get("properties") or {}).get("environmentVariables") or []:
+            if isinstance(variable, dict) and variable.get("name") in values:
+                variable["secureValue"] = values[variable["name"]]
+    return filled
+
+
 def revision_of(profile: Recorded) -> Recorded:
     """A container group profile's current revision as `.../revisions/<n>` answers it: the
     profile as it was written then (its id and name the revision's: local's choice, the REST
@@ -365,7 +396,7 @@ def revision_of(profile: Recorded) -> Recorded:
     body = copy.deepcopy(profile.body)
     body.update(id=f"{profile.id}/revisions/{revision}", name=str(revision), type=PROFILE_REVISIONS)
     body["properties"].pop("registeredRevisions", None)
-    return Recorded(body["id"], PROFILE_REVISIONS, body, profile.deployment)
+    return Recorded(body["id"], PROFILE_REVISIONS, body, profile.deployment, profile.secret)
 
 
 def subnets_of(recorded: Recorded) -> list[Recorded]:

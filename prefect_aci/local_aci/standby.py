@@ -54,6 +54,7 @@ from prefect_aci.local_aci.resources import (
     Recorded,
     ResourceStore,
     now,
+    with_secure_values,
 )
 from prefect_aci.local_aci.schema import ENGINE_KEYS
 
@@ -249,7 +250,7 @@ class StandbyPools:
     def _member_resource(self, pool: Recorded, revision: int, profile: Recorded) -> dict:
         found = self.store.get(f"{profile.id}/revisions/{revision}")
         assert found is not None
-        properties = _definition(found.body)
+        properties = _definition(found)
         subnets = (pool.properties.get("containerGroupProperties") or {}).get("subnetIds")
         if subnets:
             properties["subnetIds"] = copy.deepcopy(subnets)
@@ -379,7 +380,7 @@ class StandbyPools:
         existing = self.groups.get(resource_group, resource["name"])
         if existing is not None:
             return self._update_claimed(existing, resource)
-        spec = self._claimed_spec(resource, found.body, profile.id, revision)
+        spec = self._claimed_spec(resource, found, profile.id, revision)
         problems = container_rules.group_problems(spec["name"], spec, self.config.location)
         if problems:
             raise GroupError(problems[0].code, problems[0].message, problems[0].status)
@@ -409,10 +410,10 @@ class StandbyPools:
         spec["properties"]["isCreatedFromStandbyPool"] = False
         return self.groups.create(resource_group, spec)
 
-    def _claimed_spec(self, resource: dict, revision_body: dict, profile_id: str, revision: int):
+    def _claimed_spec(self, resource: dict, found: Recorded, profile_id: str, revision: int):
         """The group a claim makes: the profile revision's definition, the claim's location,
         tags, identity and config maps, and the references it gave."""
-        properties = _definition(revision_body)
+        properties = _definition(found)
         given = {c.get("name"): c for c in resource["properties"].get("containers") or []}
         for container in properties.get("containers") or []:
             mapped = ((given.get(container["name"]) or {}).get("properties") or {}).get("configMap")
@@ -467,9 +468,10 @@ class StandbyPools:
         return self.groups.create(group.resource_group, spec)
 
 
-def _definition(profile_body: dict) -> dict:
-    """A profile revision's group properties, without what the profile's provider adds."""
-    properties = copy.deepcopy(profile_body.get("properties") or {})
+def _definition(revision: Recorded) -> dict:
+    """A profile revision's group properties, its secure values included, without what the
+    profile's provider adds."""
+    properties = with_secure_values(revision.body.get("properties") or {}, revision.secret)
     for key in ("revision", "registeredRevisions", "provisioningState"):
         properties.pop(key, None)
     return properties

@@ -366,3 +366,23 @@ def test_the_standby_pool_provider_is_a_principal_graph_names(local):
     [found] = answer.json()["value"]
     assert found["displayName"] == "Standby Pool Resource Provider"
     assert OWNER  # the deployer (Owner) asked
+
+
+def test_a_profiles_secure_values_are_never_shown_and_reach_the_groups_made_from_it(local, client):
+    secured = profile(IMAGE, ["/bin/sleep", "600"])
+    secured.properties["containers"][0]["properties"]["environmentVariables"] = [
+        {"name": "PREFECT_API_KEY", "secureValue": "pnu_secret"},
+        {"name": "PREFECT_API_URL", "value": "https://api.example"},
+    ]
+    client.resources.begin_create_or_update_by_id(PROFILE_ID, PROFILES_API, secured).result()
+    client.resources.begin_update_by_id(PROFILE_ID, PROFILES_API, {"tags": {"a": "b"}}).result()
+    client.resources.begin_create_or_update_by_id(POOL_ID, POOLS_API, pool(0)).result()
+    for path in (PROFILE_ID, f"{PROFILE_ID}/revisions/1", f"{PROFILE_ID}/revisions/2"):
+        status, body = _get(local, path, PROFILES_API)
+        assert status == 200 and "pnu_secret" not in json.dumps(body)
+    client.resources.begin_create_or_update_by_id(
+        group_id("run-1"), GROUPS_API, claim({"A": "b"}, revision=2)
+    ).result()
+    [created] = local.groups.created
+    env = created["properties"]["containers"][0]["properties"]["environmentVariables"]
+    assert {"name": "PREFECT_API_KEY", "secureValue": "pnu_secret"} in env

@@ -7,6 +7,7 @@ The members run a tiny image built here (dash, sleep and cat on an empty base); 
 and network these tests make carries the stack's label and goes at the end."""
 
 import contextlib
+import json
 import shutil
 import subprocess
 import time
@@ -47,6 +48,7 @@ POOL_CONTRIBUTOR = "39fcb0de-8844-4706-b050-c28ddbe3ff83"
 # Every wait of these tests is bounded by this (a member starts in about a second).
 WAIT_SECONDS = 60
 COMMAND = ["/bin/sleep", "600"]
+SECRET = "pnu_standby-secret"
 
 
 @pytest.fixture(scope="module")
@@ -168,9 +170,11 @@ def _read(container, key: str) -> str:
 
 
 def _setup(client, tiny_image: str, capacity: int) -> None:
-    client.resources.begin_create_or_update_by_id(
-        PROFILE_ID, PROFILES_API, profile(tiny_image, COMMAND)
-    ).result()
+    definition = profile(tiny_image, COMMAND)
+    definition.properties["containers"][0]["properties"]["environmentVariables"] = [
+        {"name": "PREFECT_API_KEY", "secureValue": SECRET}
+    ]
+    client.resources.begin_create_or_update_by_id(PROFILE_ID, PROFILES_API, definition).result()
     client.resources.begin_create_or_update_by_id(POOL_ID, POOLS_API, pool(capacity)).result()
 
 
@@ -206,8 +210,10 @@ def test_a_claim_takes_a_running_member_with_its_identity_and_config_map_and_the
     assert got.properties["instanceView"]["state"] == "Running"
     assert got.properties["containers"][0]["properties"]["configMap"]["keyValuePairs"] == values
     assert got.properties["containers"][0]["properties"]["command"] == COMMAND
+    assert SECRET not in json.dumps(got.serialize())
     claimed = local.groups.get(GROUP, "run-1")
     assert claimed is member  # the member became the group, nothing new started
+    assert f"PREFECT_API_KEY={SECRET}" in before.attrs["Config"]["Env"]
     assert _container(docker_client, claimed).id == before.id
     for key, value in values.items():
         assert _read(before, key) == value

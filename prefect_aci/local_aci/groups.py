@@ -294,10 +294,7 @@ class Groups:
     def cores_in_use(self, exclude: str = "") -> Decimal:
         """CPU the region's quota counts: groups that hold their cores (provisioning or running,
         or being deleted), not stopped, failed or terminated ones."""
-        states: dict[str, list[dict]] = {}
-        for container in self._containers():
-            key = container.labels.get(f"{LABEL}.group", "")
-            states.setdefault(key, []).append(container.attrs.get("State", {}))
+        states = self.container_states()
         used = Decimal(0)
         for key, group in self.groups.items():
             if key == exclude or group.stopped or group.provisioning_state == "Failed":
@@ -311,6 +308,15 @@ class Groups:
                 continue
             used += container_rules.requested(group.spec)[0]
         return used
+
+    def container_states(self) -> dict[str, list[dict]]:
+        """Docker's state of every container of the stack's groups, by Group.docker_key (one
+        call to the engine for all of them)."""
+        states: dict[str, list[dict]] = {}
+        for container in self._containers():
+            key = container.labels.get(f"{LABEL}.group", "")
+            states.setdefault(key, []).append(container.attrs.get("State", {}))
+        return states
 
     def wait(self, group: Group, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -199,6 +199,7 @@ class StandbyPools:
 
     def _reconcile_pool(self, state: PoolState, pool: Recorded) -> None:
         self._forget_retired(state)
+        docker = self.groups.container_states()
         target = self._target(pool)
         if isinstance(target, str):
             for member in state.members:
@@ -210,12 +211,14 @@ class StandbyPools:
         for member in list(state.members):
             changed = member.profile_id.lower() != profile.id.lower() or member.revision != revision
             gone = self.groups.get(member.group.resource_group, member.group.name) is None
-            if changed or gone or self._ended(member.group):
+            if changed or gone or _ended(member.group, docker.get(member.group.docker_key)):
                 state.members.remove(member)
                 self._retire(state, member.group)
         capacity = int((pool.properties.get("elasticityProfile") or {}).get("maxReadyCapacity", 0))
         while len(state.members) > capacity:
-            waiting = [m for m in state.members if not self.running(m.group)]
+            waiting = [
+                m for m in state.members if not _running(m.group, docker.get(m.group.docker_key))
+            ]
             surplus = (waiting or state.members)[-1]
             state.members.remove(surplus)
             self._retire(state, surplus.group)
@@ -299,18 +302,7 @@ class StandbyPools:
 
     def running(self, group: Group) -> bool:
         """Fully provisioned and every container running: what a pool hands out."""
-        if group.provisioning_state != "Succeeded" or group.deleting is not None:
-            return False
-        views = self.groups.instance_view(group)
-        return bool(views) and all(v["currentState"]["state"] == "Running" for _, v in views)
-
-    def _ended(self, group: Group) -> bool:
-        if group.provisioning_state == "Failed":
-            return True
-        if group.provisioning_state != "Succeeded":
-            return False
-        views = self.groups.instance_view(group)
-        return any(v["currentState"]["state"] == "Terminated" for _, v in views)
+        return _running(group, self.groups.container_states().get(group.docker_key))
 
     # -- what the pools answer ----------------------------------------------------------------
 
@@ -318,7 +310,10 @@ class StandbyPools:
         """`runtimeViews/latest` (StandbyContainerGroupPoolRuntimeViewResource, 2026-04-01)."""
         with self.lock:
             state = self.pools.get(pool.id.lower()) or PoolState()
-            running = sum(1 for m in state.members if self.running(m.group))
+            docker = self.groups.container_states()
+            running = sum(
+                1 for m in state.members if _running(m.group, docker.get(m.group.docker_key))
+            )
             creating = len(state.members) - running
             deleting = sum(
                 1 for g in state.retired if self.groups.get(g.resource_group, g.name) is not None
@@ -466,6 +461,27 @@ class StandbyPools:
             if resource.get(key) is not None:
                 spec[key] = copy.deepcopy(resource[key])
         return self.groups.create(group.resource_group, spec)
+
+
+def _running(group: Group, states: list[dict] | None) -> bool:
+    """``group`` fully provisioned with every container running (Docker's ``states`` of its
+    containers)."""
+    if group.provisioning_state != "Succeeded" or group.deleting is not None or not states:
+        return False
+    expected = len(group.spec.get("properties", {}).get("containers") or [])
+    return len(states) >= expected and all(s.get("Running") for s in states)
+
+
+def _ended(group: Group, states: list[dict] | None) -> bool:
+    """``group`` failed, or one of its containers ended."""
+    if group.provisioning_state == "Failed":
+        return True
+    if group.provisioning_state != "Succeeded":
+        return False
+    return any(
+        not s.get("Running") and not s.get("Restarting") and s.get("Status") != "created"
+        for s in states or []
+    )
 
 
 def _definition(revision: Recorded) -> dict:

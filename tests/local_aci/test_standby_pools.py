@@ -18,6 +18,7 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.identity import ManagedIdentityCredential
 from docker.errors import NotFound
+from starlette.requests import Request
 
 from prefect_aci.local_aci.app import MANAGEMENT, LocalAci
 from prefect_aci.local_aci.config import LABEL, Wiring
@@ -103,6 +104,7 @@ def stack(tmp_path, docker_client, tiny_image, monkeypatch):
     issuer = TokenIssuer(tmp_path / "signing-key.pem", config.tenant_id)
     aci = LocalAci(config, groups, arm, issuer, DEPLOYER_SECRET, standby)
     local = Local(config, groups, arm, LocalAciServer(aci), issuer)  # type: ignore[arg-type]
+    local.aci = aci  # type: ignore[attr-defined]  (IMDS is asked of it directly)
     for name, value in local.identity_env().items():
         monkeypatch.setenv(name, value)
     provider = config.standby_pool_provider_principal_id
@@ -221,6 +223,21 @@ def test_a_claim_takes_a_running_member_with_its_identity_and_config_map_and_the
     before.reload()
     address = before.attrs["NetworkSettings"]["Networks"][local.config.wiring.imds_network]
     assert local.groups.identities_of_address(address["IPAddress"]) == [job.resource_id]
+    asked = Request(
+        {
+            "type": "http",
+            "method": "GET",
+            "path": "/metadata/identity/oauth2/token",
+            "query_string": b"api-version=2018-02-01&resource=https://vault.azure.net",
+            "headers": [(b"metadata", b"true")],
+            "client": (address["IPAddress"], 40000),
+        }
+    )
+    answer = local.aci.imds_token(asked)
+    assert answer.status_code == 200, answer.body
+    token = json.loads(answer.body)["access_token"]
+    claims = local.issuer.verify(token, "https://vault.azure.net")
+    assert claims is not None and claims["oid"] == job.principal_id
     # Refilled: a new member, Running, and the claimed group is no member.
     _running(local, 1)
     [refill] = _members(local)

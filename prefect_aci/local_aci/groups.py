@@ -167,7 +167,9 @@ class Groups:
         filters = {"label": [f"{LABEL}.stack={self.config.wiring.stack_id}", f"{LABEL}.group"]}
         if group is not None:
             filters["label"].append(f"{LABEL}.group={group.docker_key}")
-        return self.client.containers.list(all=True, filters=filters)
+        # A container removed between the list and its inspection (a group or pool member
+        # being deleted meanwhile) is not an error.
+        return self.client.containers.list(all=True, filters=filters, ignore_removed=True)
 
     def get(self, resource_group: str, name: str) -> Group | None:
         return self.groups.get(f"{resource_group}/{name}".lower())

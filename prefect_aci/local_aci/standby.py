@@ -193,7 +193,8 @@ class StandbyPools:
         state = PoolState()
         for group in self.groups.all_in(f"{MEMBERS}{pool.body['name']}"):
             reference = group.spec.get("properties", {}).get("containerGroupProfile") or {}
-            if reference.get("id") and reference.get("revision") is not None:
+            recoverable = group.deleting is None and reference.get("id")
+            if recoverable and reference.get("revision") is not None:
                 state.members.append(Member(group, reference["id"], int(reference["revision"])))
         return state
 

@@ -540,6 +540,9 @@ def local_azure_settings(stack: Stack, side: LocalSide) -> dict[str, str]:
         # The image is in the stack's registry already (ACR is not served locally).
         "PREFECT_ACI_DEPLOY_REGISTRY": "false",
         "PREFECT_ACI_DEMO_SECRET_VALUE": side.demo_secret(),
+        # Who the local Azure's Standby Pool Resource Provider is, as `az ad sp list` tells it
+        # on Azure: the template's standby pool (PREFECT_ACI_STANDBY_POOL_SIZE) needs it.
+        "PREFECT_ACI_STANDBY_POOL_PROVIDER_PRINCIPAL_ID": config.standby_pool_provider_principal_id,
         **demo_sweep(),
     }
 

@@ -496,3 +496,33 @@ def test_a_resources_identities_are_shown_with_their_principals(arm):
     assert registry["identity"]["tenantId"] == TENANT
     uuid.UUID(registry["identity"]["principalId"])
     assert registry["properties"]["loginServer"] == "registry1.azurecr.io"
+
+
+def test_the_template_with_a_standby_pool_deploys_its_profile_and_pool(arm, params):
+    """standbyPoolSize above 0 (with the provider's principal): the container group profile of
+    the flow runs and the standby pool of it deploy on local Resource Manager, and the outputs
+    name them."""
+    provider = str(uuid.uuid4())
+    params = {
+        **params,
+        "standbyPoolSize": {"value": 2},
+        "standbyPoolProviderPrincipalId": {"value": provider},
+    }
+    deployment = deploy(arm, TEMPLATE, params)
+    body = arm.body(deployment)
+    assert body["properties"]["provisioningState"] == "Succeeded", body["properties"].get("error")
+    profile = one(arm, "Microsoft.ContainerInstance/containerGroupProfiles", "prefect-flow-run")
+    pool = one(arm, "Microsoft.StandbyPool/standbyContainerGroupPools", "prefect-standby")
+    outputs = {name: out["value"] for name, out in body["properties"]["outputs"].items()}
+    assert outputs["containerGroupProfileId"].lower() == profile.id.lower()
+    assert outputs["standbyPoolId"].lower() == pool.id.lower()
+    assert outputs["containerGroupProfileRevision"] >= 1
+    assert pool.properties["elasticityProfile"]["maxReadyCapacity"] == 2
+    [container] = profile.properties["containers"]
+    assert container["name"] == "prefect-job"
+    assignments = [
+        r
+        for r in arm.store.by_type("Microsoft.Authorization/roleAssignments")
+        if r.properties["principalId"] == provider
+    ]
+    assert assignments, "the Standby Pool Resource Provider got no role"

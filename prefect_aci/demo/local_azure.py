@@ -132,6 +132,9 @@ def make_local_side(
     subscription = str(uuid.uuid4())
     group_id = f"/subscriptions/{subscription}/resourceGroups/{RESOURCE_GROUP}"
     deployer = _identity(group_id, DEPLOYER)
+    # Made here, as the user the stand-in runs as (a bind source the engine made would be root's).
+    config_maps = folder / "config-maps"
+    config_maps.mkdir(parents=True, exist_ok=True)
     tls = make_tls(
         folder / "tls",
         addresses=("127.0.0.1", *addresses),
@@ -157,6 +160,7 @@ def make_local_side(
             imds_network=IMDS_NETWORK,
             extra_hosts={MANAGEMENT_HOST: stand_in_address},
             ca_bundle_host_path=str(tls.bundle.resolve()),
+            config_maps_folder=str(config_maps.resolve()),
         ),
     )
     server_folder = folder / "stand-in"

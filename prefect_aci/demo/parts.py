@@ -349,6 +349,11 @@ def server_environment(stack: Stack) -> dict[str, str]:
     return env
 
 
+def _config_maps_mount(folder: str | None) -> dict:
+    """The config maps folder at its own path (none for a stack made before it existed)."""
+    return {folder: {"bind": folder, "mode": "rw"}} if folder else {}
+
+
 def _source_mounts() -> dict:
     """The stand-ins run this checkout's code in a container of our image, read-only."""
     return {str(PROJECT_ROOT): {"bind": SOURCE_IN_CONTAINER, "mode": "ro"}}
@@ -451,6 +456,9 @@ class LocalAci(Part):
                     **_source_mounts(),
                     str(side.folder.resolve()): {"bind": STAND_IN_FOLDER, "mode": "ro"},
                     DOCKER_SOCKET: {"bind": DOCKER_SOCKET, "mode": "rw"},
+                    # The groups' config maps, written by the stand-in and bind-mounted by the
+                    # engine into the groups' containers: the same path on both sides.
+                    **_config_maps_mount(side.config.wiring.config_maps_folder),
                 },
                 # The stand-in reads its keys (mode 0600) as the user who made them, and drives
                 # the Docker engine through its socket's group.

@@ -53,14 +53,26 @@ from prefect_aci.local_aci.paging import Pager
 from prefect_aci.local_aci.registry import ContainerRegistries
 from prefect_aci.local_aci.resource_manager import ArmError, Deployment, Planned, ResourceManager
 from prefect_aci.local_aci.resources import (
+    CONTAINER_GROUP_PROFILES,
+    PROFILE_REVISIONS,
     ROLE_ASSIGNMENTS,
     ROLE_DEFINITIONS,
+    STANDBY_POOLS,
     Context,
     ResourceStore,
+    not_found,
     resource_request,
     split_path,
 )
 from prefect_aci.local_aci.schema import CONTAINER_GROUPS
+from prefect_aci.local_aci.standby import (
+    PROVIDER_APP_ID,
+    PoolOperation,
+    StandbyPools,
+    api_has_standby,
+    claim_problem,
+    is_claim,
+)
 from prefect_aci.local_aci.tokens import TokenIssuer
 
 # The lists the Authorization provider answers itself, at any scope.
@@ -91,6 +103,16 @@ ROUTES = [
         r"/containers/(?P<container>[^/]+)/logs$",
     ),
     ("groups", rf"^{SUBSCRIPTION}/microsoft\.containerinstance/containergroups/?$"),
+    # Container group profiles and their revisions; standby pools and their runtime views
+    # (prefect_aci.local_aci.standby).
+    ("profile", rf"^{SUBSCRIPTION}/microsoft\.containerinstance/containergroupprofiles(?:/.*)?$"),
+    ("pool", rf"^{SUBSCRIPTION}/microsoft\.standbypool/standbycontainergrouppools(?:/.*)?$"),
+    # A standby pool PUT's or DELETE's Azure-AsyncOperation.
+    (
+        "pool_operation",
+        r"^/subscriptions/(?P<sub>[^/]+)/providers/microsoft\.standbypool/locations/"
+        r"(?P<location>[^/]+)/operationstatuses/(?P<op>[^/]+)$",
+    ),
     # A container group DELETE's async operation (Azure-AsyncOperation: .../operations/<id>;
     # Location: .../operationResults/<id>), as in the REST spec's ContainerGroups_Delete example.
     (
@@ -282,10 +304,18 @@ class LocalAci:
         arm: ResourceManager,
         issuer: TokenIssuer,
         deployer_secret: str,
+        standby: StandbyPools | None = None,
     ) -> None:
         self.config = config
         self.groups = groups
         self.arm = arm
+        # The standby pools' controller (started by its owner: without it pools stay empty and
+        # every claim falls back to a create).
+        store = arm.store if arm is not None else ResourceStore()
+        self.standby = standby or StandbyPools(config, groups, store)
+        if arm is not None:
+            arm.standby = self.standby
+        self.pool_operations: dict[str, PoolOperation] = {}
         # The deployed resources as the providers see them (identities, roles, vaults).
         self.directory = Directory(config, arm.store if arm is not None else ResourceStore())
         self.issuer = issuer
@@ -829,7 +859,7 @@ class LocalAci:
                 return not_served(request.method, f"{request.url.path}?$filter={wanted}")
             roles = [
                 {
-                    **{k: v for k, v in role.items() if k != "source"},
+                    **{k: v for k, v in role.items() if k not in ("source", "note")},
                     "id": definition_id(self.config.subscription_id, role["name"]),
                 }
                 for role in builtin_roles()
@@ -896,9 +926,18 @@ class LocalAci:
         recorded = self.arm.store.record({**resource, "properties": properties}, context)
         return JSONResponse(recorded.body, 201)
 
-    def _group_body(self, group: Group) -> dict:
+    def _group_body(self, group: Group, api_version: str = "") -> dict:
+        """A container group's GET body at ``api_version``: config maps, the profile and pool
+        references and isCreatedFromStandbyPool only where that api-version has them."""
         spec = json.loads(json.dumps(group.spec))
         properties = spec.setdefault("properties", {})
+        if api_has_standby(api_version):
+            properties.setdefault("isCreatedFromStandbyPool", False)
+        else:
+            for key in ("isCreatedFromStandbyPool", "containerGroupProfile", "standbyPoolProfile"):
+                properties.pop(key, None)
+            for container in properties.get("containers") or []:
+                (container.get("properties") or {}).pop("configMap", None)
         states = []
         for container, (_, view) in zip(
             properties.get("containers", []), self.groups.instance_view(group), strict=False
@@ -960,20 +999,32 @@ class LocalAci:
                     "The request content was invalid and could not be deserialized: "
                     f"'{first.message}. Path '{first.path}''.",
                 )
+            api_version = request.query_params["api-version"]
+            existed = self.groups.get(rg, name) is not None
             try:
-                # ACI's own rules (container_rules): the group, the update, the core quota.
-                group = self.groups.create(rg, resource)
+                if is_claim(resource):
+                    refused = claim_problem(resource)
+                    if refused is not None:
+                        return _error(400, "BadRequest", refused)
+                    group = self.standby.create_group(rg, resource)
+                else:
+                    # ACI's own rules (container_rules): the group, the update, the core quota.
+                    group = self.groups.create(rg, resource)
             except GroupError as exc:
                 return _error(exc.status, exc.code, str(exc))
             # The client polls the group until it is provisioned; say how soon to ask again.
-            return JSONResponse(self._group_body(group), 201, headers={"Retry-After": "1"})
+            return JSONResponse(
+                self._group_body(group, api_version),
+                200 if existed else 201,
+                headers={"Retry-After": "1"},
+            )
         group = self.groups.get(rg, name)
         if group is None:
             if request.method == "DELETE":
                 return Response(status_code=204)
             return self._missing_group(name)
         if request.method == "GET":
-            return JSONResponse(self._group_body(group))
+            return JSONResponse(self._group_body(group, request.query_params["api-version"]))
         if request.method == "DELETE":
             # Accepted, done later (LocalAzure.container_group_delete_seconds): 202 with the
             # operation to poll, as ACI answers (REST spec, ContainerGroups_Delete: 200, 202
@@ -1053,10 +1104,163 @@ class LocalAci:
         return JSONResponse({"content": content})
 
     def _groups(self, request: Request, params: dict, payload) -> Response:
+        """The resource group's container groups; standby pool members are the pool's until
+        claimed and are not listed (Azure: not documented either way)."""
         groups = self.groups.all_in(self.config.resource_group)
+        api_version = request.query_params["api-version"]
         return JSONResponse(
-            self._pager(request).page((g.name.lower(), self._group_body(g)) for g in groups)
+            self._pager(request).page(
+                (g.name.lower(), self._group_body(g, api_version)) for g in groups
+            )
         )
+
+    # -- container group profiles and standby pools (prefect_aci.local_aci.standby) -----------
+
+    def _context(self, request: Request) -> Context:
+        claims = self._caller(request, MANAGEMENT) or {}
+        return Context(
+            self.config.subscription_id,
+            self.config.resource_group,
+            self.config.tenant_id,
+            deployment="",
+            caller=claims.get("oid", ""),
+        )
+
+    def _stored(self, request: Request) -> Response:
+        found = resource_request(request.url.path, self.arm.store, self._pager(request))
+        if found is None:
+            return not_served(request.method, request.url.path)
+        return JSONResponse(found[1], found[0])
+
+    def _write(self, request: Request, kind: str, name: str, payload) -> tuple:
+        """A PUT or PATCH of a profile or pool, checked against its schema and recorded:
+        (status, recorded) or (error response, None)."""
+        if not isinstance(payload, dict):
+            return _error(400, "InvalidRequestContent", "The request content was not valid."), None
+        existing = self.arm.store.get(request.url.path)
+        if request.method == "PATCH":
+            if existing is None:
+                return JSONResponse(not_found(kind, name, request.url.path), 404), None
+            resource = _merged(_writable(existing.body), payload)
+        else:
+            resource = _writable(payload)
+        resource.update(type=kind, apiVersion=request.query_params["api-version"], name=name)
+        problems = self.arm.schemas.check(resource)
+        if problems:
+            first = problems[0]
+            return _error(
+                400,
+                "InvalidRequestContent",
+                "The request content was invalid and could not be deserialized: "
+                f"'{first.message}. Path '{first.path}''.",
+            ), None
+        if kind == STANDBY_POOLS:
+            elasticity = (resource.get("properties") or {}).get("elasticityProfile") or {}
+            capacity = elasticity.get("maxReadyCapacity")
+            if isinstance(capacity, int) and capacity > 2000:
+                # The REST spec (standbyContainerGroupPool.tsp) bounds it to 0..2000.
+                return _error(
+                    400,
+                    "InvalidRequestContent",
+                    f"maxReadyCapacity must be between 0 and 2000; got {capacity}.",
+                ), None
+        recorded = self.arm.store.record(resource, self._context(request))
+        return (200 if existing is not None else 201), recorded
+
+    def _profile(self, request: Request, params: dict, payload) -> Response:
+        """ContainerGroupProfiles_* (2025-09-01): PUT and PATCH (each a new revision), GET, the
+        lists, DELETE (its revisions with it), and the revisions (ListAllRevisions,
+        GetByRevisionNumber)."""
+        split = split_path(request.url.path)
+        assert split is not None
+        _, kind, name = split
+        if kind.lower() == PROFILE_REVISIONS.lower() or name is None:
+            if request.method != "GET":
+                return _error(405, "MethodNotAllowed", f"{request.method} is not supported here.")
+            return self._stored(request)
+        if kind.lower() != CONTAINER_GROUP_PROFILES.lower():
+            return not_served(request.method, request.url.path)
+        if request.method == "GET":
+            return self._stored(request)
+        if request.method == "DELETE":
+            removed = self.arm.store.remove(request.url.path)
+            if removed is None:
+                return Response(status_code=204)
+            for child in self.arm.store.under(removed.id):
+                self.arm.store.remove(child.id)
+            return Response(status_code=200)
+        if request.method not in ("PUT", "PATCH"):
+            return _error(405, "MethodNotAllowed", f"{request.method} is not supported here.")
+        status, recorded = self._write(request, CONTAINER_GROUP_PROFILES, name, payload)
+        if recorded is None:
+            return status
+        return JSONResponse(recorded.body, status)
+
+    def _pool(self, request: Request, params: dict, payload) -> Response:
+        """StandbyContainerGroupPools_* (2026-04-01): PUT and DELETE long-running
+        (Azure-AsyncOperation), PATCH, GET, the lists, and the runtime views (`latest` only)."""
+        split = split_path(request.url.path)
+        assert split is not None
+        parent, kind, name = split
+        if kind.lower() == f"{STANDBY_POOLS}/runtimeViews".lower():
+            pool = self.arm.store.get(parent)
+            if request.method != "GET":
+                return _error(405, "MethodNotAllowed", f"{request.method} is not supported here.")
+            if pool is None:
+                pool_name = parent.rsplit("/", 1)[-1]
+                return JSONResponse(not_found(STANDBY_POOLS, pool_name, parent), 404)
+            view = self.standby.runtime_view(pool)
+            if name is None:
+                return JSONResponse({"value": [view]})
+            if name.lower() != "latest":
+                return JSONResponse(not_found(kind, name, request.url.path), 404)
+            return JSONResponse(view)
+        if kind.lower() != STANDBY_POOLS.lower():
+            return not_served(request.method, request.url.path)
+        if name is None or request.method == "GET":
+            if request.method != "GET":
+                return _error(405, "MethodNotAllowed", f"{request.method} is not supported here.")
+            return self._stored(request)
+        if request.method == "DELETE":
+            removed = self.arm.store.remove(request.url.path)
+            if removed is None:
+                return Response(status_code=204)
+            headers = self._pool_operation_headers(request, removed.id)
+            return Response(status_code=202, headers=headers)
+        if request.method not in ("PUT", "PATCH"):
+            return _error(405, "MethodNotAllowed", f"{request.method} is not supported here.")
+        status, recorded = self._write(request, STANDBY_POOLS, name, payload)
+        if recorded is None:
+            return status
+        if request.method == "PATCH":
+            return JSONResponse(recorded.body, 200)
+        headers = self._pool_operation_headers(request, recorded.id)
+        headers.pop("Location")
+        return JSONResponse(recorded.body, status, headers=headers)
+
+    def _pool_operation_headers(self, request: Request, resource_id: str) -> dict[str, str]:
+        operation = PoolOperation(uuid.uuid4().hex, resource_id)
+        with self.lock:
+            self.pool_operations[operation.id] = operation
+        query = urlencode({"api-version": request.query_params["api-version"]})
+        url = (
+            f"{_origin(request)}/subscriptions/{self.config.subscription_id}/providers/"
+            f"Microsoft.StandbyPool/locations/{self.config.location}/operationStatuses/"
+            f"{operation.id}?{query}"
+        )
+        return {"Azure-AsyncOperation": url, "Location": url, "Retry-After": "1"}
+
+    def _pool_operation(self, request: Request, params: dict, payload) -> Response:
+        operation = self.pool_operations.get(params["op"].lower())
+        if request.method != "GET":
+            return _error(405, "MethodNotAllowed", "Use GET.")
+        if operation is None:
+            return _error(404, "OperationNotFound", "The operation could not be found.")
+        resource_id = (
+            f"/subscriptions/{self.config.subscription_id}/providers/Microsoft.StandbyPool/"
+            f"locations/{self.config.location}/operationStatuses/{operation.id}"
+        )
+        return JSONResponse(operation.body(resource_id))
 
     # -- Key Vault --------------------------------------------------------------------------------
 
@@ -1169,6 +1373,19 @@ class LocalAci:
             for i in self.directory.identities()
             if i.principal_id.lower() in ids
         ]
+        provider = self.config.standby_pool_provider_principal_id
+        if provider.lower() in ids:
+            # The first-party application's service principal in this tenant.
+            found.append(
+                {
+                    "@odata.type": "#microsoft.graph.servicePrincipal",
+                    "id": provider,
+                    "appId": PROVIDER_APP_ID,
+                    "displayName": "Standby Pool Resource Provider",
+                    "servicePrincipalType": "Application",
+                    "servicePrincipalNames": [PROVIDER_APP_ID],
+                }
+            )
         return JSONResponse(
             {
                 "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#directoryObjects",
@@ -1420,6 +1637,33 @@ def imds_app(aci: LocalAci) -> FastAPI:
         )
 
     return app
+
+
+# What a profile's or pool's provider sets itself: never taken from a request.
+READ_ONLY = ("revision", "registeredRevisions", "provisioningState")
+
+
+def _writable(body: dict) -> dict:
+    """A resource's body without its id, name, type and read-only properties."""
+    copied = json.loads(json.dumps(body))
+    found = {k: v for k, v in copied.items() if k not in ("id", "name", "type")}
+    if isinstance(found.get("properties"), dict):
+        found["properties"] = {k: v for k, v in found["properties"].items() if k not in READ_ONLY}
+    return found
+
+
+def _merged(base: dict, patch: dict) -> dict:
+    """JSON merge patch (RFC 7396), as ARM's PATCH bodies are read: objects merge, null
+    removes, anything else replaces."""
+    merged = dict(base)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 async def _threaded(function, *args):

@@ -58,6 +58,10 @@ MANAGED_IDENTITY_OPERATOR = "f1a07417-d97a-45cb-824c-7a7467783830"
 # Actions the local stand-ins check beyond a request's own.
 ASSIGN_IDENTITY = "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action"
 JOIN_SUBNET = "Microsoft.Network/virtualNetworks/subnets/join/action"
+# A container group from a profile (a standby pool claim) reads the profile: a linked check, as
+# Azure answered 403 LinkedAuthorizationFailed on it (Azure/azure-cli's recording
+# test_container_reuse_from_standbypool.yaml).
+READ_PROFILE = "Microsoft.ContainerInstance/containerGroupProfiles/read"
 ACR_PULL_ACTION = "Microsoft.ContainerRegistry/registries/pull/read"
 GET_SECRET = "Microsoft.KeyVault/vaults/secrets/getSecret/action"  # noqa: S105 (an action)
 READ_SECRET_METADATA = "Microsoft.KeyVault/vaults/secrets/readMetadata/action"  # noqa: S105 (an action)
@@ -238,6 +242,7 @@ _SPELLING = {
         "Microsoft.Network",
         "Microsoft.Storage",
         "Microsoft.Authorization",
+        "Microsoft.StandbyPool",
         "subscriptions",
         "resourceGroups",
         "deployments",
@@ -246,6 +251,10 @@ _SPELLING = {
         "locations",
         "operationResults",
         "containerGroups",
+        "containerGroupProfiles",
+        "revisions",
+        "standbyContainerGroupPools",
+        "runtimeViews",
         "containers",
         "logs",
         "stop",
@@ -334,6 +343,8 @@ UNCHECKED_ACTIONS = frozenset(
         # Container Instances (prefect-azure's worker polls it with the worker role).
         "Microsoft.ContainerInstance/locations/operations/read",
         "Microsoft.ContainerInstance/locations/operationResults/read",
+        # A standby pool PUT's or DELETE's Azure-AsyncOperation, at the subscription: the same.
+        "Microsoft.StandbyPool/locations/operationStatuses/read",
         "Microsoft.Authorization/roleDefinitions/read",
     )
 )
@@ -430,7 +441,8 @@ def inaccessible_image(image: str, group: str) -> tuple[str, str]:
 
 def group_linked_scopes(spec: dict) -> list[tuple[str, str]]:
     """The linked (action, scope) pairs a container group write needs: assigning each
-    user-assigned identity, joining each subnet."""
+    user-assigned identity, joining each subnet, reading the container group profile it is
+    made from."""
     identity = spec.get("identity")
     identities = identity.get("userAssignedIdentities") if isinstance(identity, dict) else None
     properties = spec.get("properties")
@@ -438,9 +450,13 @@ def group_linked_scopes(spec: dict) -> list[tuple[str, str]]:
     # A part a deployment has not evaluated yet (an expression string) is checked when it is.
     identities = identities if isinstance(identities, dict) else {}
     subnets = subnets if isinstance(subnets, list) else []
-    return [(ASSIGN_IDENTITY, i) for i in identities] + [
-        (JOIN_SUBNET, s["id"]) for s in subnets if isinstance(s, dict) and s.get("id")
-    ]
+    profile = properties.get("containerGroupProfile") if isinstance(properties, dict) else None
+    profile_id = profile.get("id") if isinstance(profile, dict) else None
+    return (
+        [(ASSIGN_IDENTITY, i) for i in identities]
+        + [(JOIN_SUBNET, s["id"]) for s in subnets if isinstance(s, dict) and s.get("id")]
+        + ([(READ_PROFILE, profile_id)] if isinstance(profile_id, str) and profile_id else [])
+    )
 
 
 def registry_id(resource_group_id: str, server: str) -> str:

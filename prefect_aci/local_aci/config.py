@@ -7,6 +7,7 @@ deploy (identities, roles, vaults and their secrets, storage) lives in Resource 
 The stack writes it to <state dir>/local-azure/stand-in/config.json (mode 0600) and mounts that
 folder into the stand-in's container read-only."""
 
+import uuid
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -34,6 +35,13 @@ class Wiring(BaseModel):
     extra_hosts: dict[str, str] = Field(description="Azure host names -> the stand-in's address.")
     ca_bundle_host_path: str = Field(description="CA bundle (certifi's roots + local CA), host.")
     ca_bundle_container_path: str = "/etc/prefect-aci/local-ca.pem"
+    config_maps_folder: str | None = Field(
+        None,
+        description="Folder of the container groups' config maps (one file per key), at the "
+        "same path for the Docker engine and the stand-in: bind-mounted read-only into each "
+        "container at /mnt/configmap/<container name>, rewritten in place. None: groups get "
+        "no config map mount, and a group or claim that carries a config map is refused.",
+    )
 
 
 class LocalAzure(BaseModel):
@@ -92,6 +100,13 @@ class LocalAzure(BaseModel):
         "Storage provider makes blob containers; None: Azurite's published development key.",
     )
     admin_principal_id: str = Field(description="The deployer: the stack's own calls.")
+    standby_pool_provider_principal_id: str = Field(
+        default_factory=lambda: str(uuid.uuid4()),
+        description="Object id of the first-party service principal 'Standby Pool Resource "
+        "Provider' in this tenant (Azure: a different one per tenant, found with `az ad sp list "
+        "--display-name 'Standby Pool Resource Provider'`): standby pool members are created "
+        "as this principal, with the roles a template assigns it.",
+    )
     registry_upstream: str | None = Field(
         None,
         description="Base URL of the plain OCI registry (e.g. http://127.0.0.1:5000) that stores "

@@ -3,16 +3,27 @@ image's entrypoint, its environment variables (plain and secure) are set, CPU an
 limits, the restart policy becomes Docker's, the subnet is the stack's network, and each
 container can reach the instance metadata service (IMDS) at 169.254.169.254 for its group's
 managed identities. The group's definition lives in the containers' labels (secure values left
-out), so the stand-in can be restarted without losing its groups."""
+out), so the stand-in can be restarted without losing its groups.
+
+Config maps (Microsoft Learn, "Config maps"): each container's `configMap.keyValuePairs` are files
+`/mnt/configmap/<container name>/<key>`, the value as content, bind-mounted read-only from
+LocalAzure.wiring.config_maps_folder and rewritten in place (atomically, file by file): an update
+that changes only config maps restarts nothing, as Azure documents. A standby pool's member can be
+handed over (`adopt`) to the group a claim names: its containers keep running, under their labels
+(`Group.docker_key`), while the group takes the claimed name, identity and config maps."""
 
 import contextlib
 import datetime
 import json
+import os
+import re
+import shutil
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 
 import docker
 from docker.errors import APIError, ImageNotFound, NotFound
@@ -28,6 +39,11 @@ RESTART_POLICIES = {
     "Always": {"Name": "always"},
 }
 GIB = 1024**3
+# Where a Linux container finds its config map (Microsoft Learn, "Config maps":
+# /mnt/configmap/<containername>/<key>).
+CONFIG_MAP_MOUNT = "/mnt/configmap"
+# A config map key is a file name here; Azure documents no rule for keys (local's choice).
+CONFIG_MAP_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}$")
 
 
 class GroupError(Exception):
@@ -79,6 +95,12 @@ class Group:
     created: str = field(default_factory=lambda: _now())
     error: GroupError | None = None
     deleting: DeleteOperation | None = None
+    # The key its containers are labelled with: the group's own, or the standby pool member's
+    # it was claimed from (Docker labels cannot change).
+    docker_key: str = ""
+
+    def __post_init__(self) -> None:
+        self.docker_key = self.docker_key or self.key
 
     @property
     def key(self) -> str:
@@ -114,7 +136,7 @@ class Groups:
     def _labels(self, group: Group, container: str) -> dict[str, str]:
         return {
             f"{LABEL}.stack": self.config.wiring.stack_id,
-            f"{LABEL}.group": group.key,
+            f"{LABEL}.group": group.docker_key,
             f"{LABEL}.container": container,
             f"{LABEL}.spec": json.dumps(group.spec),
             f"{LABEL}.created": group.created,
@@ -125,17 +147,29 @@ class Groups:
         for container in self._containers():
             labels = container.labels
             spec = json.loads(labels[f"{LABEL}.spec"])
-            resource_group = labels[f"{LABEL}.group"].partition("/")[0]
+            docker_key = labels[f"{LABEL}.group"]
+            resource_group = docker_key.partition("/")[0]
+            claimed = self._claim_record(docker_key)
+            if claimed is not None:
+                # A standby pool member that a claim took: the claimed group, not a member.
+                resource_group, spec = claimed["resource_group"], claimed["spec"]
             group = Group(
-                resource_group, spec["name"], spec, "Succeeded", created=labels[f"{LABEL}.created"]
+                resource_group,
+                spec["name"],
+                spec,
+                "Succeeded",
+                created=labels[f"{LABEL}.created"],
+                docker_key=docker_key,
             )
             self.groups.setdefault(group.key, group)
 
     def _containers(self, group: Group | None = None) -> list:
         filters = {"label": [f"{LABEL}.stack={self.config.wiring.stack_id}", f"{LABEL}.group"]}
         if group is not None:
-            filters["label"].append(f"{LABEL}.group={group.key}")
-        return self.client.containers.list(all=True, filters=filters)
+            filters["label"].append(f"{LABEL}.group={group.docker_key}")
+        # A container removed between the list and its inspection (a group or pool member
+        # being deleted meanwhile) is not an error.
+        return self.client.containers.list(all=True, filters=filters, ignore_removed=True)
 
     def get(self, resource_group: str, name: str) -> Group | None:
         return self.groups.get(f"{resource_group}/{name}".lower())
@@ -176,24 +210,98 @@ class Groups:
             )
             if problems:
                 raise GroupError(problems[0].code, problems[0].message, problems[0].status)
+            self._check_config_maps(group.spec)
+            if existing is not None and _only_config_maps_differ(existing.spec, group.spec):
+                # Config maps change without a restart (Microsoft Learn, "Config maps").
+                existing.spec = group.spec
+                self.write_config_maps(existing)
+                if existing.docker_key != existing.key:
+                    self._record_claim(existing)
+                return existing
             if existing is not None:
                 self._remove_containers(existing)
             self.groups[group.key] = group
         threading.Thread(target=self._start, args=(group, resource), daemon=True).start()
         return group
 
+    def adopt(self, member: Group, resource_group: str, name: str, spec: dict) -> Group:
+        """Hand a running standby pool member over to the group ``name`` a claim asks for: its
+        containers keep running; the group takes ``spec`` (the claim's identity, tags and config
+        maps on the profile's definition), and the config map files are written."""
+        self._check_config_maps(spec)
+        with self.lock:
+            if f"{resource_group}/{name}".lower() in self.groups:
+                raise GroupError("Conflict", f"The container group '{name}' already exists.", 409)
+            self.groups.pop(member.key, None)
+            member.resource_group, member.name = resource_group, name
+            member.spec = _without_secrets(spec)
+            self.groups[member.key] = member
+        self.write_config_maps(member)
+        self._record_claim(member)
+        return member
+
+    def _claim_file(self, docker_key: str) -> Path | None:
+        base = self.config.wiring.config_maps_folder
+        return Path(base) / docker_key.replace("/", "~") / ".claimed.json" if base else None
+
+    def _record_claim(self, group: Group) -> None:
+        """What a claim made of a member, beside its config maps: its labels cannot say it, and
+        a restarted stand-in must not hand the member out again."""
+        path = self._claim_file(group.docker_key)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            record = {"resource_group": group.resource_group, "spec": group.spec}
+            path.write_text(json.dumps(record))
+
+    def _claim_record(self, docker_key: str) -> dict | None:
+        path = self._claim_file(docker_key)
+        if path is None or not path.is_file():
+            return None
+        return json.loads(path.read_text())
+
+    def _check_config_maps(self, spec: dict) -> None:
+        _check_config_maps(spec)
+        given = any(_config_map(c) for c in spec.get("properties", {}).get("containers") or [])
+        if given and not self.config.wiring.config_maps_folder:
+            raise GroupError(
+                "ConfigMapNotSupported",
+                "This local Azure has no folder for config maps (Wiring.config_maps_folder).",
+            )
+
+    def _config_map_folder(self, group: Group, container: str) -> Path | None:
+        base = self.config.wiring.config_maps_folder
+        if not base:
+            return None
+        return Path(base) / group.docker_key.replace("/", "~") / container
+
+    def write_config_maps(self, group: Group) -> None:
+        """Each container's config map as files, in place: a new value replaces its file
+        atomically (a reader sees the old or the new content), a key no longer given goes."""
+        for container in group.spec.get("properties", {}).get("containers") or []:
+            folder = self._config_map_folder(group, container["name"])
+            if folder is None:
+                continue
+            pairs = _config_map(container)
+            folder.mkdir(parents=True, exist_ok=True)
+            folder.chmod(0o755)
+            for stale in folder.iterdir():
+                if not stale.name.startswith(".") and stale.name not in pairs:
+                    stale.unlink(missing_ok=True)
+            for key, value in pairs.items():
+                staged = folder / f".{key}.tmp"
+                staged.write_text(str(value))
+                staged.chmod(0o644)
+                os.replace(staged, folder / key)
+
     def cores_in_use(self, exclude: str = "") -> Decimal:
         """CPU the region's quota counts: groups that hold their cores (provisioning or running,
         or being deleted), not stopped, failed or terminated ones."""
-        states: dict[str, list[dict]] = {}
-        for container in self._containers():
-            key = container.labels.get(f"{LABEL}.group", "")
-            states.setdefault(key, []).append(container.attrs.get("State", {}))
+        states = self.container_states()
         used = Decimal(0)
         for key, group in self.groups.items():
             if key == exclude or group.stopped or group.provisioning_state == "Failed":
                 continue
-            found = states.get(key, [])
+            found = states.get(group.docker_key, [])
             ended = found and all(
                 not (s.get("Running") or s.get("Restarting")) and s.get("Status") != "created"
                 for s in found
@@ -202,6 +310,15 @@ class Groups:
                 continue
             used += container_rules.requested(group.spec)[0]
         return used
+
+    def container_states(self) -> dict[str, list[dict]]:
+        """Docker's state of every container of the stack's groups, by Group.docker_key (one
+        call to the engine for all of them)."""
+        states: dict[str, list[dict]] = {}
+        for container in self._containers():
+            key = container.labels.get(f"{LABEL}.group", "")
+            states.setdefault(key, []).append(container.attrs.get("State", {}))
+        return states
 
     def wait(self, group: Group, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -213,6 +330,7 @@ class Groups:
             for container in resource["properties"]["containers"]:
                 self._pull(container["properties"]["image"], group)
             identities = self._identities(resource)
+            self.write_config_maps(group)
             for container in resource["properties"]["containers"]:
                 self._run(group, container, resource["properties"], identities)
             if group.deleting is None:
@@ -274,6 +392,13 @@ class Groups:
         command = properties.get("command") or []
         requests = properties.get("resources", {}).get("requests", {})
         limits = properties.get("resources", {}).get("limits", {}) or requests
+        volumes = {
+            wiring.ca_bundle_host_path: {"bind": wiring.ca_bundle_container_path, "mode": "ro"}
+        }
+        config_maps = self._config_map_folder(group, container["name"])
+        if config_maps is not None:
+            mount = f"{CONFIG_MAP_MOUNT}/{container['name']}"
+            volumes[str(config_maps)] = {"bind": mount, "mode": "ro"}
         kwargs = {
             "name": f"aci-{wiring.stack_id[:8]}-{group.name}-{container['name']}"[:120],
             "labels": {
@@ -284,9 +409,7 @@ class Groups:
             "detach": True,
             "network": wiring.network,
             "extra_hosts": self._hosts(),
-            "volumes": {
-                wiring.ca_bundle_host_path: {"bind": wiring.ca_bundle_container_path, "mode": "ro"}
-            },
+            "volumes": volumes,
             "nano_cpus": int(float(limits.get("cpu", 1)) * 1e9),
             "mem_limit": int(float(limits.get("memoryInGB", 1.5)) * GIB),
             "restart_policy": RESTART_POLICIES.get(group_props.get("restartPolicy", "Always")),
@@ -318,11 +441,17 @@ class Groups:
 
     def identities_of_address(self, address: str) -> list[str]:
         """The user-assigned identities of the group whose container has ``address`` on the IMDS
-        network: how IMDS knows who asks."""
+        network: how IMDS knows who asks (a claimed pool member's are the claim's)."""
         network = self.config.wiring.imds_network
         for container in self._containers():
             networks = container.attrs.get("NetworkSettings", {}).get("Networks", {})
             if networks.get(network, {}).get("IPAddress") == address:
+                labelled = container.labels.get(f"{LABEL}.group", "")
+                with self.lock:
+                    found = [g for g in self.groups.values() if g.docker_key == labelled]
+                if found:
+                    identity = found[0].spec.get("identity") or {}
+                    return list(identity.get("userAssignedIdentities") or {})
                 return json.loads(container.labels.get(f"{LABEL}.identities", "[]"))
         return []
 
@@ -355,6 +484,9 @@ class Groups:
         with self.lock:
             self._remove_containers(group)
             self.groups.pop(group.key, None)
+        base = self.config.wiring.config_maps_folder
+        if base:
+            shutil.rmtree(Path(base) / group.docker_key.replace("/", "~"), ignore_errors=True)
 
     def begin_delete(self, group: Group, seconds: float) -> DeleteOperation:
         """Accept the group's deletion; it goes when ``seconds`` have passed (the group answers
@@ -384,6 +516,40 @@ class Groups:
         for container in self._containers(group):
             with contextlib.suppress(NotFound):
                 container.remove(force=True)
+
+
+def _config_map(container: dict) -> dict:
+    properties = container.get("properties") or {}
+    return dict(((properties.get("configMap") or {}).get("keyValuePairs")) or {})
+
+
+def _check_config_maps(spec: dict) -> None:
+    for container in spec.get("properties", {}).get("containers") or []:
+        for key in _config_map(container):
+            if not CONFIG_MAP_KEY.match(key):
+                # Azure documents no rule for config map keys; here a key is a file name.
+                raise GroupError(
+                    "InvalidConfigMapKey",
+                    f"The config map key '{key}' of container '{container.get('name')}' is not "
+                    "a file name (letters, digits, '_', '.', '-'; local Azure's rule).",
+                )
+
+
+def _only_config_maps_differ(old: dict, new: dict) -> bool:
+    """Whether two definitions of a group differ in their containers' config maps and nothing
+    else (a PUT that changes nothing restarts the group, as Microsoft Learn says ACI does)."""
+
+    def maps(spec: dict) -> list[dict]:
+        return [_config_map(c) for c in spec.get("properties", {}).get("containers") or []]
+
+    def rest(spec: dict) -> dict:
+        copied = json.loads(json.dumps(spec))
+        copied.pop("apiVersion", None)
+        for container in copied.get("properties", {}).get("containers") or []:
+            (container.get("properties") or {}).pop("configMap", None)
+        return copied
+
+    return rest(old) == rest(new) and maps(old) != maps(new)
 
 
 def _view(container) -> dict:

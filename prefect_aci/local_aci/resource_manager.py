@@ -49,6 +49,7 @@ from prefect_aci.local_aci.resources import (
 )
 from prefect_aci.local_aci.schema import CONTAINER_GROUPS as CONTAINER_GROUPS_TYPE
 from prefect_aci.local_aci.schema import ResourceSchemas
+from prefect_aci.local_aci.standby import StandbyPools, claim_problem, is_claim
 
 # How long a deployment waits for its container groups (pull and start) before it fails.
 GROUP_START_TIMEOUT_SECONDS = 900
@@ -171,6 +172,8 @@ class ResourceManager:
         self.deployments: dict[str, Deployment] = {}
         self.what_ifs: dict[str, WhatIf] = {}
         self.lock = threading.Lock()
+        # Where a container group that claims from a standby pool goes (LocalAci sets it).
+        self.standby: StandbyPools | None = None
 
     # -- reading a template -------------------------------------------------------------------
 
@@ -401,7 +404,13 @@ class ResourceManager:
         return failures
 
     def _run_group(self, resource_group: str, resource: dict) -> None:
-        group = self.groups.create(resource_group, resource)
+        if self.standby is not None and is_claim(resource):
+            refused = claim_problem(resource)
+            if refused is not None:
+                raise GroupError("BadRequest", refused)
+            group = self.standby.create_group(resource_group, resource)
+        else:
+            group = self.groups.create(resource_group, resource)
         self.groups.wait(group, GROUP_START_TIMEOUT_SECONDS)
         if group.provisioning_state != "Succeeded":
             raise group.error or GroupError(

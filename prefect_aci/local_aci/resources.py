@@ -37,6 +37,9 @@ PUBLIC_IPS = "Microsoft.Network/publicIPAddresses"
 NAT_GATEWAYS = "Microsoft.Network/natGateways"
 VIRTUAL_NETWORKS = "Microsoft.Network/virtualNetworks"
 SUBNETS = "Microsoft.Network/virtualNetworks/subnets"
+CONTAINER_GROUP_PROFILES = "Microsoft.ContainerInstance/containerGroupProfiles"
+PROFILE_REVISIONS = "Microsoft.ContainerInstance/containerGroupProfiles/revisions"
+STANDBY_POOLS = "Microsoft.StandbyPool/standbyContainerGroupPools"
 # Keys of a template resource that are the engine's, or the request's, not the resource's.
 NOT_RECORDED = ("apiVersion", "dependsOn", "condition", "comments", "scope", "metadata", "copy")
 # Types whose GET body has properties.provisioningState (their REST specs): identities, role
@@ -51,6 +54,7 @@ PROVISIONED = {
         VAULTS,
         REGISTRIES,
         STORAGE_ACCOUNTS,
+        STANDBY_POOLS,
     )
 }
 # Types without a location in their GET body.
@@ -185,6 +189,9 @@ class ResourceStore:
         previous = self.get(_azure_id_of(resource, context))
         recorded = shape(resource, context, previous)
         _identity(recorded.body, previous, self, context)
+        if recorded.type.lower() == CONTAINER_GROUP_PROFILES.lower():
+            # The revision first: whoever the profile's record wakes finds it.
+            self.put(revision_of(recorded))
         self.put(recorded)
         if recorded.type.lower() == VIRTUAL_NETWORKS.lower():
             for subnet in subnets_of(recorded):
@@ -299,6 +306,14 @@ def shape(resource: dict, context: Context, previous: Recorded | None) -> Record
                 subnet["id"] = f"{rid}/subnets/{subnet.get('name')}"
                 subnet["type"] = SUBNETS
                 subnet.setdefault("properties", {})["provisioningState"] = "Succeeded"
+    if kind.lower() == CONTAINER_GROUP_PROFILES.lower():
+        secret = _secure_values(properties, previous.secret if previous else None)
+        # Every write is a new revision (REST spec examples: a create answers revision 1, a
+        # PATCH of tags alone 2); whether a PUT that changes nothing makes one is not documented:
+        # here it does.
+        revision = int(made.get("revision") or 0) + 1
+        properties["revision"] = revision
+        properties["registeredRevisions"] = [*(made.get("registeredRevisions") or []), revision]
     if kind.lower() in PROVISIONED:
         if kind.lower().startswith("microsoft.network/"):
             properties["resourceGuid"] = made.get("resourceGuid") or _stable_guid(rid)
@@ -341,6 +356,47 @@ def _role_definition_id(value: str, subscription: str) -> str:
         return value
     role = value[at + len(marker) :]
     return f"/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/{role}"
+
+
+def _secure_values(properties: dict, kept: dict | None) -> dict:
+    """A profile's secure environment values, taken out of its GET body (ACI never shows one)
+    and kept beside it, by container and variable; a variable a write names without a value
+    (a PATCH, which sends the body as read) keeps the one it had."""
+    found: dict = {}
+    for container in properties.get("containers") or []:
+        name = container.get("name")
+        for variable in (container.get("properties") or {}).get("environmentVariables") or []:
+            if not isinstance(variable, dict):
+                continue
+            value = variable.pop("secureValue", None)
+            had = ((kept or {}).get(name) or {}).get(variable.get("name"))
+            if value is None and "value" not in variable and had is not None:
+                value = had
+            if value is not None:
+                found.setdefault(name, {})[variable.get("name")] = value
+    return found
+
+
+def with_secure_values(properties: dict, secret: dict | None) -> dict:
+    """A profile's properties with the secure environment values kept beside its body."""
+    filled = copy.deepcopy(properties)
+    for container in filled.get("containers") or []:
+        values = (secret or {}).get(container.get("name")) or {}
+        for variable in (container.get("properties") or {}).get("environmentVariables") or []:
+            if isinstance(variable, dict) and variable.get("name") in values:
+                variable["secureValue"] = values[variable["name"]]
+    return filled
+
+
+def revision_of(profile: Recorded) -> Recorded:
+    """A container group profile's current revision as `.../revisions/<n>` answers it: the
+    profile as it was written then (its id and name the revision's: local's choice, the REST
+    spec's examples do not show one)."""
+    revision = profile.properties["revision"]
+    body = copy.deepcopy(profile.body)
+    body.update(id=f"{profile.id}/revisions/{revision}", name=str(revision), type=PROFILE_REVISIONS)
+    body["properties"].pop("registeredRevisions", None)
+    return Recorded(body["id"], PROFILE_REVISIONS, body, profile.deployment, profile.secret)
 
 
 def subnets_of(recorded: Recorded) -> list[Recorded]:

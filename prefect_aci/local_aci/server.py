@@ -22,6 +22,7 @@ from prefect_aci.local_aci.groups import Groups
 from prefect_aci.local_aci.resource_manager import ResourceManager
 from prefect_aci.local_aci.resources import ResourceStore
 from prefect_aci.local_aci.schema import ResourceSchemas
+from prefect_aci.local_aci.standby import StandbyPools
 from prefect_aci.local_aci.storage import blob_containers
 from prefect_aci.local_aci.tokens import TokenIssuer
 
@@ -56,7 +57,10 @@ def build(folder: Path, schemas: Path) -> LocalAci:
         blob_endpoint=config.blob_endpoint,
     )
     issuer = TokenIssuer(folder / SIGNING_KEY, config.tenant_id)
-    aci = LocalAci(config, groups, arm, issuer, (folder / DEPLOYER_SECRET).read_text().strip())
+    standby = StandbyPools(config, groups, store).start()
+    aci = LocalAci(
+        config, groups, arm, issuer, (folder / DEPLOYER_SECRET).read_text().strip(), standby
+    )
     router_secret = folder / ROUTER_SECRET
     if router_secret.is_file():
         aci.router_secret = router_secret.read_text().strip()

@@ -106,6 +106,9 @@ class FakeGroups:
     def instance_view(self, group: Group) -> list[tuple[str, dict]]:
         return []  # nothing runs
 
+    def container_states(self) -> dict[str, list[dict]]:
+        return {}  # nothing runs
+
     def logs(self, group: Group, container: str, tail: int | None) -> str | None:
         names = [c["name"] for c in group.spec.get("properties", {}).get("containers", [])]
         if container not in names:

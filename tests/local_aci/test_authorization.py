@@ -185,6 +185,12 @@ BUILT_IN = {
     "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1": "Storage Blob Data Reader",
     "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
     "f1a07417-d97a-45cb-824c-7a7467783830": "Managed Identity Operator",
+    # What Microsoft Learn suggests for the Standby Pool Resource Provider (their actions are
+    # not all copied from Learn: each says so in its `note`).
+    "5d977122-f97e-4b4d-a52f-6b43003ddb4d": "Azure Container Instances Contributor Role",
+    "4d97b98b-1d4f-4787-a291-c67834d212e7": "Network Contributor",
+    "e40ec5ca-96e0-45a2-b4ff-59039f2c2b59": "Managed Identity Contributor",
+    "39fcb0de-8844-4706-b050-c28ddbe3ff83": "Standby Container Group Pool Contributor",
 }
 
 

@@ -1,0 +1,125 @@
+"""What the standby pool tests share: ids, a profile, a pool and a claim in Azure's REST shapes,
+and the generic Resource Manager client (azure-mgmt-resource's `resources.*_by_id` at an explicit
+api-version, as a caller without a Standby Pool SDK reaches Azure)."""
+
+from azure.core.credentials import AccessToken
+from azure.mgmt.resource import ResourceManagementClient
+from azure.mgmt.resource.resources.models import (
+    GenericResource,
+    IdentityUserAssignedIdentitiesValue,
+)
+from azure.mgmt.resource.resources.models import (
+    Identity as ResourceIdentity,
+)
+
+from prefect_aci.local_aci.config import Identity
+from prefect_aci.local_aci.tokens import TokenIssuer
+from tests.local_aci.arm_helpers import GROUP_ID, SUBSCRIPTION
+
+PROFILES_API = "2025-09-01"
+POOLS_API = "2026-04-01"
+GROUPS_API = "2025-09-01"
+PROFILE_ID = f"{GROUP_ID}/providers/Microsoft.ContainerInstance/containerGroupProfiles/flow-run"
+POOL_ID = f"{GROUP_ID}/providers/Microsoft.StandbyPool/standbyContainerGroupPools/warm-pool"
+# The interface with the image's warm waiter: the flow run's container and where it reads.
+CONTAINER = "prefect-job"
+LOCATION = "westeurope"
+
+
+def group_id(name: str) -> str:
+    return f"{GROUP_ID}/providers/Microsoft.ContainerInstance/containerGroups/{name}"
+
+
+def profile(image: str, command: list[str], **extra) -> GenericResource:
+    return GenericResource(
+        location=LOCATION,
+        properties={
+            "osType": "Linux",
+            "restartPolicy": "Never",
+            "sku": "Standard",
+            "containers": [
+                {
+                    "name": CONTAINER,
+                    "properties": {
+                        "image": image,
+                        "command": command,
+                        "resources": {"requests": {"cpu": 0.5, "memoryInGB": 0.5}},
+                    },
+                }
+            ],
+        },
+        **extra,
+    )
+
+
+def pool(capacity: int, revision: int | None = None) -> GenericResource:
+    reference = {"id": PROFILE_ID} | ({"revision": revision} if revision is not None else {})
+    return GenericResource(
+        location=LOCATION,
+        properties={
+            "elasticityProfile": {"maxReadyCapacity": capacity, "refillPolicy": "always"},
+            "containerGroupProperties": {"containerGroupProfile": reference},
+        },
+    )
+
+
+def claim(
+    values: dict[str, str],
+    identity: str | None = None,
+    fail_on_reuse_failure: bool = False,
+    revision: int | None = 1,
+    **container_properties,
+) -> GenericResource:
+    """A container group request from the standby pool, as the REST spec's example sends it."""
+    reference = {"id": PROFILE_ID} | ({"revision": revision} if revision is not None else {})
+    found = GenericResource(
+        location=LOCATION,
+        properties={
+            "containerGroupProfile": reference,
+            "standbyPoolProfile": {
+                "id": POOL_ID,
+                "failContainerGroupCreateOnReuseFailure": fail_on_reuse_failure,
+            },
+            "containers": [
+                {
+                    "name": CONTAINER,
+                    "properties": {
+                        "configMap": {"keyValuePairs": values},
+                        **container_properties,
+                    },
+                }
+            ],
+        },
+    )
+    if identity:
+        found.identity = ResourceIdentity(
+            type="UserAssigned",
+            user_assigned_identities={identity: IdentityUserAssignedIdentitiesValue()},
+        )
+    return found
+
+
+class IssuedCredential:
+    """A TokenCredential for ``who`` from the local token issuer."""
+
+    def __init__(self, issuer: TokenIssuer, who: Identity) -> None:
+        self.issuer, self.who = issuer, who
+
+    def get_token(self, *scopes: str, **kwargs) -> AccessToken:
+        issued = self.issuer.issue(
+            scopes[0].removesuffix("/.default"),
+            self.who.client_id,
+            self.who.principal_id,
+            self.who.resource_id,
+        )
+        return AccessToken(issued.token, issued.expires_on)
+
+
+def resources(credential, transport) -> ResourceManagementClient:
+    return ResourceManagementClient(credential, SUBSCRIPTION, transport=transport)
+
+
+def counts(view: dict) -> dict[str, int]:
+    """A runtime view's instance counts by state."""
+    [summary] = view["properties"]["instanceCountSummary"]
+    return {c["state"]: c["count"] for c in summary["instanceCountsByState"]}

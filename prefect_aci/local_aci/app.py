@@ -183,6 +183,16 @@ def _identity_error(status: int, description: str) -> JSONResponse:
     return JSONResponse({"error": "invalid_request", "error_description": description}, status)
 
 
+def _invalid_content(problem) -> JSONResponse:
+    """ARM's 400 for a body its schema refuses, naming the first problem."""
+    return _error(
+        400,
+        "InvalidRequestContent",
+        "The request content was invalid and could not be deserialized: "
+        f"'{problem.message}. Path '{problem.path}''.",
+    )
+
+
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
 
@@ -992,13 +1002,7 @@ class LocalAci:
             }
             problems = self.arm.schemas.check(resource)
             if problems:
-                first = problems[0]
-                return _error(
-                    400,
-                    "InvalidRequestContent",
-                    "The request content was invalid and could not be deserialized: "
-                    f"'{first.message}. Path '{first.path}''.",
-                )
+                return _invalid_content(problems[0])
             api_version = request.query_params["api-version"]
             existed = self.groups.get(rg, name) is not None
             try:
@@ -1147,13 +1151,7 @@ class LocalAci:
         resource.update(type=kind, apiVersion=request.query_params["api-version"], name=name)
         problems = self.arm.schemas.check(resource)
         if problems:
-            first = problems[0]
-            return _error(
-                400,
-                "InvalidRequestContent",
-                "The request content was invalid and could not be deserialized: "
-                f"'{first.message}. Path '{first.path}''.",
-            ), None
+            return _invalid_content(problems[0]), None
         if kind == STANDBY_POOLS:
             elasticity = (resource.get("properties") or {}).get("elasticityProfile") or {}
             capacity = elasticity.get("maxReadyCapacity")

@@ -24,6 +24,9 @@ POOL_ID = f"{GROUP_ID}/providers/Microsoft.StandbyPool/standbyContainerGroupPool
 # The interface with the image's warm waiter: the flow run's container and where it reads.
 CONTAINER = "prefect-job"
 LOCATION = "westeurope"
+# Built-in roles the Standby Pool Resource Provider gets (docs/azure.md "Warm starts").
+ACI_CONTRIBUTOR = "5d977122-f97e-4b4d-a52f-6b43003ddb4d"
+POOL_CONTRIBUTOR = "39fcb0de-8844-4706-b050-c28ddbe3ff83"
 
 
 def group_id(name: str) -> str:

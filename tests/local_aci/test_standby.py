@@ -13,7 +13,9 @@ from prefect_aci.local_aci.app import MANAGEMENT
 from prefect_aci.local_aci.authorization import MANAGED_IDENTITY_OPERATOR
 from tests.local_aci.arm_helpers import GROUP, GROUP_ID
 from tests.local_aci.standby_helpers import (
+    ACI_CONTRIBUTOR,
     GROUPS_API,
+    POOL_CONTRIBUTOR,
     POOL_ID,
     POOLS_API,
     PROFILE_ID,
@@ -28,8 +30,6 @@ from tests.local_aci.standby_helpers import (
 )
 from tests.local_azure_helpers import local_azure, start_local
 
-ACI_CONTRIBUTOR = "5d977122-f97e-4b4d-a52f-6b43003ddb4d"
-POOL_CONTRIBUTOR = "39fcb0de-8844-4706-b050-c28ddbe3ff83"
 IMAGE = "prefectacr1.azurecr.io/prefect-aci@sha256:" + "2" * 64
 
 

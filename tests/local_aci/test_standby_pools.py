@@ -29,8 +29,10 @@ from prefect_aci.local_aci.standby import MEMBERS, StandbyPools
 from prefect_aci.local_aci.tokens import TokenIssuer, make_signing_key
 from tests.local_aci.arm_helpers import GROUP, GROUP_ID, SCHEMAS
 from tests.local_aci.standby_helpers import (
+    ACI_CONTRIBUTOR,
     CONTAINER,
     GROUPS_API,
+    POOL_CONTRIBUTOR,
     POOL_ID,
     POOLS_API,
     PROFILE_ID,
@@ -44,8 +46,6 @@ from tests.local_aci.standby_helpers import (
 )
 from tests.local_azure_helpers import DEPLOYER_SECRET, Local, LocalAciServer, local_azure
 
-ACI_CONTRIBUTOR = "5d977122-f97e-4b4d-a52f-6b43003ddb4d"
-POOL_CONTRIBUTOR = "39fcb0de-8844-4706-b050-c28ddbe3ff83"
 # Every wait of these tests is bounded by this (a member starts in about a second).
 WAIT_SECONDS = 60
 COMMAND = ["/bin/sleep", "600"]

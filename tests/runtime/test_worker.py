@@ -124,6 +124,9 @@ def test_no_secret_lands_in_the_config_map(prefect_process_server):
     # The auth string is the other secure value prefect-azure knows; the pool's env may add one.
     with temporary_settings({"PREFECT_API_AUTH_STRING": AUTH_STRING}):  # type: ignore[dict-item]
         config = render(prefect_process_server, STANDBY)
+    # prefect-azure gave the run both secrets (as secure values); the claim passes neither on.
+    assert config.env["PREFECT_API_KEY"] == API_KEY
+    assert config.env["PREFECT_API_AUTH_STRING"] == AUTH_STRING
     pairs = the_group(config)["properties"]["containers"][0]["properties"]["configMap"]
     text = json.dumps(pairs)
     assert "PREFECT_API_KEY" not in text and API_KEY not in text

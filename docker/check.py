@@ -18,6 +18,8 @@ MODULES = (
     "adlfs",
     "azure.identity",
     "azure.keyvault.secrets",
+    "prefect_aci_runtime.warm",
+    "prefect_aci_runtime.worker",
 )
 
 

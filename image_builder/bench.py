@@ -106,6 +106,7 @@ class Subject:
     buildargs: dict[str, str]
     figures: Figures = field(default_factory=Figures)
     target: str | None = None
+    runtime_dir: Path | None = None
 
 
 def _timed(action: Callable[[], str]) -> tuple[str, float]:
@@ -116,7 +117,7 @@ def _timed(action: Callable[[], str]) -> tuple[str, float]:
 
 def _build(client, subject: Subject, ca: Path | None, nocache: bool, console: Console) -> str:
     def action() -> str:
-        context = build_context(subject.context_dir, ca, subject.files)
+        context = build_context(subject.context_dir, ca, subject.files, subject.runtime_dir)
         return stream_build(
             client, context, subject.buildargs, nocache, console, target=subject.target
         )
@@ -249,7 +250,14 @@ def run_bench(
         for name, source in BASELINE_SOURCES.items():
             shutil.copy((bench_dir if source == "bench" else docker_dir) / name, base_dir / name)
         args = {"BASE_IMAGE": base_image}
-        ours = Subject("ours", ours_dir, CONTEXT_FILES, args, target="runtime")
+        ours = Subject(
+            "ours",
+            ours_dir,
+            CONTEXT_FILES,
+            args,
+            target="runtime",
+            runtime_dir=docker_dir.parent / "runtime",
+        )
         baseline = Subject("baseline", base_dir, BASELINE_FILES, args)
         subjects = [ours, baseline]
 

@@ -214,7 +214,9 @@ def build_image(
         "KEEP": " ".join(request.keep),
         **request.build_args,
     }
-    context = build_context(request.docker_dir, request.ca_bundle)
+    context = build_context(
+        request.docker_dir, request.ca_bundle, runtime_dir=request.docker_dir.parent / "runtime"
+    )
     kept = f", keeping {' '.join(request.keep)}" if request.keep else ""
     console.print(
         f"[bold]Building[/] {request.repository} ({request.target}) from {request.base_image} "

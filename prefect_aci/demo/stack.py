@@ -37,6 +37,7 @@ from prefect_aci.demo.state import (
     stack_id,
     stand_in_container,
 )
+from prefect_aci.local_aci.config import LABEL
 
 __all__ = [
     "NODE_PREFIX",
@@ -67,6 +68,7 @@ def up(
     """
     require_image(client, record.image_id)
     require_image(client, server.image_id)
+    reap_dead_stacks(client, console)
     down(client, root, console)
     stack = Stack(client, root, console)
     start = Start(record, server, port, Step(console))
@@ -77,6 +79,28 @@ def up(
         part.start(stack, start)
     run = DemoRun(**json.loads((root / "run.json").read_text()))
     return stack.state, run
+
+
+def reap_dead_stacks(client: docker.DockerClient, console: Console) -> None:
+    """Remove the container groups' containers of stacks whose stand-in has stopped (the machine
+    or its Docker engine restarted under them): a group's restart policy brings its containers
+    back with the engine, and a worker whose stack is gone would poll a dead server for ever. The
+    dead stack's own containers and folder stay for its `demo down`."""
+    stand_ins = client.containers.list(all=True, filters={"label": f"{LABEL}.role=stand-in"})
+    for stand_in in stand_ins:
+        if stand_in.status not in ("exited", "dead"):
+            continue
+        dead = stand_in.labels.get(f"{LABEL}.stack")
+        groups = client.containers.list(
+            all=True, filters={"label": [f"{LABEL}.stack={dead}", f"{LABEL}.group"]}
+        )
+        for container in groups:
+            container.remove(force=True)
+        if groups:
+            console.print(
+                f"Removed {len(groups)} container(s) of the stopped stack {dead} "
+                "(its stand-in is not running)."
+            )
 
 
 def down(client: docker.DockerClient, root: Path, console: Console) -> None:

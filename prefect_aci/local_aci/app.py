@@ -822,11 +822,9 @@ class LocalAci:
         DELETE removes a recorded resource and what is under it (200 with its body, 204 when
         there is none: Azure's answers, as `az role assignment delete` gets them)."""
         if request.method == "DELETE":
-            removed = self.arm.store.remove(request.url.path)
+            removed = self.arm.store.remove_tree(request.url.path)
             if removed is None:
                 return Response(status_code=204)
-            for child in self.arm.store.under(removed.id):
-                self.arm.store.remove(child.id)
             return JSONResponse(removed.body)
         split = split_path(request.url.path)
         if request.method == "PUT" and split and split[1].lower() == ROLE_ASSIGNMENTS.lower():
@@ -1181,11 +1179,9 @@ class LocalAci:
         if request.method == "GET":
             return self._stored(request)
         if request.method == "DELETE":
-            removed = self.arm.store.remove(request.url.path)
+            removed = self.arm.store.remove_tree(request.url.path)
             if removed is None:
                 return Response(status_code=204)
-            for child in self.arm.store.under(removed.id):
-                self.arm.store.remove(child.id)
             return Response(status_code=200)
         if request.method not in ("PUT", "PATCH"):
             return _error(405, "MethodNotAllowed", f"{request.method} is not supported here.")

@@ -179,6 +179,15 @@ class ResourceStore:
             listener("removed", found)
         return found
 
+    def remove_tree(self, resource_id: str) -> Recorded | None:
+        """Remove a resource and every resource under it (as Azure deletes a resource's child
+        resources with it); the removed resource, or None when there was none."""
+        removed = self.remove(resource_id)
+        if removed is not None:
+            for child in self.under(removed.id):
+                self.remove(child.id)
+        return removed
+
     def copy(self) -> "ResourceStore":
         """A copy without listeners, for a what-if to deploy into."""
         with self.lock:

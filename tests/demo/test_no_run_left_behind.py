@@ -17,6 +17,7 @@ from prefect.states import Cancelling
 from blocks.inputs import HEARTBEAT_SECONDS, default_window_seconds
 from prefect_aci.core.names import FLOW_NAME
 from prefect_aci.demo.flow_run import DEPLOYMENT
+from prefect_aci.demo.stack import stack_id
 from prefect_aci.local_aci.config import LABEL
 from tests.demo.conftest import Stack
 from tests.demo.test_aci_behaviour import worker_logs
@@ -32,9 +33,12 @@ from tests.demo.test_worker_paths import (
 
 
 def containers_of(stack: Stack, group: str) -> list:
+    """The group's running containers in this stack: another stack's group of the same name (a
+    worker group whose restart policy brought it back when the Docker engine restarted) is not."""
     key = f"{stack.record.resource_group}/{group}".lower()
     client = docker.from_env()
-    return client.containers.list(filters={"label": f"{LABEL}.group={key}"})
+    mine = [f"{LABEL}.stack={stack_id(stack.folder)}", f"{LABEL}.group={key}"]
+    return client.containers.list(filters={"label": mine})
 
 
 def running_and_logged(stack: Stack, flow_run, line: str, timeout: float = 300) -> None:

@@ -2,7 +2,6 @@
 and the generic Resource Manager client (azure-mgmt-resource's `resources.*_by_id` at an explicit
 api-version, as a caller without a Standby Pool SDK reaches Azure)."""
 
-from azure.core.credentials import AccessToken
 from azure.mgmt.resource import ResourceManagementClient
 from azure.mgmt.resource.resources.models import (
     GenericResource,
@@ -12,8 +11,6 @@ from azure.mgmt.resource.resources.models import (
     Identity as ResourceIdentity,
 )
 
-from prefect_aci.local_aci.config import Identity
-from prefect_aci.local_aci.tokens import TokenIssuer
 from tests.local_aci.arm_helpers import GROUP_ID, SUBSCRIPTION
 
 PROFILES_API = "2025-09-01"
@@ -100,22 +97,6 @@ def claim(
             user_assigned_identities={identity: IdentityUserAssignedIdentitiesValue()},
         )
     return found
-
-
-class IssuedCredential:
-    """A TokenCredential for ``who`` from the local token issuer."""
-
-    def __init__(self, issuer: TokenIssuer, who: Identity) -> None:
-        self.issuer, self.who = issuer, who
-
-    def get_token(self, *scopes: str, **kwargs) -> AccessToken:
-        issued = self.issuer.issue(
-            scopes[0].removesuffix("/.default"),
-            self.who.client_id,
-            self.who.principal_id,
-            self.who.resource_id,
-        )
-        return AccessToken(issued.token, issued.expires_on)
 
 
 def resources(credential, transport) -> ResourceManagementClient:

@@ -11,6 +11,7 @@ from azure.identity import ManagedIdentityCredential
 
 from prefect_aci.local_aci.app import MANAGEMENT
 from prefect_aci.local_aci.authorization import MANAGED_IDENTITY_OPERATOR
+from tests.local_aci.acr_helpers import IssuedCredential
 from tests.local_aci.arm_helpers import GROUP, GROUP_ID
 from tests.local_aci.standby_helpers import (
     ACI_CONTRIBUTOR,
@@ -20,7 +21,6 @@ from tests.local_aci.standby_helpers import (
     POOLS_API,
     PROFILE_ID,
     PROFILES_API,
-    IssuedCredential,
     claim,
     counts,
     group_id,

@@ -31,3 +31,9 @@ SWEEP_DEPLOYMENT = "scheduled"
 SWEEP_CODE_BLOCK = "prefect-aci-sweep-code"
 SWEEP_FOLDER = "prefect-aci-sweep"
 SWEEP_ENTRYPOINT = "arm/sweep_flow.py:sweep"
+# Warm starts (PREFECT_ACI_STANDBY_POOL_SIZE above 0): a second work pool, `<pool>-standby`, whose
+# worker (its own container group, `<prefix>-standby-worker`) claims each run's group from the
+# template's standby pool; the demo flow is deployed on it as DEMO_STANDBY_DEPLOYMENT.
+STANDBY_WORK_POOL_TYPE = "azure-container-instance-standby"
+STANDBY_POOL_SUFFIX = "-standby"
+DEMO_STANDBY_DEPLOYMENT = "aci-standby"

@@ -152,6 +152,8 @@ class AzureRecord(BaseModel):
     container_group_profile_id: str = Field("", alias="containerGroupProfileId")
     container_group_profile_revision: int = Field(0, alias="containerGroupProfileRevision", ge=0)
     standby_pool_id: str = Field("", alias="standbyPoolId")
+    # The work pool whose worker claims from it (`<workPoolName>-standby`); empty without one.
+    standby_work_pool_name: str = Field("", alias="standbyWorkPoolName")
 
     @property
     def blob_endpoint(self) -> str:

@@ -28,7 +28,12 @@ def resources_of(template: dict, resource_type: str) -> list[dict]:
 
 
 def worker_group(template: dict) -> dict:
-    [group] = resources_of(template, "Microsoft.ContainerInstance/containerGroups")
+    """The plain pool's worker (the standby pool's has a group of its own)."""
+    [group] = [
+        group
+        for group in resources_of(template, "Microsoft.ContainerInstance/containerGroups")
+        if group["name"] == "[variables('workerGroupName')]"
+    ]
     return group
 
 

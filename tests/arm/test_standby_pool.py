@@ -13,6 +13,7 @@ from arm.validation import validate_template
 from blocks.work_pool import CPU, MEMORY_GB
 from prefect_aci.core.arm_template import template_calls
 from prefect_aci.core.errors import UserError
+from prefect_aci.core.names import STANDBY_WORK_POOL_TYPE
 from prefect_aci.core.records import AzureRecord
 from prefect_aci.core.settings import load
 from prefect_aci.local_aci.expressions import Scope, TemplateError, evaluate
@@ -20,6 +21,7 @@ from tests.arm.conftest import resources_of
 
 PROFILES = "Microsoft.ContainerInstance/containerGroupProfiles"
 POOLS = "Microsoft.StandbyPool/standbyContainerGroupPools"
+GROUPS = "Microsoft.ContainerInstance/containerGroups"
 ASSIGNMENTS = "Microsoft.Authorization/roleAssignments"
 PROVIDER = "11111111-2222-3333-4444-555555555555"
 # The container the image helper and the claim address by name (the config map's path is
@@ -81,8 +83,22 @@ def provider_assignments(template: dict) -> list[dict]:
     ]
 
 
+def standby_worker(template: dict) -> dict:
+    [worker] = [
+        group
+        for group in resources_of(template, GROUPS)
+        if group["name"] == "[variables('standbyWorkerGroupName')]"
+    ]
+    return worker
+
+
 def standby_resources(template: dict) -> list[dict]:
-    return [the(template, PROFILES), the(template, POOLS), *provider_assignments(template)]
+    return [
+        the(template, PROFILES),
+        the(template, POOLS),
+        *provider_assignments(template),
+        standby_worker(template),
+    ]
 
 
 def deployed(template: dict, **given) -> list[str]:
@@ -116,7 +132,8 @@ def test_size_zero_deploys_exactly_what_it_did_before(template):
     assert len(deployed(template)) == len(deployed(template, standbyPoolSize=0)) > 0
     with_pool = deployed(template, standbyPoolSize=3, standbyPoolProviderPrincipalId=PROVIDER)
     assert sorted(set(with_pool) - set(deployed(template))) == sorted([PROFILES, POOLS])
-    assert len(with_pool) - len(deployed(template)) == 2 + len(PROVIDER_ROLES) + 1  # + AcrPull
+    # The profile, the pool, the provider's roles, its AcrPull and the standby pool's worker.
+    assert len(with_pool) - len(deployed(template)) == 2 + len(PROVIDER_ROLES) + 1 + 1
 
 
 def test_every_standby_resource_is_deployed_only_with_a_pool(template):
@@ -291,6 +308,37 @@ def test_outputs_name_the_profile_its_revision_and_the_pool_or_nothing(template)
     assert evaluated(template, outputs["standbyPoolId"]["value"], **given) == (
         f"{GROUP_ID}/providers/Microsoft.StandbyPool/standbyContainerGroupPools/prefect-standby"
     )
+
+
+def test_the_standby_pool_has_its_own_worker_on_its_own_work_pool(template):
+    """A Prefect worker serves one work pool: the standby pool's (`<workPoolName>-standby`, of the
+    claiming worker type) gets a group of its own, the plain worker's twin in all but its name,
+    its command and that it waits for the pool; only with a pool and a worker."""
+    [plain] = [
+        group
+        for group in resources_of(template, GROUPS)
+        if group["name"] == "[variables('workerGroupName')]"
+    ]
+    worker = standby_worker(template)
+    given = {"standbyPoolSize": 1, "standbyPoolProviderPrincipalId": PROVIDER}
+    assert evaluated(template, worker["condition"], **given) is True
+    assert evaluated(template, worker["condition"], deployWorker=False, **given) is False
+    assert evaluated(template, worker["condition"]) is False
+    assert evaluated(template, worker["name"], prefix="p") == "p-standby-worker"
+    [container] = worker["properties"]["containers"]
+    command = evaluated(template, container["properties"]["command"], workPoolName="pool")
+    assert command[command.index("--pool") + 1] == "pool-standby"
+    assert command[command.index("--type") + 1] == STANDBY_WORK_POOL_TYPE
+    twin, plain = copy.deepcopy(worker), copy.deepcopy(plain)
+    for group in (twin, plain):
+        group.pop("condition"), group.pop("name"), group.pop("dependsOn")
+        group["properties"]["containers"][0].pop("name")
+        group["properties"]["containers"][0]["properties"].pop("command")
+    assert twin == plain
+    assert f"[resourceId('{POOLS}', variables('standbyPoolName'))]" in worker["dependsOn"]
+    output = template["outputs"]["standbyWorkPoolName"]["value"]
+    assert evaluated(template, output, workPoolName="pool", **given) == "pool-standby"
+    assert evaluated(template, output, workPoolName="pool") == ""
 
 
 def test_the_record_takes_the_new_outputs_and_does_without_them(template):

@@ -74,6 +74,7 @@ def template_outputs(subscription: str, group: str, **changes: object) -> dict[s
         "containerGroupProfileId": "",
         "containerGroupProfileRevision": 0,
         "standbyPoolId": "",
+        "standbyWorkPoolName": "",
     }
     return {**outputs, **changes}
 

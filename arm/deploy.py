@@ -50,6 +50,7 @@ MANAGEMENT_SCOPE = "https://management.azure.com/.default"
 # What the template names (its variables workerGroupName and workerRoleName, the worker container,
 # the custom role's display name); tests/arm checks they agree.
 WORKER_CONTAINER = "prefect-worker"
+STANDBY_WORKER_CONTAINER = "prefect-standby-worker"
 WORKER_ROLE_SEED = "prefect-aci-worker-role"
 WORKER_ROLE_PREFIX = "Prefect ACI worker ("
 # The template's second custom role: assigning the job identity and joining the subnet, held by
@@ -93,6 +94,11 @@ def worker_image(settings: InfraSettings, image: ImageRecord | None) -> Publishe
 
 def worker_group_name(prefix: str) -> str:
     return f"{prefix}-worker"
+
+
+def standby_worker_group_name(prefix: str) -> str:
+    """The standby pool's worker (template variable standbyWorkerGroupName)."""
+    return f"{prefix}-standby-worker"
 
 
 @dataclass(frozen=True)
@@ -234,33 +240,45 @@ class Infra:
         )
         return [(str(change.change_type), change.resource_id) for change in result.changes or []]
 
-    def worker_to_replace(self, params: dict) -> str | None:
-        """What is wrong with the existing worker group when ``params`` ask for another CPU or
-        memory size (ACI cannot change either in place: the deployment would fail); None when
-        there is no worker group, or it has that size."""
+    def workers_to_replace(self, params: dict) -> dict[str, str]:
+        """What is wrong with each existing worker group (the plain pool's, and the standby
+        pool's) when ``params`` ask for another CPU or memory size (ACI cannot change either in
+        place: the deployment would fail), by group name; empty when none has another size."""
         values = {name: param["value"] for name, param in params.items()}
         if not values["deployWorker"]:
-            return None
-        name = worker_group_name(values["prefix"])
-        try:
-            group = arm_call(
-                lambda: self.containers.container_groups.get(
-                    self.settings.azure_resource_group, name
-                )
-            )
-        except NotFound:
-            return None
-        worker = next((c for c in group.containers if c.name == WORKER_CONTAINER), None)
-        if worker is None:
-            return None
-        now = (worker.resources.requests.cpu, worker.resources.requests.memory_in_gb)
+            return {}
         wanted = (float(values["workerCpu"]), float(values["workerMemoryInGB"]))
-        if now == wanted:
-            return None
-        return (
-            f"worker group {name} runs with {now[0]:g} CPU and {now[1]:g} GB, and ACI cannot "
-            f"change CPU or memory in place (asked for {wanted[0]:g} CPU, {wanted[1]:g} GB)"
+        stale = {}
+        workers = (
+            (worker_group_name(values["prefix"]), WORKER_CONTAINER),
+            (standby_worker_group_name(values["prefix"]), STANDBY_WORKER_CONTAINER),
         )
+        for name, container in workers:
+            try:
+                group = arm_call(
+                    lambda name=name: self.containers.container_groups.get(
+                        self.settings.azure_resource_group, name
+                    )
+                )
+            except NotFound:
+                continue
+            worker = next((c for c in group.containers if c.name == container), None)
+            if worker is None:
+                continue
+            now = (worker.resources.requests.cpu, worker.resources.requests.memory_in_gb)
+            if now != wanted:
+                stale[name] = (
+                    f"worker group {name} runs with {now[0]:g} CPU and {now[1]:g} GB, and ACI "
+                    f"cannot change CPU or memory in place (asked for {wanted[0]:g} CPU, "
+                    f"{wanted[1]:g} GB)"
+                )
+        return stale
+
+    def worker_to_replace(self, params: dict) -> str | None:
+        """Why the existing worker groups cannot take ``params`` as they are, on one line; None
+        when they can (or there is none)."""
+        stale = self.workers_to_replace(params)
+        return "; ".join(stale.values()) or None
 
     def vault_retention(self, params: dict) -> tuple[str, int] | None:
         """The existing Key Vault's name and soft-delete retention in days when ``params`` ask
@@ -334,8 +352,8 @@ class Infra:
                 "DEPLOY_FLAGS=--replace-worker) to delete and recreate it, or set "
                 "PREFECT_ACI_WORKER_CPU and PREFECT_ACI_WORKER_MEMORY_GB back"
             )
-        if stale:
-            self.delete_container_group(worker_group_name(params["prefix"]["value"]))
+        for name in self.workers_to_replace(params) if stale else ():
+            self.delete_container_group(name)
         request = Deployment(properties=_incremental(DeploymentProperties, template, params))
         result = arm_call(
             lambda: self.client.deployments.begin_create_or_update(

@@ -18,6 +18,7 @@ from arm.deploy import (
     DEPLOYMENT_NAME,
     KEY_VAULT_API,
     LINKED_ROLE_SEED,
+    STANDBY_WORKER_CONTAINER,
     SUBNET_IN_USE,
     SWEEPER_ROLE_SEED,
     WORKER_CONTAINER,
@@ -453,6 +454,25 @@ def test_replace_worker_deletes_the_old_group_then_deploys(local, settings):
     [worker] = local.groups.created[1:]
     [container] = worker["properties"]["containers"]
     assert container["properties"]["resources"]["requests"] == {"cpu": 2.0, "memoryInGB": 4.0}
+
+
+def test_replace_worker_replaces_the_standby_pools_worker_too(local, settings):
+    """The standby pool's worker has the worker's size: ACI cannot change it in place either."""
+    _worker(local, 1, 2)
+    local.add_group(
+        "prefect-standby-worker",
+        {STANDBY_WORKER_CONTAINER: {"PREFECT_API_URL": SETTINGS["PREFECT_API_URL"]}},
+        cpu=1,
+        memoryInGB=2,
+    )
+    bigger = load(InfraSettings, worker_cpu="2", worker_memory_gb="4")
+    infra = Infra.connect(bigger, ManagedIdentityCredential(), transport=local.transport())
+    why = infra.worker_to_replace(parameters(bigger, IMAGE))
+    assert "prefect-worker runs with 1 CPU" in why
+    assert "prefect-standby-worker runs with 1 CPU" in why
+    infra.deploy(json.loads(TEMPLATE.read_text()), parameters(bigger, IMAGE), replace_worker=True)
+    deleted = {d.path.rsplit("/", 1)[1] for d in local.of("DELETE", "/containerGroups/")}
+    assert deleted == {"prefect-worker", "prefect-standby-worker"}
 
 
 def test_the_same_worker_size_redeploys_in_place(local, settings):

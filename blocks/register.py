@@ -27,6 +27,8 @@ from prefect_aci.core.names import (
     ACI_CREDENTIALS_BLOCK,
     FLOW_CODE_BLOCK,
     KEY_VAULT_VARIABLE,
+    STANDBY_POOL_SUFFIX,
+    STANDBY_WORK_POOL_TYPE,
     SWEEP_CODE_BLOCK,
     SWEEP_DEPLOYMENT,
     SWEEP_ENTRYPOINT,
@@ -106,17 +108,17 @@ def _save_block(block: Block, name: str, report: Report, dry_run: bool) -> str |
     return str(block.save(name, overwrite=True))
 
 
-def check_pool_type(pool_name: str) -> dict | None:
+def check_pool_type(pool_name: str, pool_type: str = WORK_POOL_TYPE) -> dict | None:
     """The existing pool's template, or None; a UserError if it is of another type."""
     with get_client(sync_client=True) as client:
         try:
             pool = client.read_work_pool(pool_name)
         except ObjectNotFound:
             return None
-    if pool.type != WORK_POOL_TYPE:
+    if pool.type != pool_type:
         raise UserError(
             f"work pool {pool_name} exists with type {pool.type}, not "
-            f"{WORK_POOL_TYPE}; delete it (prefect work-pool delete {pool_name}) or "
+            f"{pool_type}; delete it (prefect work-pool delete {pool_name}) or "
             "set PREFECT_ACI_WORK_POOL_NAME to another name"
         )
     return pool.base_job_template
@@ -163,6 +165,27 @@ def register(
         )
         _save_pool(azure.work_pool_name, template, existing_template, report, dry_run)
         save_heartbeat_automation(azure.work_pool_name, settings.window_seconds, report, dry_run)
+        if azure.standby_pool_id:
+            standby = standby_pool_name(azure)
+            existing_standby = check_pool_type(standby, STANDBY_WORK_POOL_TYPE)
+            standby_template = base_job_template(
+                azure,
+                image.reference,
+                credentials_id or f"<id of block {ACI_CREDENTIALS_BLOCK}>",
+                acr_login_server,
+                settings.pool_env,
+                settings.heartbeat_seconds,
+                standby=True,
+            )
+            _save_pool(
+                standby,
+                standby_template,
+                existing_standby,
+                report,
+                dry_run,
+                STANDBY_WORK_POOL_TYPE,
+            )
+            save_heartbeat_automation(standby, settings.window_seconds, report, dry_run)
         _save_variable(azure.key_vault_uri, report, dry_run)
         if settings.sweep_every:
             save_sweep_deployment(azure, storage, settings, report, dry_run)
@@ -171,10 +194,21 @@ def register(
     return report
 
 
+def standby_pool_name(azure: AzureRecord) -> str:
+    """The work pool of the standby pool's worker: the template's name for it, which follows the
+    plain pool's (`<pool>-standby`)."""
+    return azure.standby_work_pool_name or f"{azure.work_pool_name}{STANDBY_POOL_SUFFIX}"
+
+
 def _save_pool(
-    name: str, template: dict, existing: dict | None, report: Report, dry_run: bool
+    name: str,
+    template: dict,
+    existing: dict | None,
+    report: Report,
+    dry_run: bool,
+    pool_type: str = WORK_POOL_TYPE,
 ) -> None:
-    what = f"work pool {name!r} ({WORK_POOL_TYPE})"
+    what = f"work pool {name!r} ({pool_type})"
     if existing == template:
         report.add(what, "unchanged")
         return
@@ -184,7 +218,7 @@ def _save_pool(
     with get_client(sync_client=True) as client:
         if existing is None:
             client.create_work_pool(
-                WorkPoolCreate(name=name, type=WORK_POOL_TYPE, base_job_template=template)
+                WorkPoolCreate(name=name, type=pool_type, base_job_template=template)
             )
         else:
             client.update_work_pool(name, WorkPoolUpdate(base_job_template=template))

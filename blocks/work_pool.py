@@ -10,8 +10,9 @@ subnet (Prefect renders only variables the template names)."""
 
 import copy
 
+from prefect_aci_runtime.worker import AzureContainerStandbyWorker, StandbyVariables
 from prefect_azure.workers.container_instance import AzureContainerVariables, AzureContainerWorker
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from blocks.inputs import HEARTBEAT_SECONDS
 from prefect_aci.core.errors import UserError
@@ -84,15 +85,24 @@ def pool_defaults(
     return defaults
 
 
-def check_defaults(defaults: dict) -> None:
+# The standby pool's claim names the template's profile and pool: fixed like the identities, so a
+# deployment cannot claim from another pool or with another profile.
+STANDBY_FIXED = (
+    "standby_pool_id",
+    "container_group_profile_id",
+    "container_group_profile_revision",
+)
+
+
+def check_defaults(defaults: dict, model: type[BaseModel] = AzureContainerVariables) -> None:
     """Every key is one of the worker's variables, and every value has the type it takes."""
-    known = AzureContainerVariables.model_fields
+    known = model.model_fields
     unknown = sorted(set(defaults) - set(known))
     if unknown:
         raise UserError(f"work pool defaults name unknown ACI job variables: {', '.join(unknown)}")
     values = {k: v for k, v in defaults.items() if k not in BLOCK_REFERENCES}
     try:
-        AzureContainerVariables.model_validate(values)
+        model.model_validate(values)
     except ValidationError as exc:
         # Variables we leave to prefect-azure's own defaults are not ours to report.
         problems = [e for e in exc.errors() if e["loc"] and e["loc"][0] in values]
@@ -109,20 +119,38 @@ def base_job_template(
     acr_login_server: str | None,
     extra_env: dict[str, str] | None = None,
     heartbeat_seconds: int = HEARTBEAT_SECONDS,
+    *,
+    standby: bool = False,
 ) -> dict:
     """prefect-azure's default template with our defaults on its variables, and what must not
-    vary per run (FIXED) written into its job configuration instead of offered as variables."""
+    vary per run (FIXED) written into its job configuration instead of offered as variables.
+
+    ``standby``: the template of the standby pool's work pool instead (the claiming worker's,
+    prefect_aci_runtime.worker), whose runs claim from ``azure``'s standby pool and profile."""
     defaults = pool_defaults(
         azure, image_reference, credentials_block_id, acr_login_server, extra_env, heartbeat_seconds
     )
-    check_defaults(defaults)
-    template = copy.deepcopy(AzureContainerWorker.get_default_base_job_template())
+    worker, model, fixed = AzureContainerWorker, AzureContainerVariables, FIXED
+    if standby:
+        if not (azure.standby_pool_id and azure.container_group_profile_id):
+            raise UserError(
+                "the deployment made no standby pool: set PREFECT_ACI_STANDBY_POOL_SIZE above 0 "
+                "and run `make deploy-infra` first"
+            )
+        defaults |= {
+            "standby_pool_id": azure.standby_pool_id,
+            "container_group_profile_id": azure.container_group_profile_id,
+            "container_group_profile_revision": azure.container_group_profile_revision,
+        }
+        worker, model, fixed = AzureContainerStandbyWorker, StandbyVariables, FIXED + STANDBY_FIXED
+    check_defaults(defaults, model)
+    template = copy.deepcopy(worker.get_default_base_job_template())
     variables = template["variables"]
     properties = variables["properties"]
-    for name in FIXED:
+    for name in fixed:
         template["job_configuration"][name] = defaults.pop(name, None)
         properties.pop(name, None)
-    variables["required"] = [r for r in variables.get("required", []) if r not in FIXED]
+    variables["required"] = [r for r in variables.get("required", []) if r not in fixed]
     for name, value in defaults.items():
         properties[name]["default"] = value
     return template

@@ -21,7 +21,7 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=120,
-        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": f"{root}:{root / 'runtime'}", "PATH": "/usr/bin:/bin"},
     )
 
 
@@ -33,6 +33,11 @@ def copy(tmp_path) -> Path:
             tmp_path / package,
             ignore=shutil.ignore_patterns("schemas", "__pycache__", "*.json"),
         )
+    shutil.copytree(
+        PROJECT_ROOT / "runtime",
+        tmp_path / "runtime",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path)
     return tmp_path
 
@@ -56,6 +61,11 @@ def test_the_tree_keeps_every_contract():
         ("blocks/register.py", "import typer", "blocks is not allowed to import typer"),
         ("prefect_aci/local_aci/app.py", "from blocks import register", "local_aci is not allowed"),
         ("flows/key_vault_demo/flow.py", "from prefect_aci.core import names", "flows.key_vault"),
+        (
+            "runtime/prefect_aci_runtime/warm.py",
+            "from prefect_aci.core import names",
+            "prefect_aci_runtime is not allowed",
+        ),
     ],
 )
 def test_an_import_against_the_floors_breaks_a_contract(copy, module, bad_import, broken):

@@ -11,6 +11,7 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.objects import FlowRun
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
+from prefect_aci_runtime.worker import StandbyJobConfiguration
 from prefect_azure import AzureBlobStorageContainer
 from prefect_azure.workers.container_instance import AzureContainerJobConfiguration
 
@@ -156,14 +157,18 @@ def test_rendered_aci_job_is_what_aci_needs(prefect_server, records, pool_name):
     assert config.resource_group_name == "prefect-aci"
 
 
-def _render(base_job_template: dict, values: dict | None = None) -> AzureContainerJobConfiguration:
+def _render(
+    base_job_template: dict,
+    values: dict | None = None,
+    configuration: type[AzureContainerJobConfiguration] = AzureContainerJobConfiguration,
+) -> AzureContainerJobConfiguration:
     """What the worker does with a pool and a flow run's job variables (``values``): resolve the
     template (block refs through the API), then prepare it for a flow run."""
     import asyncio
 
     async def render():
         async with get_client() as client:
-            config = await AzureContainerJobConfiguration.from_template_and_values(
+            config = await configuration.from_template_and_values(
                 base_job_template, values or {}, client=client
             )
         config.prepare_for_flow_run(FlowRun(flow_id=uuid.uuid4(), name="demo-run"))
@@ -301,3 +306,56 @@ def test_a_bad_sweep_schedule_is_one_line(prefect_server, records, pool_name, ev
     assert result.returncode != 0
     assert result.stderr.startswith("error: PREFECT_ACI_SWEEP_EVERY must be"), result.stderr
     assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+PROFILE = f"{RG}/providers/Microsoft.ContainerInstance/containerGroupProfiles/prefect-flow-run"
+STANDBY = f"{RG}/providers/Microsoft.StandbyPool/standbyContainerGroupPools/prefect-standby"
+
+
+def test_a_standby_pool_gets_a_work_pool_of_the_claiming_type_whose_runs_claim_from_it(
+    prefect_server, records, pool_name
+):
+    """With the template's standby pool, register adds `<pool>-standby` (the claiming worker's
+    type, the same defaults), and its automation; a run's group is a claim on the recorded pool
+    and profile, which no deployment or run can point elsewhere. Again: nothing changes."""
+    azure = records[1]
+    standby = f"{pool_name}-standby"
+    azure.write_text(
+        json.dumps(
+            outputs(
+                containerGroupProfileId=PROFILE,
+                containerGroupProfileRevision=3,
+                standbyPoolId=STANDBY,
+                standbyWorkPoolName=standby,
+            )
+        )
+    )
+    first = register(prefect_server, records, pool_name)
+    assert first.returncode == 0, first.stderr
+    done = outcomes(first)
+    assert done[f"work pool '{standby}' (azure-container-instance-standby)"] == "created"
+    assert done[f"automation 'prefect-aci: crash runs of {standby} without heartbeats'"] == (
+        "created"
+    )
+    again = register(prefect_server, records, pool_name)
+    assert set(outcomes(again).values()) == {"unchanged"} and len(outcomes(again)) == 7
+
+    with temporary_settings({PREFECT_API_URL: prefect_server, PREFECT_API_KEY: "pnu_test_key"}):
+        with get_client(sync_client=True) as client:
+            pool = client.read_work_pool(standby)
+        assert pool.type == "azure-container-instance-standby"
+        elsewhere = {"standby_pool_id": "/other", "container_group_profile_id": "/other"}
+        config = _render(pool.base_job_template, elsewhere, StandbyJobConfiguration)
+    [group] = config.arm_template["resources"]
+    assert group["properties"]["containerGroupProfile"] == {"id": PROFILE, "revision": 3}
+    assert group["properties"]["standbyPoolProfile"] == {"id": STANDBY}
+    assert group["identity"]["userAssignedIdentities"] == {JOB_ID: {}}
+    [container] = group["properties"]["containers"]
+    pairs = container["properties"]["configMap"]["keyValuePairs"]
+    assert pairs["KEY_VAULT_URL"] == "https://prefectkv1.vault.azure.net/"
+    assert "PREFECT_API_KEY" not in pairs
+
+
+def test_a_standby_work_pool_without_a_standby_pool_is_not_made(prefect_server, records, pool_name):
+    result = register(prefect_server, records, pool_name, "--dry-run")
+    assert not [what for what in outcomes(result) if "standby" in what]

@@ -21,13 +21,19 @@ from arm.deploy import Infra, parameters
 from arm.settings import InfraSettings
 from arm.sweep_flow import sweep_files
 from blocks.inputs import RegistrationSettings
-from blocks.register import register
+from blocks.register import register, standby_pool_name
 from flows.deployment import deploy_demo, upload_flow_code
 from image_builder.push import publish
 from prefect_aci.core.azure import default_credential
 from prefect_aci.core.console import Step, console
 from prefect_aci.core.errors import UserError
-from prefect_aci.core.names import DEMO_DEPLOYMENT, FLOW_CODE_BLOCK, FLOW_NAME, SWEEP_FOLDER
+from prefect_aci.core.names import (
+    DEMO_DEPLOYMENT,
+    DEMO_STANDBY_DEPLOYMENT,
+    FLOW_CODE_BLOCK,
+    FLOW_NAME,
+    SWEEP_FOLDER,
+)
 from prefect_aci.core.paths import PROJECT_ROOT
 from prefect_aci.core.prefect_api import client_settings
 from prefect_aci.core.records import AzureRecord, ImageRecord, published, read_record, write_record
@@ -130,6 +136,12 @@ def deploy_all(
             f"deploy {FLOW_NAME}/{DEPLOYMENT} to work pool {azure.work_pool_name}",
             lambda: deploy_demo(FLOW_CODE_BLOCK, azure.work_pool_name, DEPLOYMENT),
         )
+        if azure.standby_pool_id:
+            warm = standby_pool_name(azure)
+            step(
+                f"deploy {FLOW_NAME}/{DEMO_STANDBY_DEPLOYMENT} to work pool {warm} (warm starts)",
+                lambda: deploy_demo(FLOW_CODE_BLOCK, warm, DEMO_STANDBY_DEPLOYMENT),
+            )
     return Result(azure, pushed.reference)
 
 
@@ -149,10 +161,19 @@ def next_steps(result: Result, settings: InfraSettings) -> str:
         if settings.deploy_worker
         else f"Start a worker for work pool {pool} (prefect worker start --pool {pool})."
     )
+    warm = []
+    if result.azure.standby_pool_id:
+        standby = standby_pool_name(result.azure)
+        warm = [
+            f"Warm starts: work pool {standby} claims each run's group from the standby pool "
+            f"({settings.prefix}-standby-worker polls it); deployed {FLOW_NAME}/"
+            f"{DEMO_STANDBY_DEPLOYMENT} on it."
+        ]
     return "\n".join(
         [
             f"Deployed {FLOW_NAME}/{DEPLOYMENT}, image {result.reference}.",
             worker,
+            *warm,
             "Next:",
             f"  prefect deployment run '{FLOW_NAME}/{DEPLOYMENT}' --watch",
             "      (with PREFECT_API_URL and PREFECT_API_KEY set as in .env; the first run pulls",

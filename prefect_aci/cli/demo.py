@@ -23,6 +23,7 @@ from prefect_aci.core.paths import (
 )
 from prefect_aci.demo import bench as demo_bench
 from prefect_aci.demo import images, stack
+from prefect_aci.demo.flow_run import DemoRun
 
 app = command_group(
     "The whole thing on this machine, no Azure account: a local registry, Azurite, a Prefect "
@@ -45,6 +46,24 @@ StateDir = Annotated[
 ]
 
 
+# Every member is a running container on this machine.
+MAX_DEMO_STANDBY = 20
+
+
+def warm_line(run: DemoRun) -> str:
+    """Whether the demo run was warm, as its group's GET said, and the pool after it."""
+    if run.warm:
+        how = "warm: its group was claimed from the standby pool (isCreatedFromStandbyPool)"
+    elif run.warm is False:
+        how = "cold: no member was ready, so ACI created its group (the standby pool's fallback)"
+    else:
+        how = "warm or cold: unknown (its group was gone before it could be read)"
+    if run.ready_after is not None:
+        ready, size = run.ready_after
+        how += f"; standby pool {ready}/{size} ready after it"
+    return f"This flow run:  {how}"
+
+
 @app.command()
 def up(
     record: Annotated[Path, typer.Option(help="Built image record.")] = IMAGE_RECORD,
@@ -58,6 +77,15 @@ def up(
         bool,
         typer.Option(help="Build the image first (cached); --no-build runs the recorded one."),
     ] = True,
+    standby: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=MAX_DEMO_STANDBY,
+            help="Ready members of an ACI standby pool (0: none): the demo flow then runs warm, "
+            "in a group claimed from it.",
+        ),
+    ] = 0,
 ) -> None:
     """Start the stack, deploy the demo flow with its code in Azurite, run it, show the result
     and where to see it in the Prefect UI."""
@@ -66,7 +94,7 @@ def up(
     ensure_programs("docker-registry", "npm")
     built = images(record, server_record, build, console)
     try:
-        state, run = stack.up(client, *built, state_dir, console, port)
+        state, run = stack.up(client, *built, state_dir, console, port, standby)
     except APIError as exc:
         raise UserError(
             f"Docker refused a step of the stack ({exc.explanation}); see the step above, "
@@ -76,6 +104,8 @@ def up(
     for line in run.logs:
         console.print(escape(line), highlight=False)
     console.rule()
+    if run.warm is not None or run.ready_after is not None:
+        console.print(warm_line(run), highlight=False)
     console.print(f"Prefect UI:     {state.ui}", highlight=False)
     console.print(f"This flow run:  {state.flow_run_page()}", highlight=False)
     login = stack.auth_string_file(state_dir)

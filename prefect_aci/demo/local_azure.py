@@ -16,6 +16,7 @@ from pathlib import Path
 
 from azure.core.credentials import AccessToken
 from azure.mgmt.containerinstance import ContainerInstanceManagementClient
+from azure.mgmt.resource import ResourceManagementClient
 
 from prefect_aci.local_aci import server
 from prefect_aci.local_aci.authorization import (
@@ -95,6 +96,15 @@ class LocalSide:
             "REQUESTS_CA_BUNDLE": str(self.tls.bundle),
             "SSL_CERT_FILE": str(self.tls.bundle),
         }
+
+    def resources(self, local_aci: str) -> ResourceManagementClient:
+        """Resource Manager as the deployer (any resource by id, at any api-version)."""
+        return ResourceManagementClient(
+            self.credential(local_aci),
+            self.config.subscription_id,
+            base_url=local_aci,
+            connection_verify=str(self.tls.bundle),
+        )
 
     def aci(self, local_aci: str) -> ContainerInstanceManagementClient:
         """Container Instances as the deployer, through the stack's door on 127.0.0.1."""

@@ -39,8 +39,9 @@ from image_builder.local_registry import LocalRegistry, free_port, wait_for_port
 from image_builder.push import PushPlan, push_image
 from prefect_aci.core.engine import make_network
 from prefect_aci.core.errors import UserError, last_line
+from prefect_aci.core.names import DEMO_STANDBY_DEPLOYMENT, FLOW_NAME
 from prefect_aci.core.paths import BUILD_DIR, PROJECT_ROOT
-from prefect_aci.core.records import write_record
+from prefect_aci.core.records import AzureRecord, read_record, write_record
 from prefect_aci.demo import azurite, flow_run
 from prefect_aci.demo.local_azure import (
     DEMO_SECRET_FILE,
@@ -58,6 +59,7 @@ from prefect_aci.demo.state import (
     server_container,
     stand_in_container,
 )
+from prefect_aci.demo.warm import WarmWatch, wait_for_refill
 from prefect_aci.local_aci import imds_router, server
 from prefect_aci.local_aci.config import LABEL
 from prefect_aci.local_aci.storage import AZURITE_ACCOUNT
@@ -543,6 +545,7 @@ def local_azure_settings(stack: Stack, side: LocalSide) -> dict[str, str]:
         # Who the local Azure's Standby Pool Resource Provider is, as `az ad sp list` tells it
         # on Azure: the template's standby pool (PREFECT_ACI_STANDBY_POOL_SIZE) needs it.
         "PREFECT_ACI_STANDBY_POOL_PROVIDER_PRINCIPAL_ID": config.standby_pool_provider_principal_id,
+        "PREFECT_ACI_STANDBY_POOL_SIZE": str(stack.state.standby),
         **demo_sweep(),
     }
 
@@ -654,10 +657,17 @@ class DemoFlowRun(Part):
     """The demo deployment run once through the worker; its outcome is <state dir>/run.json."""
 
     def start(self, stack: Stack, start: Start) -> None:
-        run = start.step(
-            "running the demo flow through the ACI worker and waiting for it to finish",
-            lambda: flow_run.run(stack.state.api, auth_string=stack.auth_string()),
-        )
+        if stack.state.standby:
+            run = start.step(
+                "running the demo flow through the standby pool's worker (a warm start), "
+                "waiting for it to finish and for the pool to be back to its size",
+                lambda: warm_run(stack),
+            )
+        else:
+            run = start.step(
+                "running the demo flow through the ACI worker and waiting for it to finish",
+                lambda: flow_run.run(stack.state.api, auth_string=stack.auth_string()),
+            )
         stack.state.flow_run_id = run.flow_run_id
         stack.save()
         (stack.root / "run.json").write_text(json.dumps(asdict(run), indent=2) + "\n")
@@ -668,6 +678,26 @@ class DemoFlowRun(Part):
     def report(self, stack: Stack, running: dict[str, bool]) -> list[Report]:
         page = stack.state.flow_run_page()
         return [("last demo flow run", page, True)] if page else []
+
+
+def warm_run(stack: Stack) -> flow_run.DemoRun:
+    """The demo deployment on the standby work pool, run once: whether its group was claimed
+    from the standby pool (its GET says so while it runs), then the pool's ready members once it
+    has refilled."""
+    side = load_side(stack.local_azure)
+    azure = read_record(stack.azure_record, AzureRecord)
+    resources = side.resources(stack.state.local_aci)
+    group_scope = f"/subscriptions/{azure.subscription_id}/resourceGroups/{azure.resource_group}"
+    watch = WarmWatch(resources, group_scope, FLOW_NAME)
+    run = flow_run.run(
+        stack.state.api,
+        auth_string=stack.auth_string(),
+        deployment=DEMO_STANDBY_DEPLOYMENT,
+        observe=watch,
+    )
+    run.warm = watch.warm
+    run.ready_after = wait_for_refill(resources, azure.standby_pool_id)
+    return run
 
 
 PARTS: list[Part] = [

@@ -60,18 +60,22 @@ def up(
     root: Path,
     console: Console,
     port: int | None = None,
+    standby: int = 0,
 ) -> tuple[State, DemoRun]:
     """Start the stack afresh, wire it, run the demo flow once; return the state and the run.
 
     ``record`` is the image flow runs and the worker run (pushed to the stack's registry);
     ``server`` its server variant, with the UI, for the Prefect server and the stand-ins.
+    ``standby``: ready members of an ACI standby pool (0: none); with one, the demo flow runs
+    warm, through the standby work pool.
     """
     require_image(client, record.image_id)
     require_image(client, server.image_id)
     reap_dead_stacks(client, console)
     down(client, root, console)
     stack = Stack(client, root, console)
-    start = Start(record, server, port, Step(console))
+    stack.state.standby = standby
+    start = Start(record, server, port, Step(console), standby)
     for part in PARTS:
         part.plan(stack, start)
     stack.save()

@@ -53,6 +53,8 @@ class State:
     prefix: str | None = None  # the network's /24 as its first three numbers: "172.29.8"
     worker_group: str | None = None
     flow_run_id: str | None = None
+    # Ready members of the stack's ACI standby pool (`demo up --standby N`); 0: none.
+    standby: int = 0
 
     @classmethod
     def load(cls, path: Path) -> "State":
@@ -182,3 +184,4 @@ class Start:
     server: ImageRecord  # its server variant, with the UI: the Prefect server and the stand-ins
     port: int | None
     step: Step
+    standby: int = 0  # ready members of a standby pool; 0: none

@@ -34,7 +34,7 @@ import docker
 from azure.mgmt.containerinstance import ContainerInstanceManagementClient
 from docker.errors import APIError, NotFound
 
-from arm.deploy import WORKER_CONTAINER
+from arm.deploy import STANDBY_WORKER_CONTAINER, WORKER_CONTAINER
 from image_builder.local_registry import LocalRegistry, free_port, wait_for_port
 from image_builder.push import PushPlan, push_image
 from prefect_aci.core.engine import make_network
@@ -625,7 +625,12 @@ class DeployAll(Part):
                     "prefect-aci deploy-all on the local Azure failed: "
                     f"{last_line(done.stderr or done.stdout)} (all of its output: {log})"
                 )
-            return worker_group(side.aci(stack.state.local_aci), side.config.resource_group)
+            aci = side.aci(stack.state.local_aci)
+            if stack.state.standby:
+                stack.state.standby_worker_group = worker_group(
+                    aci, side.config.resource_group, STANDBY_WORKER_CONTAINER
+                )
+            return worker_group(aci, side.config.resource_group)
 
         stack.state.worker_group = start.step(
             "prefect-aci deploy-all on the local Azure: the ARM template through local Resource "
@@ -636,21 +641,32 @@ class DeployAll(Part):
         stack.save()
 
     def report(self, stack: Stack, running: dict[str, bool]) -> list[Report]:
-        group = stack.state.worker_group
-        if not group:
-            return []
-        worker = f"-{group}-{WORKER_CONTAINER}"
-        up = any(is_up for name, is_up in running.items() if name.endswith(worker))
-        return [("ACI worker", f"container group {group}", up)]
+        reports = []
+        workers = (
+            ("ACI worker", stack.state.worker_group, WORKER_CONTAINER),
+            (
+                "ACI standby pool's worker",
+                stack.state.standby_worker_group,
+                STANDBY_WORKER_CONTAINER,
+            ),
+        )
+        for what, group, container in workers:
+            if group:
+                suffix = f"-{group}-{container}"
+                up = any(is_up for name, is_up in running.items() if name.endswith(suffix))
+                reports.append((what, f"container group {group}", up))
+        return reports
 
 
-def worker_group(aci: ContainerInstanceManagementClient, resource_group: str) -> str:
+def worker_group(
+    aci: ContainerInstanceManagementClient, resource_group: str, container: str = WORKER_CONTAINER
+) -> str:
     """The container group the template deployed for the worker (its container's name)."""
     for group in aci.container_groups.list_by_resource_group(resource_group):
         full = aci.container_groups.get(resource_group, group.name)
-        if any(c.name == WORKER_CONTAINER for c in full.containers or []):
+        if any(c.name == container for c in full.containers or []):
             return group.name
-    raise UserError("deploy-all on the local Azure deployed no worker container group")
+    raise UserError(f"deploy-all on the local Azure deployed no {container} container group")
 
 
 class DemoFlowRun(Part):

@@ -55,6 +55,7 @@ class State:
     flow_run_id: str | None = None
     # Ready members of the stack's ACI standby pool (`demo up --standby N`); 0: none.
     standby: int = 0
+    standby_worker_group: str | None = None  # the standby work pool's worker, with a pool
 
     @classmethod
     def load(cls, path: Path) -> "State":

@@ -56,6 +56,9 @@ def demo(*args, state_dir: Path, timeout: int = 1200) -> subprocess.CompletedPro
     )
 
 
+# The stack's ACI standby pool: one member ready (tests/demo/test_warm_starts.py); the other
+# tests use the plain pool.
+STANDBY = 1
 SWEEP_SETTING = "PREFECT_ACI_DEMO_SWEEP_EVERY"
 SESSION_SWEEP_EVERY = "1w"
 
@@ -247,6 +250,8 @@ def stack(built_image, server_image, docker_client, tmp_path_factory) -> Iterato
         str(server_record),
         "--port",
         str(free_port()),
+        "--standby",
+        str(STANDBY),
         state_dir=state_dir,
     )
     state_file = state_dir / "state.json"

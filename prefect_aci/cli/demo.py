@@ -61,7 +61,7 @@ def warm_line(run: DemoRun) -> str:
     if run.ready_after is not None:
         ready, size = run.ready_after
         how += f"; standby pool {ready}/{size} ready after it"
-    return f"This flow run:  {how}"
+    return f"Its start:      {how}"
 
 
 @app.command()

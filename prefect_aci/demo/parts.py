@@ -502,9 +502,13 @@ class LocalAci(Part):
         )
 
     def stop(self, stack: Stack) -> None:
-        """The stand-in and every container group it ran (the worker's, flow runs' left over)."""
+        """The stand-in and every container group it ran (the worker's, flow runs' left over,
+        standby pool members). The stand-in goes first: its standby pool controller would
+        otherwise start new members while the others are being removed."""
         server = server_container(stack.root)
-        for container in stack.containers():
+        stand_in = stand_in_container(stack.root)
+        containers = stack.containers()
+        for container in sorted(containers, key=lambda c: c.name != stand_in):
             if container.name != server:
                 _remove(stack, container)
         imds_router_down(stack)

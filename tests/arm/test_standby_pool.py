@@ -329,11 +329,19 @@ def test_the_standby_pool_has_its_own_worker_on_its_own_work_pool(template):
     command = evaluated(template, container["properties"]["command"], workPoolName="pool")
     assert command[command.index("--pool") + 1] == "pool-standby"
     assert command[command.index("--type") + 1] == STANDBY_WORK_POOL_TYPE
+    # It asks Prefect for runs every 2 s instead of Prefect's 10 (docs/performance.md).
+    assert (
+        "variables('standbyWorkerEnvironment')" in container["properties"]["environmentVariables"]
+    )
+    env = evaluated(template, "[variables('standbyWorkerEnvironment')]")
+    assert env[-1] == {"name": "PREFECT_WORKER_QUERY_SECONDS", "value": "2"}
+    assert env[:-1] == evaluated(template, "[variables('workerEnvironment')]")
     twin, plain = copy.deepcopy(worker), copy.deepcopy(plain)
     for group in (twin, plain):
         group.pop("condition"), group.pop("name"), group.pop("dependsOn")
         group["properties"]["containers"][0].pop("name")
-        group["properties"]["containers"][0]["properties"].pop("command")
+        for key in ("command", "environmentVariables"):
+            group["properties"]["containers"][0]["properties"].pop(key)
     assert twin == plain
     assert f"[resourceId('{POOLS}', variables('standbyPoolName'))]" in worker["dependsOn"]
     output = template["outputs"]["standbyWorkPoolName"]["value"]

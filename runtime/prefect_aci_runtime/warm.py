@@ -21,6 +21,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 FLOW_RUN_ID = "PREFECT__FLOW_RUN_ID"
+# Requirements the image's entrypoint installs before its command (docker/entrypoint.sh).
+EXTRA_PACKAGES = "EXTRA_PIP_PACKAGES"
+ENTRYPOINT_SCRIPT = "/opt/prefect/entrypoint.sh"
 CONFIG_MAP_DIR = Path("/mnt/configmap/prefect-job")
 # Settings of this module (the profile's environment sets them; tests point the directory away).
 CONFIG_MAP_DIR_ENV = "PREFECT_ACI_CONFIG_MAP_DIR"
@@ -147,8 +150,21 @@ def main() -> None:
         os.getpid(),
         ", ".join(sorted(values)) or "no config map",
     )
+    installed = os.environ.get(EXTRA_PACKAGES, "").strip()
     os.environ.update(values)
-    run_flow_run(str(uuid.UUID(os.environ[FLOW_RUN_ID].strip())))
+    flow_run_id = str(uuid.UUID(os.environ[FLOW_RUN_ID].strip()))
+    wanted = os.environ.get(EXTRA_PACKAGES, "").strip()
+    if wanted and wanted != installed:
+        # The image's entrypoint installs them before a command starts, and this process started
+        # before the run asked: install them the same way, then run it as a cold group would.
+        logger.info(
+            "warm: the run asks for %s; the entrypoint installs them and the run starts afresh "
+            "in this container",
+            EXTRA_PACKAGES,
+        )
+        command = [ENTRYPOINT_SCRIPT, "prefect", "flow-run", "execute", flow_run_id]
+        os.execv(ENTRYPOINT_SCRIPT, command)  # noqa: S606 (our own entrypoint, fixed arguments)
+    run_flow_run(flow_run_id)
 
 
 if __name__ == "__main__":

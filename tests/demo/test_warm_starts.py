@@ -7,11 +7,17 @@ Azure's Resource Manager, read and changed by resource id as on Azure."""
 import time
 
 from azure.mgmt.resource.resources.models import GenericResource
+from prefect import get_client
+from prefect.client.schemas.objects import StateType
+from prefect.settings import temporary_settings
+from prefect.states import Cancelling
 
 from prefect_aci.core.names import DEMO_STANDBY_DEPLOYMENT, FLOW_NAME
 from prefect_aci.demo import flow_run
 from prefect_aci.demo.warm import POOL_API, WarmWatch, ready_members, wait_for_refill
 from tests.demo.conftest import STANDBY, Stack
+from tests.demo.test_no_run_left_behind import running_and_logged
+from tests.demo.test_worker_paths import TERMINAL, group_of, run, wait
 
 
 def resources(stack: Stack):
@@ -67,3 +73,18 @@ def test_with_the_pool_empty_a_run_completes_through_the_fallback(stack):
     finally:
         resize(stack, STANDBY)
     assert wait_for_refill(client, pool) == (STANDBY, STANDBY)
+
+
+def test_a_claimed_run_cancelled_while_running_ends_cancelled_and_its_group_goes(stack):
+    """Cancellation is prefect-azure's, unchanged: it deletes the claimed group, whose one process
+    runs the engine; the pool refills."""
+    with temporary_settings(stack.api_settings), get_client(sync_client=True) as client:
+        warm = client.read_deployment_by_name(f"{FLOW_NAME}/{DEMO_STANDBY_DEPLOYMENT}").id
+    flow_run = run(stack, warm, parameters={"hold_seconds": 120})
+    running_and_logged(stack, flow_run, "Holding for 120 s")
+    with temporary_settings(stack.api_settings), get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run.id, Cancelling(), force=True)
+    final = wait(stack, flow_run, TERMINAL, timeout=120)
+    assert final.state.type == StateType.CANCELLED, final.state
+    assert stack.group_gone(group_of(flow_run, FLOW_NAME))
+    assert wait_for_refill(resources(stack), stack.record.standby_pool_id) == (STANDBY, STANDBY)

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 from prefect import get_client
@@ -126,6 +127,80 @@ def test_a_config_map_file_runs_the_flow_run_in_the_waiting_process(
     ):
         assert client.read_flow_run(flow_run.id).state.is_completed()
     print(f"claim to exit: {elapsed:.2f} s")
+
+
+EXTRA_FLOW_SOURCE = """
+from prefect import flow, get_run_logger
+
+@flow
+def extra_flow():
+    import prefect_aci_extra
+
+    get_run_logger().info("extra says %s", prefect_aci_extra.WORD)
+"""
+
+
+def tiny_wheel(folder: Path) -> Path:
+    """A wheel of one module, installable with no index (the test reaches no network)."""
+    name = "prefect_aci_extra-0.1-py3-none-any.whl"
+    dist = "prefect_aci_extra-0.1.dist-info"
+    files = {
+        "prefect_aci_extra.py": 'WORD = "hello from an extra package"\n',
+        f"{dist}/METADATA": "Metadata-Version: 2.1\nName: prefect-aci-extra\nVersion: 0.1\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    files[f"{dist}/RECORD"] = "".join(f"{path},,\n" for path in [*files, f"{dist}/RECORD"])
+    with zipfile.ZipFile(folder / name, "w") as wheel:
+        for path, text in files.items():
+            wheel.writestr(path, text)
+    (folder / name).chmod(0o644)
+    return folder / name
+
+
+def test_a_claim_asking_for_extra_packages_installs_them_then_runs(
+    docker_client, image, prefect_process_server, tmp_path
+):
+    """EXTRA_PIP_PACKAGES in the claim: the member started before the run asked, so it installs
+    them through the image's entrypoint and runs the flow run there, as a cold group would."""
+    flows, config_map = readable(tmp_path / "flows"), readable(tmp_path / "configmap")
+    (flows / "extra_flow.py").write_text(EXTRA_FLOW_SOURCE)
+    (flows / "extra_flow.py").chmod(0o644)
+    wheel = tiny_wheel(flows)
+    container = docker_client.containers.run(
+        image,
+        COMMAND,
+        entrypoint=ENTRYPOINT,
+        network_mode="host",
+        volumes={
+            str(flows): {"bind": "/flows", "mode": "ro"},
+            str(config_map): {"bind": CONFIG_MAP, "mode": "ro"},
+        },
+        detach=True,
+    )
+    try:
+        wait_for_line(container, "waiting for")
+        flow = load_flow_from_entrypoint(f"{flows / 'extra_flow.py'}:extra_flow")
+        with (
+            temporary_settings({PREFECT_API_URL: prefect_process_server}),
+            get_client(sync_client=True) as client,
+        ):
+            flow_run = client.create_flow_run(flow)
+        write_key(config_map, "PREFECT_API_URL", prefect_process_server)
+        write_key(config_map, "PREFECT__FLOW_ENTRYPOINT", "/flows/extra_flow.py:extra_flow")
+        write_key(config_map, "EXTRA_PIP_PACKAGES", f"/flows/{wheel.name}")
+        write_key(config_map, "PREFECT__FLOW_RUN_ID", str(flow_run.id))
+        code = container.wait(timeout=180)["StatusCode"]
+        logs = container.logs().decode()
+    finally:
+        container.remove(force=True)
+    assert code == 0, logs[-3000:]
+    assert "installing EXTRA_PIP_PACKAGES with uv" in logs, logs[-3000:]
+    assert "extra says hello from an extra package" in logs, logs[-3000:]
+    with (
+        temporary_settings({PREFECT_API_URL: prefect_process_server}),
+        get_client(sync_client=True) as client,
+    ):
+        assert client.read_flow_run(flow_run.id).state.is_completed()
 
 
 def test_warm_up_imports_the_engine_prefect_azure_and_the_azure_sdks():

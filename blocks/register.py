@@ -146,7 +146,11 @@ def register(
     registry = image.published.registry
     acr_login_server = registry if is_acr(registry) else None
     with prefect_api_errors():
-        existing_template = check_pool_type(azure.work_pool_name)
+        # The plain pool, and with the template's standby pool the pool whose worker claims.
+        pools = [(azure.work_pool_name, WORK_POOL_TYPE, False)]
+        if azure.standby_pool_id:
+            pools.append((standby_pool_name(azure), STANDBY_WORK_POOL_TYPE, True))
+        existing = {name: check_pool_type(name, pool_type) for name, pool_type, _ in pools}
         credentials_id = _save_block(
             aci_credentials(settings), ACI_CREDENTIALS_BLOCK, report, dry_run
         )
@@ -155,37 +159,18 @@ def register(
             credentials=AzureBlobStorageCredentials(account_url=azure.blob_endpoint),
         )
         _save_block(storage, FLOW_CODE_BLOCK, report, dry_run)
-        template = base_job_template(
-            azure,
-            image.reference,
-            credentials_id or f"<id of block {ACI_CREDENTIALS_BLOCK}>",
-            acr_login_server,
-            settings.pool_env,
-            settings.heartbeat_seconds,
-        )
-        _save_pool(azure.work_pool_name, template, existing_template, report, dry_run)
-        save_heartbeat_automation(azure.work_pool_name, settings.window_seconds, report, dry_run)
-        if azure.standby_pool_id:
-            standby = standby_pool_name(azure)
-            existing_standby = check_pool_type(standby, STANDBY_WORK_POOL_TYPE)
-            standby_template = base_job_template(
+        for name, pool_type, standby in pools:
+            template = base_job_template(
                 azure,
                 image.reference,
                 credentials_id or f"<id of block {ACI_CREDENTIALS_BLOCK}>",
                 acr_login_server,
                 settings.pool_env,
                 settings.heartbeat_seconds,
-                standby=True,
+                standby=standby,
             )
-            _save_pool(
-                standby,
-                standby_template,
-                existing_standby,
-                report,
-                dry_run,
-                STANDBY_WORK_POOL_TYPE,
-            )
-            save_heartbeat_automation(standby, settings.window_seconds, report, dry_run)
+            _save_pool(name, template, existing[name], report, dry_run, pool_type)
+            save_heartbeat_automation(name, settings.window_seconds, report, dry_run)
         _save_variable(azure.key_vault_uri, report, dry_run)
         if settings.sweep_every:
             save_sweep_deployment(azure, storage, settings, report, dry_run)

@@ -58,6 +58,38 @@ def wait_for_line(container, text: str, timeout: float = 120) -> str:
         time.sleep(0.2)
 
 
+def start_member(docker_client, image: str, flows: Path, config_map: Path):
+    """A pool member: the image's waiting command, the test's flows and config map mounted, the
+    host's network (the Prefect server on loopback); returned once it waits."""
+    container = docker_client.containers.run(
+        image,
+        COMMAND,
+        entrypoint=ENTRYPOINT,
+        network_mode="host",
+        volumes={
+            str(flows): {"bind": "/flows", "mode": "ro"},
+            str(config_map): {"bind": CONFIG_MAP, "mode": "ro"},
+        },
+        detach=True,
+    )
+    try:
+        wait_for_line(container, "waiting for")
+    except BaseException:
+        container.remove(force=True)
+        raise
+    return container
+
+
+def new_flow_run(api: str, entrypoint: str):
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        return client.create_flow_run(load_flow_from_entrypoint(entrypoint))
+
+
+def completed(api: str, flow_run_id) -> bool:
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id).state.is_completed()
+
+
 def test_nobody_claiming_it_exits_0_after_the_max_wait(docker_client, image):
     started = time.monotonic()
     container = docker_client.containers.run(
@@ -84,25 +116,9 @@ def test_a_config_map_file_runs_the_flow_run_in_the_waiting_process(
     flows, config_map = readable(tmp_path / "flows"), readable(tmp_path / "configmap")
     (flows / "warm_flow.py").write_text(FLOW_SOURCE)
     (flows / "warm_flow.py").chmod(0o644)
-    container = docker_client.containers.run(
-        image,
-        COMMAND,
-        entrypoint=ENTRYPOINT,
-        network_mode="host",
-        volumes={
-            str(flows): {"bind": "/flows", "mode": "ro"},
-            str(config_map): {"bind": CONFIG_MAP, "mode": "ro"},
-        },
-        detach=True,
-    )
+    container = start_member(docker_client, image, flows, config_map)
     try:
-        logs = wait_for_line(container, "waiting for")
-        flow = load_flow_from_entrypoint(f"{flows / 'warm_flow.py'}:warm_flow")
-        with (
-            temporary_settings({PREFECT_API_URL: prefect_process_server}),
-            get_client(sync_client=True) as client,
-        ):
-            flow_run = client.create_flow_run(flow)
+        flow_run = new_flow_run(prefect_process_server, f"{flows / 'warm_flow.py'}:warm_flow")
         # The claim: the run's environment first, its id last (a member acts on the id).
         write_key(config_map, "PREFECT_API_URL", prefect_process_server)
         write_key(config_map, "PREFECT__FLOW_ENTRYPOINT", "/flows/warm_flow.py:warm_flow")
@@ -121,11 +137,7 @@ def test_a_config_map_file_runs_the_flow_run_in_the_waiting_process(
     assert f"ran in process {waiter[1]}, label nightly" in logs, logs[-3000:]
     # Names of what was applied, never values.
     assert waiter[2] == "PREFECT_API_URL, PREFECT__FLOW_ENTRYPOINT, PREFECT__FLOW_RUN_ID, RUN_LABEL"
-    with (
-        temporary_settings({PREFECT_API_URL: prefect_process_server}),
-        get_client(sync_client=True) as client,
-    ):
-        assert client.read_flow_run(flow_run.id).state.is_completed()
+    assert completed(prefect_process_server, flow_run.id)
     print(f"claim to exit: {elapsed:.2f} s")
 
 
@@ -166,25 +178,9 @@ def test_a_claim_asking_for_extra_packages_installs_them_then_runs(
     (flows / "extra_flow.py").write_text(EXTRA_FLOW_SOURCE)
     (flows / "extra_flow.py").chmod(0o644)
     wheel = tiny_wheel(flows)
-    container = docker_client.containers.run(
-        image,
-        COMMAND,
-        entrypoint=ENTRYPOINT,
-        network_mode="host",
-        volumes={
-            str(flows): {"bind": "/flows", "mode": "ro"},
-            str(config_map): {"bind": CONFIG_MAP, "mode": "ro"},
-        },
-        detach=True,
-    )
+    container = start_member(docker_client, image, flows, config_map)
     try:
-        wait_for_line(container, "waiting for")
-        flow = load_flow_from_entrypoint(f"{flows / 'extra_flow.py'}:extra_flow")
-        with (
-            temporary_settings({PREFECT_API_URL: prefect_process_server}),
-            get_client(sync_client=True) as client,
-        ):
-            flow_run = client.create_flow_run(flow)
+        flow_run = new_flow_run(prefect_process_server, f"{flows / 'extra_flow.py'}:extra_flow")
         write_key(config_map, "PREFECT_API_URL", prefect_process_server)
         write_key(config_map, "PREFECT__FLOW_ENTRYPOINT", "/flows/extra_flow.py:extra_flow")
         write_key(config_map, "EXTRA_PIP_PACKAGES", f"/flows/{wheel.name}")
@@ -196,11 +192,7 @@ def test_a_claim_asking_for_extra_packages_installs_them_then_runs(
     assert code == 0, logs[-3000:]
     assert "installing EXTRA_PIP_PACKAGES with uv" in logs, logs[-3000:]
     assert "extra says hello from an extra package" in logs, logs[-3000:]
-    with (
-        temporary_settings({PREFECT_API_URL: prefect_process_server}),
-        get_client(sync_client=True) as client,
-    ):
-        assert client.read_flow_run(flow_run.id).state.is_completed()
+    assert completed(prefect_process_server, flow_run.id)
 
 
 def test_warm_up_imports_the_engine_prefect_azure_and_the_azure_sdks():

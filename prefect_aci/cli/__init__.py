@@ -45,12 +45,13 @@ app.add_typer(azure.acr_app, name="acr", hidden=True)
 @app.command("bench")
 def bench(
     runs: Annotated[
-        int, typer.Option(min=1, max=20, help="Runs per figure (median), for both parts.")
+        int, typer.Option(min=5, max=20, help="Runs per figure (median), for both parts.")
     ] = 5,
 ) -> None:
     """Everything `make bench` reports: the image against the usual one-stage recipe (`image
-    bench`: sizes, builds, starts, pulls, pushes), then flow runs through the ACI worker on local
-    ACI (`demo bench`: one at a time, and a burst). Settings: those of the two commands."""
+    bench`: sizes, builds, starts, pulls, pushes), then flow runs through the ACI workers on
+    local ACI (`demo bench`: cold and warm, one at a time, a burst of each, 50 cold at once).
+    Settings: those of the two commands."""
     image.bench(runs=runs)
     demo.bench(runs=runs)
 

@@ -185,26 +185,124 @@ def az(state_dir: StateDir = DEMO_DIR) -> None:
 def bench(
     record: Annotated[Path, typer.Option(help="Built image record.")] = IMAGE_RECORD,
     server_record: ServerRecord = SERVER_RECORD,
-    runs: Annotated[int, typer.Option(min=1, max=20, help="Demo runs one at a time (median).")] = 5,
-    burst: Annotated[int, typer.Option(min=1, max=20, help="Runs submitted at once.")] = 10,
+    runs: Annotated[
+        int,
+        typer.Option(
+            min=demo_bench.MIN_RUNS,
+            max=demo_bench.MAX_RUNS,
+            help="Runs one at a time, cold and warm each (their medians).",
+        ),
+    ] = demo_bench.MIN_RUNS,
+    burst: Annotated[
+        int,
+        typer.Option(
+            min=1, max=demo_bench.MAX_BURST, help="Runs submitted at once, cold then warm."
+        ),
+    ] = 10,
+    big_burst: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=demo_bench.MAX_BIG_BURST,
+            help="Cold runs submitted at once through one worker (0 skips it).",
+        ),
+    ] = demo_bench.MAX_BIG_BURST,
+    standby: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=demo_bench.MAX_STANDBY,
+            help="Ready members of the stack's standby pool (the warm runs claim them); at least "
+            "--burst for a burst all warm.",
+        ),
+    ] = 10,
     output: Annotated[Path, typer.Option(help="Where to write the figures.")] = (
         BUILD_DIR / "local-aci-bench.json"
     ),
     build: Annotated[bool, typer.Option(help="Build the image first (cached).")] = True,
 ) -> None:
-    """Time flow runs through the ACI worker on the local ACI: the demo run one at a time (warm
-    image, median), then a burst at once; a stack of its own (build/bench-demo), removed after."""
+    """Time flow runs through the ACI workers on local ACI, cold (a new group per run) and warm
+    (a group claimed from a standby pool) in the same stack: one at a time (medians), a burst of
+    each at once, then a big burst of cold runs through one worker (its peak memory); a stack of
+    its own (build/bench-demo), removed after. Writes the figures to --output."""
+    demo_bench.check_options(runs, burst, big_burst, standby)
     client = connect()
     ensure_programs("docker-registry", "npm")
     built = images(record, server_record, build, console)
-    figures = demo_bench.bench_stack(client, built, BUILD_DIR / "bench-demo", runs, burst, console)
-    table = Table("figure", "value")
-    for name, value in figures.as_dict()["median"].items():
-        table.add_row(f"median {name} (of {runs})", f"{value:.1f} s")
-    table.add_row(f"{burst} at once: completed", f"{figures.burst_completed}/{burst}")
-    table.add_row(f"{burst} at once: time to the last", f"{figures.burst_last_s:.1f} s")
-    table.add_row("flow-run container groups left after", str(figures.groups_left))
-    Console().print(table)
+    figures = demo_bench.bench_stack(
+        client,
+        built,
+        BUILD_DIR / "bench-demo",
+        runs,
+        burst,
+        console,
+        big_burst=big_burst,
+        standby=standby,
+    )
+    Console().print(bench_table(figures))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(figures.as_dict(), indent=2) + "\n")
     console.print(f"Wrote {output}")
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
+def bench_table(figures: demo_bench.BenchFigures) -> Table:
+    """The figures as `demo bench` prints them."""
+    result = figures.as_dict()
+    n = result["runs_each"]
+    table = Table("figure", "cold", "warm", "warm/cold")
+    labels = {
+        "scheduled_to_running_s": "Scheduled to Running",
+        "scheduled_to_completed_s": "Scheduled to Completed",
+        "scheduled_to_pending_s": "  Scheduled to Pending (the worker's poll)",
+        "pending_to_running_s": "  Pending to Running (ARM, group start/claim, import, code)",
+        "running_to_completed_s": "  Running to Completed (the flow)",
+        "observed_s": "submitted to final, as polled",
+    }
+    for phase, label in labels.items():
+        row = result["figures"][phase]
+        ratio = row["warm_over_cold"]
+        table.add_row(
+            f"{label}, median of {n}",
+            _seconds(row["cold"]),
+            _seconds(row["warm"]),
+            "-" if ratio is None else f"{ratio:.2f}",
+        )
+    table.add_row("warm runs claimed from the pool", "", f"{result['warm_runs_claimed']}/{n}", "")
+    bursts = result["burst"]
+    if bursts:
+        cold, warm = bursts.get("cold", {}), bursts.get("warm", {})
+        size = cold.get("size") or warm.get("size")
+        table.add_row(
+            f"{size} at once: completed",
+            f"{cold.get('completed')}/{size}",
+            f"{warm.get('completed')}/{size} ({warm.get('claimed')} claimed)",
+            "",
+        )
+        table.add_row(
+            f"{size} at once: Scheduled to the last Completed",
+            _seconds(cold.get("last_s")),
+            _seconds(warm.get("last_s")),
+            "",
+        )
+        table.add_row(
+            f"{size} at once: groups left after",
+            str(cold.get("groups_left")),
+            str(warm.get("groups_left")),
+            "",
+        )
+    big = result["big_burst"]
+    if big:
+        size = big["size"]
+        table.add_row(f"{size} cold at once, one worker: completed", f"{big['completed']}/{size}")
+        table.add_row(f"{size} at once: Scheduled to the last Completed", _seconds(big["last_s"]))
+        table.add_row(f"{size} at once: groups left after", str(big["groups_left"]))
+        peak = big["worker_peak_memory_mib"]
+        table.add_row(
+            f"{size} at once: the worker's peak memory",
+            "-" if peak is None else f"{peak:.0f} MiB",
+        )
+    return table

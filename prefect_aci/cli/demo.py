@@ -279,7 +279,8 @@ def bench_table(figures: demo_bench.BenchFigures) -> Table:
         table.add_row(
             f"{size} at once: completed",
             f"{cold.get('completed')}/{size}",
-            f"{warm.get('completed')}/{size} ({warm.get('claimed')} claimed)",
+            f"{warm.get('completed')}/{size} ({warm.get('claimed')} claimed, "
+            f"{warm.get('claims_unread')} unread)",
             "",
         )
         table.add_row(

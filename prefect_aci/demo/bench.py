@@ -141,6 +141,8 @@ class Burst:
     # The first submission to the last final state, as this client saw it (polling every 1 s).
     observed_last_s: float | None = None
     claimed: int | None = None  # runs whose group came from the standby pool (None: not read)
+    # Runs whose group was gone before a GET read it (the burst's loop reads each run in turn).
+    claims_unread: int | None = None
     groups_left: int = 0  # the burst's flow-run container groups left 3 min after its end
     worker_peak_memory_mib: float | None = None  # the worker container's, from Docker's stats
     worker_memory_samples: int = 0
@@ -352,6 +354,7 @@ class Bench:
         burst.last_s = last_span(burst.runs, states)
         if claims:
             burst.claimed = sum(1 for r in burst.runs if r.warm)
+            burst.claims_unread = sum(1 for r in burst.runs if r.warm is None)
         names = {f"{FLOW_NAME}-{r.flow_run_id}" for r in burst.runs}
         burst.groups_left = self.wait_groups_gone(names)
         return burst

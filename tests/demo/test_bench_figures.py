@@ -114,6 +114,7 @@ def test_a_burst_lasts_from_the_first_scheduled_to_the_last_completed():
     assert last_span(runs, states) == 7.0
     burst = Burst(COLD, 2, completed=2, runs=runs)
     assert burst.summary()["median"]["scheduled_to_completed_s"] == 4.0
+    assert burst.summary()["claims_unread"] is None  # not read for a cold burst
 
 
 def test_memory_as_docker_stats_shows_it():

@@ -60,7 +60,9 @@ def test(
             if _run(["bash", str(SCRIPTS_DIR / script)]) != 0:
                 raise UserError(f"scripts/{script} failed; see the line above")
     marks = ["-m", "not slow"] if fast else []
-    code = _run([sys.executable, "-m", "pytest", *marks, *ctx.args])
+    # The slowest tests, named at the end: the suite has a time budget in CI (docs/development.md).
+    durations = [] if fast else ["--durations=15"]
+    code = _run([sys.executable, "-m", "pytest", *marks, *durations, *ctx.args])
     if code != 0:
         raise UserError("tests failed" if code == 1 else f"pytest exited {code}", exit_code=code)
 

@@ -14,6 +14,7 @@ import logging
 import os
 import runpy
 import sys
+import threading
 import time
 import uuid
 import warnings
@@ -29,6 +30,9 @@ CONFIG_MAP_DIR = Path("/mnt/configmap/prefect-job")
 CONFIG_MAP_DIR_ENV = "PREFECT_ACI_CONFIG_MAP_DIR"
 MAX_WAIT_ENV = "PREFECT_ACI_WARM_MAX_WAIT_SECONDS"
 POLL_ENV = "PREFECT_ACI_WARM_POLL_SECONDS"
+CANCEL_POLL_ENV = "PREFECT_ACI_WARM_CANCEL_POLL_SECONDS"
+# How often a claimed run checks for a cancel: Prefect's runner checks every 10 s.
+DEFAULT_CANCEL_POLL_SECONDS = 5.0
 # An hour: long enough that a pool sized for its load rarely churns, short enough that a member
 # whose profile settings went stale (a rotated key, a moved API) is replaced the same day.
 DEFAULT_MAX_WAIT_SECONDS = 3600.0
@@ -110,6 +114,38 @@ def wait_for_claim(directory: Path, max_wait: float, poll: float) -> dict[str, s
         time.sleep(poll)
 
 
+def watch_for_cancel(flow_run_id: str, poll: float) -> None:
+    """What `prefect flow-run execute`'s runner does for a run it supervises, for the run this
+    process runs itself: once the run is Cancelling (a cancel from the UI or API; Prefect's worker
+    only cancels runs that have not started), mark it Cancelled and end the process. The container
+    exits, and the worker deletes the group as after any run. The flow's on_cancellation hooks do
+    not run. Runs in a daemon thread until the process ends."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+    from prefect.context import root_settings_context
+    from prefect.states import Cancelled
+
+    with root_settings_context():
+        while True:
+            time.sleep(poll)
+            try:
+                with get_client(sync_client=True) as client:
+                    state = client.read_flow_run(uuid.UUID(flow_run_id)).state
+                    if state is None or state.type != StateType.CANCELLING:
+                        continue
+                    client.set_flow_run_state(
+                        uuid.UUID(flow_run_id),
+                        Cancelled(message="Flow run was cancelled; its container stopped it."),
+                        force=True,
+                    )
+            except Exception as exc:
+                logger.debug("warm: could not read the run's state (%s)", exc)
+                continue
+            logger.info("warm: the flow run was cancelled; stopping")
+            logging.shutdown()
+            os._exit(0)
+
+
 def run_flow_run(flow_run_id: str) -> None:
     """Prefect's engine entry point (`python -m prefect.engine <id>`), run in this process so the
     imports above are not paid again. It loads the flow run, runs the deployment's pull steps,
@@ -155,15 +191,22 @@ def main() -> None:
     flow_run_id = str(uuid.UUID(os.environ[FLOW_RUN_ID].strip()))
     wanted = os.environ.get(EXTRA_PACKAGES, "").strip()
     if wanted and wanted != installed:
-        # The image's entrypoint installs them before a command starts, and this process started
-        # before the run asked: install them the same way, then run it as a cold group would.
+        # The image's entrypoint installs them before its command starts, and this process
+        # started before the run asked: start again through it, with the run's environment (the
+        # new process finds them asked for at its start, and the config map already there).
         logger.info(
             "warm: the run asks for %s; the entrypoint installs them and the run starts afresh "
             "in this container",
             EXTRA_PACKAGES,
         )
-        command = [ENTRYPOINT_SCRIPT, "prefect", "flow-run", "execute", flow_run_id]
+        command = [ENTRYPOINT_SCRIPT, sys.executable, "-m", "prefect_aci_runtime.warm"]
         os.execv(ENTRYPOINT_SCRIPT, command)  # noqa: S606 (our own entrypoint, fixed arguments)
+    threading.Thread(
+        target=watch_for_cancel,
+        args=(flow_run_id, _seconds(CANCEL_POLL_ENV, DEFAULT_CANCEL_POLL_SECONDS)),
+        name="prefect-aci-cancel-watch",
+        daemon=True,
+    ).start()
     run_flow_run(flow_run_id)
 
 

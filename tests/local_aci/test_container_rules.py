@@ -161,18 +161,22 @@ def test_the_regional_core_quota_counts_what_is_in_use():
     )
 
 
-def test_the_templates_worker_group_passes_with_its_default_parameters():
+@pytest.mark.parametrize(
+    ("variable", "name"),
+    [("workerGroupName", "{0}-worker"), ("standbyWorkerGroupName", "{0}-standby-worker")],
+)
+def test_the_templates_worker_groups_pass_with_their_default_parameters(variable, name):
+    """The worker's group, and the standby pool's worker's (deployed with a pool)."""
     template = json.loads((ROOT / "arm" / "azuredeploy.json").read_text())
     [group] = [
         r
         for r in template["resources"]
         if r["type"] == "Microsoft.ContainerInstance/containerGroups"
+        and r["name"] == f"[variables('{variable}')]"
     ]
     defaults = {k: p.get("defaultValue") for k, p in template["parameters"].items()}
     # The three expressions the rules look at, resolved by hand from the parameter defaults.
-    assert (
-        template["variables"]["workerGroupName"] == "[format('{0}-worker', parameters('prefix'))]"
-    )
+    assert template["variables"][variable] == f"[format('{name}', parameters('prefix'))]"
     body = copy.deepcopy(group)
     requests = body["properties"]["containers"][0]["properties"]["resources"]["requests"]
     assert requests == {
@@ -181,7 +185,7 @@ def test_the_templates_worker_group_passes_with_its_default_parameters():
     }
     requests["cpu"] = json.loads(defaults["workerCpu"])
     requests["memoryInGB"] = json.loads(defaults["workerMemoryInGB"])
-    assert rules.group_problems(f"{defaults['prefix']}-worker", body) == []
+    assert rules.group_problems(name.format(defaults["prefix"]), body) == []
     # Redeploying it unchanged is a valid update (its containers restart).
     assert rules.update_problems("w", body, copy.deepcopy(body)) == []
 

@@ -76,7 +76,11 @@ def test_malformed_expression_fails_clearly():
 
 def test_the_arm_templates_worker_group_evaluates_for_a_local_azure():
     template = json.loads((PROJECT_ROOT / "arm" / "azuredeploy.json").read_text())
-    [worker] = [r for r in template["resources"] if r["type"].endswith("containerGroups")]
+    [worker] = [
+        r
+        for r in template["resources"]
+        if r["type"].endswith("containerGroups") and r["name"] == "[variables('workerGroupName')]"
+    ]
     group_id = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg"
     identity = (
         f"{group_id}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/prefect-worker-id"

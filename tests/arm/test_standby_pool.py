@@ -329,13 +329,20 @@ def test_the_standby_pool_has_its_own_worker_on_its_own_work_pool(template):
     command = evaluated(template, container["properties"]["command"], workPoolName="pool")
     assert command[command.index("--pool") + 1] == "pool-standby"
     assert command[command.index("--type") + 1] == STANDBY_WORK_POOL_TYPE
-    # It asks Prefect for runs every 2 s instead of Prefect's 10 (docs/performance.md).
+    # It asks Prefect for runs every 2 s, the plain worker every 5 (Prefect's default: 10);
+    # docs/performance.md says why.
     assert (
         "variables('standbyWorkerEnvironment')" in container["properties"]["environmentVariables"]
     )
     env = evaluated(template, "[variables('standbyWorkerEnvironment')]")
     assert env[-1] == {"name": "PREFECT_WORKER_QUERY_SECONDS", "value": "2"}
     assert env[:-1] == evaluated(template, "[variables('workerEnvironment')]")
+    plain_env = evaluated(template, "[variables('plainWorkerEnvironment')]")
+    assert plain_env[-1] == {"name": "PREFECT_WORKER_QUERY_SECONDS", "value": "5"}
+    assert (
+        "variables('plainWorkerEnvironment')"
+        in (plain["properties"]["containers"][0]["properties"]["environmentVariables"])
+    )
     twin, plain = copy.deepcopy(worker), copy.deepcopy(plain)
     for group in (twin, plain):
         group.pop("condition"), group.pop("name"), group.pop("dependsOn")

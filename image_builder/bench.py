@@ -24,6 +24,7 @@ from image_builder.child import ChildRequest, build_child
 from image_builder.context import CONTEXT_FILES, build_context
 from image_builder.local_registry import LocalRegistry
 from image_builder.push import PushPlan, push_tag
+from image_builder.settings import RUNTIME_DIR
 
 BASELINE_FILES = {"Dockerfile": 0o644, "requirements.in": 0o644, "entrypoint.sh": 0o755}
 # Where each baseline file comes from: bench/ (the recipe and its pip entrypoint) or docker/.
@@ -256,7 +257,7 @@ def run_bench(
             CONTEXT_FILES,
             args,
             target="runtime",
-            runtime_dir=docker_dir.parent / "runtime",
+            runtime_dir=RUNTIME_DIR,
         )
         baseline = Subject("baseline", base_dir, BASELINE_FILES, args)
         subjects = [ours, baseline]

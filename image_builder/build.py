@@ -23,6 +23,7 @@ from image_builder.probe import (
     image_versions,
     locked_version,
 )
+from image_builder.settings import RUNTIME_DIR
 from image_builder.tagging import REVISION_LABEL, suffix, version_tags
 from prefect_aci.core.errors import UserError
 from prefect_aci.core.records import ImageRecord
@@ -214,9 +215,7 @@ def build_image(
         "KEEP": " ".join(request.keep),
         **request.build_args,
     }
-    context = build_context(
-        request.docker_dir, request.ca_bundle, runtime_dir=request.docker_dir.parent / "runtime"
-    )
+    context = build_context(request.docker_dir, request.ca_bundle, runtime_dir=RUNTIME_DIR)
     kept = f", keeping {' '.join(request.keep)}" if request.keep else ""
     console.print(
         f"[bold]Building[/] {request.repository} ({request.target}) from {request.base_image} "

@@ -13,6 +13,9 @@ from prefect_aci.core.settings import ProjectSettings
 DEFAULT_BASE_IMAGE = pinned("python:3.12-slim-bookworm")
 OFFLINE_BASE_IMAGE = "prefect-aci/debian-python:bookworm"
 DOCKER_DIR = PROJECT_ROOT / "docker"
+# prefect-aci's code inside the image (a wheel of its own): the project's, whichever docker/
+# folder (PREFECT_ACI_DOCKER_DIR) the image is built from.
+RUNTIME_DIR = PROJECT_ROOT / "runtime"
 BENCH_DIR = PROJECT_ROOT / "bench"
 
 # Where corporate and proxied machines already point their tools at a CA bundle, in the order

@@ -345,14 +345,14 @@ class Infra:
                 f"PREFECT_ACI_KEY_VAULT_RETENTION_DAYS={kept}, or PREFECT_ACI_KEY_VAULT_NAME to "
                 "a new vault's name"
             )
-        stale = self.worker_to_replace(params)
+        stale = self.workers_to_replace(params)
         if stale and not replace_worker:
             raise UserError(
-                f"{stale}; run `prefect-aci azure deploy --replace-worker` (make deploy-infra "
-                "DEPLOY_FLAGS=--replace-worker) to delete and recreate it, or set "
-                "PREFECT_ACI_WORKER_CPU and PREFECT_ACI_WORKER_MEMORY_GB back"
+                f"{'; '.join(stale.values())}; run `prefect-aci azure deploy --replace-worker` "
+                "(make deploy-infra DEPLOY_FLAGS=--replace-worker) to delete and recreate it, or "
+                "set PREFECT_ACI_WORKER_CPU and PREFECT_ACI_WORKER_MEMORY_GB back"
             )
-        for name in self.workers_to_replace(params) if stale else ():
+        for name in stale:
             self.delete_container_group(name)
         request = Deployment(properties=_incremental(DeploymentProperties, template, params))
         result = arm_call(

@@ -34,7 +34,7 @@ from prefect_aci.core.errors import UserError
 from prefect_aci.core.names import DEMO_DEPLOYMENT, DEMO_STANDBY_DEPLOYMENT, FLOW_NAME
 from prefect_aci.core.records import AzureRecord, ImageRecord, read_record
 from prefect_aci.demo import stack
-from prefect_aci.demo.flow_run import api_settings
+from prefect_aci.demo.flow_run import api_settings, follow
 from prefect_aci.demo.local_azure import load_side
 from prefect_aci.demo.state import Stack
 from prefect_aci.demo.warm import WarmWatch, wait_for_refill
@@ -54,7 +54,6 @@ BURST_TIMEOUT_FLOOR_SECONDS = 300
 BURST_TIMEOUT_PER_RUN_SECONDS = 20
 GROUPS_GONE_TIMEOUT_SECONDS = 180
 REFILL_TIMEOUT_SECONDS = 180
-POLL_SECONDS = 0.5
 
 # The state-history figures of a run, in seconds; the first two are the headline figures.
 PHASES = (
@@ -298,17 +297,7 @@ class Bench:
         watch = self.watch()
         started = time.monotonic()
         flow_run = client.create_flow_run_from_deployment(deployment_id)
-        deadline = started + RUN_TIMEOUT_SECONDS
-        while not (flow_run.state and flow_run.state.type in TERMINAL):
-            if time.monotonic() > deadline:
-                now = flow_run.state.name if flow_run.state else "none"
-                raise UserError(
-                    f"a timed {path} run ({flow_run.id}) did not end within "
-                    f"{RUN_TIMEOUT_SECONDS} s (its state: {now}); see `prefect-aci demo status`"
-                )
-            watch(flow_run)
-            time.sleep(POLL_SECONDS)
-            flow_run = client.read_flow_run(flow_run.id)
+        flow_run = follow(client, flow_run, RUN_TIMEOUT_SECONDS, f"a timed {path} run", watch)
         observed = time.monotonic() - started
         if flow_run.state.type != StateType.COMPLETED:
             raise UserError(
@@ -446,7 +435,6 @@ def bench_stack(
         aci = side.aci(state.local_aci)
         resources = side.resources(state.local_aci)
         azure = read_record(loaded.azure_record, AzureRecord)
-        scope = f"/subscriptions/{azure.subscription_id}/resourceGroups/{azure.resource_group}"
         resource_group = side.config.resource_group
         stack_label = f"{LABEL}.stack={side.config.wiring.stack_id}"
         worker_groups = {COLD: state.worker_group, WARM: state.standby_worker_group}
@@ -471,7 +459,7 @@ def bench_stack(
         bench = Bench(
             state.api,
             loaded.auth_string(),
-            watch=lambda: WarmWatch(resources, scope, FLOW_NAME),
+            watch=lambda: WarmWatch(resources, side.config.resource_group_id, FLOW_NAME),
             refill=refill,
             groups=flow_run_groups,
             workers=workers,

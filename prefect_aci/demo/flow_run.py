@@ -44,6 +44,34 @@ def api_settings(api: str, auth_string: str | None = None) -> dict:
     return settings
 
 
+# How often a run being followed is read again.
+POLL_SECONDS = 0.5
+
+
+def follow(
+    client,
+    flow_run: FlowRun,
+    timeout: float,
+    what: str,
+    observe: Callable[[FlowRun], None] | None = None,
+) -> FlowRun:
+    """``flow_run`` read again every POLL_SECONDS until it is in a final state, which it returns;
+    ``observe`` sees it at each read. ``what`` names the run in the error after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not (flow_run.state and flow_run.state.is_final()):
+        if time.monotonic() > deadline:
+            now = flow_run.state.name if flow_run.state else "none"
+            raise UserError(
+                f"{what} {flow_run.id} did not end within {timeout:g} s (its state: {now}); "
+                "`prefect-aci demo status` shows what runs"
+            )
+        if observe is not None:
+            observe(flow_run)
+        time.sleep(POLL_SECONDS)
+        flow_run = client.read_flow_run(flow_run.id)
+    return flow_run
+
+
 def run(
     api: str,
     parameters: dict | None = None,
@@ -63,18 +91,7 @@ def run(
         flow_run = client.create_flow_run_from_deployment(
             target.id, parameters=parameters, job_variables=job_variables
         )
-        deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
-        while not (flow_run.state and flow_run.state.is_final()):
-            if time.monotonic() > deadline:
-                now = flow_run.state.name if flow_run.state else "none"
-                raise UserError(
-                    f"the demo flow run {flow_run.id} did not end within {RUN_TIMEOUT_SECONDS} s "
-                    f"(its state: {now}); `prefect-aci demo status` shows what runs"
-                )
-            if observe is not None:
-                observe(flow_run)
-            time.sleep(0.5)
-            flow_run = client.read_flow_run(flow_run.id)
+        flow_run = follow(client, flow_run, RUN_TIMEOUT_SECONDS, "the demo flow run", observe)
         deadline = time.monotonic() + LOGS_GRACE_SECONDS
         while True:
             logs = client.read_logs(

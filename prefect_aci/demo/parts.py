@@ -707,8 +707,7 @@ def warm_run(stack: Stack) -> flow_run.DemoRun:
     side = load_side(stack.local_azure)
     azure = read_record(stack.azure_record, AzureRecord)
     resources = side.resources(stack.state.local_aci)
-    group_scope = f"/subscriptions/{azure.subscription_id}/resourceGroups/{azure.resource_group}"
-    watch = WarmWatch(resources, group_scope, FLOW_NAME)
+    watch = WarmWatch(resources, side.config.resource_group_id, FLOW_NAME)
     run = flow_run.run(
         stack.state.api,
         auth_string=stack.auth_string(),

@@ -24,11 +24,6 @@ def resources(stack: Stack):
     return stack.side.resources(stack.local_aci)
 
 
-def scope(stack: Stack) -> str:
-    record = stack.record
-    return f"/subscriptions/{record.subscription_id}/resourceGroups/{record.resource_group}"
-
-
 def resize(stack: Stack, size: int) -> None:
     """The pool's ready capacity set to ``size`` by a PUT of the pool, as a user would."""
     client = resources(stack)
@@ -60,7 +55,7 @@ def test_with_the_pool_empty_a_run_completes_through_the_fallback(stack):
         while ready_members(client, pool) and time.monotonic() < deadline:
             time.sleep(1)
         assert ready_members(client, pool) == 0
-        watch = WarmWatch(client, scope(stack), FLOW_NAME)
+        watch = WarmWatch(client, stack.side.config.resource_group_id, FLOW_NAME)
         run = flow_run.run(
             stack.api,
             auth_string=stack.auth_string(),

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from prefect import get_client
 from prefect.blocks.core import Block
 from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
-from prefect.exceptions import ObjectNotFound, ScriptError
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, ScriptError
 from prefect.flows import Flow
 from prefect.schedules import Interval
 from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL
@@ -202,11 +202,17 @@ def _save_pool(
         return
     with get_client(sync_client=True) as client:
         if existing is None:
-            client.create_work_pool(
-                WorkPoolCreate(name=name, type=pool_type, base_job_template=template)
-            )
-        else:
-            client.update_work_pool(name, WorkPoolUpdate(base_job_template=template))
+            try:
+                client.create_work_pool(
+                    WorkPoolCreate(name=name, type=pool_type, base_job_template=template)
+                )
+                return
+            except ObjectAlreadyExists:
+                # Made since the check: `prefect worker start --pool` makes its pool when it is
+                # missing, and deploy-all starts the workers in ACI before it registers. Such a
+                # pool holds the worker type's default template, which ours replaces.
+                check_pool_type(name, pool_type)
+        client.update_work_pool(name, WorkPoolUpdate(base_job_template=template))
 
 
 def save_heartbeat_automation(

@@ -15,6 +15,9 @@ from prefect_aci_runtime.worker import StandbyJobConfiguration
 from prefect_azure import AzureBlobStorageContainer
 from prefect_azure.workers.container_instance import AzureContainerJobConfiguration
 
+from blocks.register import Report, _save_pool
+from prefect_aci.core.errors import UserError
+from prefect_aci.core.names import WORK_POOL_TYPE
 from prefect_aci.core.records import Publication
 from tests.conftest import run_cli
 from tests.local_aci.arm_helpers import template_outputs
@@ -190,6 +193,26 @@ def test_pool_of_another_type_is_refused_before_anything_is_written(
     assert result.stdout == ""
     [error] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert f"work pool {pool_name} exists with type process" in error
+
+
+def test_a_pool_a_worker_made_after_the_check_gets_our_template(prefect_server, pool_name):
+    """deploy-all starts the workers in ACI before it registers, and `prefect worker start --pool`
+    makes its pool when it is missing: between register's check (no pool) and its create, the
+    pool may appear with the worker type's default template. Register then updates it."""
+    ours = {"job_configuration": {"command": "ours"}, "variables": {"properties": {}}}
+    report = Report(pool_name)
+    with (
+        temporary_settings({PREFECT_API_URL: prefect_server}),
+        get_client(sync_client=True) as client,
+    ):
+        client.create_work_pool(WorkPoolCreate(name=pool_name, type=WORK_POOL_TYPE))
+        _save_pool(pool_name, ours, None, report, dry_run=False)
+        assert client.read_work_pool(pool_name).base_job_template == ours
+        other = f"{pool_name}-other"
+        client.create_work_pool(WorkPoolCreate(name=other, type="process"))
+        with pytest.raises(UserError, match="exists with type process"):
+            _save_pool(other, ours, None, report, dry_run=False)
+    assert report.lines[0].split()[0] == "created"
 
 
 def test_service_principal_goes_into_the_block_and_never_into_output(

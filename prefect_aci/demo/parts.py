@@ -7,6 +7,8 @@
 - Azurite on 127.0.0.1, HTTPS with OAuth and the stack's own account key (Blob storage for flow
   code), and its door on the host's address on that network, for the stack's containers and this
   user's processes only (prefect_aci.demo.gate);
+- PostgreSQL from Debian for the Prefect server (prefect_aci.demo.database), on the network
+  alone, open to the server only;
 - a Prefect server from our image, UI included, published on 127.0.0.1 (Prefect Cloud), and at
   its address on the network for the worker and flow runs;
 - local ACI, in a container of our image (Resource Manager, Container Instances, Key Vault, IMDS;
@@ -33,6 +35,7 @@ from dataclasses import asdict
 import docker
 from azure.mgmt.containerinstance import ContainerInstanceManagementClient
 from docker.errors import APIError, NotFound
+from rich.console import Console
 
 from arm.deploy import STANDBY_WORKER_CONTAINER, WORKER_CONTAINER
 from image_builder.local_registry import LocalRegistry, free_port, wait_for_port
@@ -42,7 +45,7 @@ from prefect_aci.core.errors import UserError, last_line
 from prefect_aci.core.names import DEMO_STANDBY_DEPLOYMENT, FLOW_NAME
 from prefect_aci.core.paths import BUILD_DIR, PROJECT_ROOT
 from prefect_aci.core.records import AzureRecord, read_record, write_record
-from prefect_aci.demo import azurite, flow_run
+from prefect_aci.demo import azurite, database, flow_run
 from prefect_aci.demo.local_azure import (
     DEMO_SECRET_FILE,
     LocalSide,
@@ -55,6 +58,7 @@ from prefect_aci.demo.state import (
     AZURE_PROXY,
     Stack,
     Start,
+    database_container,
     network_name,
     server_container,
     stand_in_container,
@@ -271,6 +275,55 @@ def _container(stack: Stack, name: str) -> list:
     return []
 
 
+class Database(Part):
+    """PostgreSQL for the Prefect server, at its own address on the stack's network."""
+
+    name = "database"
+
+    def start(self, stack: Stack, start: Start) -> None:
+        state = stack.state
+        image = start.step(
+            "building the database image (PostgreSQL 15 from Debian, on the images' base)",
+            lambda: database.build_image(
+                stack.client, start.server.base_image, Console(quiet=True)
+            ),
+        )
+
+        def serve() -> None:
+            container = stack.client.containers.create(
+                image,
+                name=database_container(stack.root),
+                detach=True,
+                environment={"PREFECT_SERVER_ADDRESS": state.server_address},
+                network=state.network,
+                networking_config=_endpoint(
+                    stack.client, state.network, ipv4_address=state.database_address
+                ),
+                labels=stack.labels,
+            )
+            state.containers.append(container.id)
+            stack.save()
+            database.give_secret(
+                container, database.SECRET_FILE, start.database_password, database.POSTGRES_UID
+            )
+            container.start()
+            database.wait_ready(container)
+
+        start.step(
+            f"starting the Prefect server's PostgreSQL on {state.database_address} (the stack's "
+            "network only)",
+            serve,
+        )
+
+    def stop(self, stack: Stack) -> None:
+        for container in _container(stack, database_container(stack.root)):
+            _remove(stack, container)
+
+    def report(self, stack: Stack, running: dict[str, bool]) -> list[Report]:
+        where = f"PostgreSQL {stack.state.database_address}:{database.PORT}, stack network only"
+        return [("database", where, running.get(database_container(stack.root), False))]
+
+
 class PrefectServer(Part):
     name = "prefect"
 
@@ -287,7 +340,10 @@ class PrefectServer(Part):
                 ["prefect", "server", "start", "--host", "0.0.0.0"],  # noqa: S104 (in the container)
                 name=server_container(stack.root),
                 detach=True,
-                environment=server_environment(stack),
+                environment={
+                    **server_environment(stack),
+                    **database.server_settings(state.database_address),
+                },
                 ports={"4200/tcp": ("127.0.0.1", state.ports[self.name])},
                 network=state.network,
                 networking_config=_endpoint(
@@ -297,9 +353,15 @@ class PrefectServer(Part):
                 ),
                 labels=stack.labels,
             )
-            container.start()
             state.containers.append(container.id)
             stack.save()
+            database.give_secret(
+                container,
+                database.PGPASS_FILE,
+                database.pgpass(state.database_address, start.database_password),
+                database.container_uid(stack.client, start.server.image_id),
+            )
+            container.start()
             wait_http(f"{state.api}/health", 180, "the Prefect server")
 
         start.step(f"starting a Prefect server from our image, UI on {state.ui}", serve)
@@ -725,6 +787,7 @@ PARTS: list[Part] = [
     LocalAzure(),
     Azurite(),
     AzuriteGate(),
+    Database(),
     PrefectServer(),
     LocalAci(),
     DeployAll(),

@@ -9,6 +9,7 @@ positional arguments or a child's last line of output.
 
 import hashlib
 import json
+import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,10 @@ def stack_id(root: Path) -> str:
 
 def server_container(root: Path) -> str:
     return f"prefect-aci-demo-{stack_id(root)}"
+
+
+def database_container(root: Path) -> str:
+    return f"prefect-aci-db-{stack_id(root)}"
 
 
 def stand_in_container(root: Path) -> str:
@@ -78,6 +83,11 @@ class State:
     def server_address(self) -> str:
         """The Prefect server on the stack's network."""
         return f"{self.prefix}.3"
+
+    @property
+    def database_address(self) -> str:
+        """The Prefect server's PostgreSQL on the stack's network (no port on this machine)."""
+        return f"{self.prefix}.4"
 
     @property
     def network_api(self) -> str:
@@ -179,10 +189,12 @@ class Stack:
 
 @dataclass
 class Start:
-    """What `up` was asked for: the images and the Prefect port."""
+    """What `up` was asked for (the images and the Prefect port), and the database's password,
+    which lives in memory only while `up` hands it to the containers that need it."""
 
     record: ImageRecord  # the image flow runs and the worker run
     server: ImageRecord  # its server variant, with the UI: the Prefect server and the stand-ins
     port: int | None
     step: Step
     standby: int = 0  # ready members of a standby pool; 0: none
+    database_password: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)

@@ -82,7 +82,7 @@ def test_status_says_what_runs_and_where(stack):
     assert status.returncode == 0, status.stderr
     lines = status.stderr.splitlines()
     assert any("running" in line and f"UI {stack.ui}, API {stack.api}" in line for line in lines)
-    for part in ("registry", "azurite", "local ACI", "ACI worker"):
+    for part in ("registry", "azurite", "database", "local ACI", "ACI worker"):
         assert any("running" in line and part in line for line in lines), (part, lines)
     assert any(f"{stack.ui}/runs/flow-run/{stack.state.flow_run_id}" in line for line in lines)
 

@@ -197,8 +197,8 @@ def _save_pool(
     if existing == template:
         report.add(what, "unchanged")
         return
-    report.add(what, "updated" if existing else "created")
     if dry_run:
+        report.add(what, "updated" if existing else "created")
         return
     with get_client(sync_client=True) as client:
         if existing is None:
@@ -206,6 +206,7 @@ def _save_pool(
                 client.create_work_pool(
                     WorkPoolCreate(name=name, type=pool_type, base_job_template=template)
                 )
+                report.add(what, "created")
                 return
             except ObjectAlreadyExists:
                 # Made since the check: `prefect worker start --pool` makes its pool when it is
@@ -213,6 +214,7 @@ def _save_pool(
                 # pool holds the worker type's default template, which ours replaces.
                 check_pool_type(name, pool_type)
         client.update_work_pool(name, WorkPoolUpdate(base_job_template=template))
+    report.add(what, "updated")
 
 
 def save_heartbeat_automation(

@@ -79,10 +79,14 @@ def make_network(
 ) -> tuple:
     """A bridge network on the first of ``subnets`` (x.y.z.0/24) that overlaps nothing here, its
     gateway at x.y.z.1 chosen by us (an engine does not always report the one it picks); returns
-    the network and the x.y.z prefix."""
+    the network and the x.y.z prefix. The engine hands out addresses from x.y.z.128/25 only, so
+    the fixed ones below it (a stack's stand-in, server, database) are never taken by a container
+    that came back first after an engine restart."""
     for subnet in subnets:
         prefix = subnet.rsplit(".", 1)[0]
-        pool = docker.types.IPAMPool(subnet=subnet, gateway=f"{prefix}.1")
+        pool = docker.types.IPAMPool(
+            subnet=subnet, iprange=f"{prefix}.128/25", gateway=f"{prefix}.1"
+        )
         try:
             network = client.networks.create(
                 name,

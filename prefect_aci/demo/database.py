@@ -1,4 +1,4 @@
-"""The local stack's Prefect database: PostgreSQL 15 from Debian (docker/postgres/), in a
+"""The local stack's Prefect database: PostgreSQL from Debian (docker/postgres/), in a
 container on the stack's network, in place of the server's SQLite file.
 
 Prefect's server on SQLite answers 503 ("database is locked") when dozens of flow runs report at
@@ -29,12 +29,11 @@ DOCKER_DIR = PROJECT_ROOT / "docker" / "postgres"
 CONTEXT_FILES = {"Dockerfile": 0o644, "start.sh": 0o755}
 # Local only: built from the base of the project's images on each `up` (from cache), never pushed.
 IMAGE_REPOSITORY = "prefect-aci-demo-postgres"
-IMAGE_TAG = "15"
+IMAGE_TAG = "latest"
 PORT = 5432
 USER = "prefect"
 DATABASE = "postgres"
-# docker/postgres/Dockerfile's POSTGRES_UID, and where start.sh reads the password.
-POSTGRES_UID = 70
+# Where start.sh reads the password (the image's user owns it: `container_uid`).
 SECRET_FILE = "/run/prefect-aci/password"  # noqa: S105 (a path)
 # Where the Prefect server's asyncpg reads the password (PGPASSFILE).
 PGPASS_FILE = "/run/prefect-aci/pgpass"
@@ -45,7 +44,14 @@ def build_image(client: docker.DockerClient, base_image: str, console: Console) 
     """The database image on ``base_image`` (the project's images' base): its id."""
     ca_bundle = detect_ca_bundle(load(ImageSettings).ca_bundle)
     context = build_context(DOCKER_DIR, ca_bundle, files=CONTEXT_FILES)
-    image_id = stream_build(client, context, {"BASE_IMAGE": base_image}, False, console)
+    try:
+        image_id = stream_build(client, context, {"BASE_IMAGE": base_image}, False, console)
+    except UserError as error:
+        raise UserError(
+            f"the database image did not build on {base_image}: {error}; it installs Debian's "
+            "postgresql with apt, so the base's Debian mirror must answer (set "
+            "PREFECT_ACI_CA_BUNDLE when a proxy intercepts TLS)"
+        ) from None
     client.images.get(image_id).tag(IMAGE_REPOSITORY, IMAGE_TAG)
     return image_id
 
@@ -108,12 +114,13 @@ def wait_ready(container, timeout: float = READY_TIMEOUT_SECONDS) -> None:
         container.reload()
         if container.status != "running":
             break
-        if (
-            container.exec_run(
+        try:
+            ready = container.exec_run(
                 ["pg_isready", "--quiet", "--username", USER, "--dbname", DATABASE]
-            ).exit_code
-            == 0
-        ):
+            )
+        except APIError:  # it stopped between the two calls: the next reload says so
+            continue
+        if ready.exit_code == 0:
             return
         time.sleep(0.5)
     tail = container.logs(tail=5).decode(errors="replace").strip().replace("\n", " | ")

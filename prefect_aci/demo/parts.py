@@ -275,6 +275,15 @@ def _container(stack: Stack, name: str) -> list:
     return []
 
 
+def _start_with_secret(stack: Stack, container, image: str, path: str, content: str) -> None:
+    """List the created ``container`` in the state, put ``content`` in it at ``path`` for the
+    user its ``image`` runs as (prefect_aci.demo.database), then start it."""
+    stack.state.containers.append(container.id)
+    stack.save()
+    database.give_secret(container, path, content, database.container_uid(stack.client, image))
+    container.start()
+
+
 class Database(Part):
     """PostgreSQL for the Prefect server, at its own address on the stack's network."""
 
@@ -283,7 +292,7 @@ class Database(Part):
     def start(self, stack: Stack, start: Start) -> None:
         state = stack.state
         image = start.step(
-            "building the database image (PostgreSQL 15 from Debian, on the images' base)",
+            "building the database image (PostgreSQL from Debian, on the images' base)",
             lambda: database.build_image(
                 stack.client, start.server.base_image, Console(quiet=True)
             ),
@@ -301,12 +310,9 @@ class Database(Part):
                 ),
                 labels=stack.labels,
             )
-            state.containers.append(container.id)
-            stack.save()
-            database.give_secret(
-                container, database.SECRET_FILE, start.database_password, database.POSTGRES_UID
+            _start_with_secret(
+                stack, container, image, database.SECRET_FILE, start.database_password
             )
-            container.start()
             database.wait_ready(container)
 
         start.step(
@@ -320,6 +326,8 @@ class Database(Part):
             _remove(stack, container)
 
     def report(self, stack: Stack, running: dict[str, bool]) -> list[Report]:
+        if not stack.state.prefix:
+            return []
         where = f"PostgreSQL {stack.state.database_address}:{database.PORT}, stack network only"
         return [("database", where, running.get(database_container(stack.root), False))]
 
@@ -353,15 +361,13 @@ class PrefectServer(Part):
                 ),
                 labels=stack.labels,
             )
-            state.containers.append(container.id)
-            stack.save()
-            database.give_secret(
+            _start_with_secret(
+                stack,
                 container,
+                start.server.image_id,
                 database.PGPASS_FILE,
                 database.pgpass(state.database_address, start.database_password),
-                database.container_uid(stack.client, start.server.image_id),
             )
-            container.start()
             wait_http(f"{state.api}/health", 180, "the Prefect server")
 
         start.step(f"starting a Prefect server from our image, UI on {state.ui}", serve)
@@ -565,13 +571,14 @@ class LocalAci(Part):
 
     def stop(self, stack: Stack) -> None:
         """The stand-in and every container group it ran (the worker's, flow runs' left over,
-        standby pool members). The stand-in goes first: its standby pool controller would
-        otherwise start new members while the others are being removed."""
-        server = server_container(stack.root)
+        standby pool members): every container of the stack but the Prefect server and its
+        database, which their parts stop after. The stand-in goes first: its standby pool
+        controller would otherwise start new members while the others are being removed."""
+        others = {server_container(stack.root), database_container(stack.root)}
         stand_in = stand_in_container(stack.root)
         containers = stack.containers()
         for container in sorted(containers, key=lambda c: c.name != stand_in):
-            if container.name != server:
+            if container.name not in others:
                 _remove(stack, container)
         imds_router_down(stack)
 

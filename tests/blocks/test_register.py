@@ -212,7 +212,7 @@ def test_a_pool_a_worker_made_after_the_check_gets_our_template(prefect_server, 
         client.create_work_pool(WorkPoolCreate(name=other, type="process"))
         with pytest.raises(UserError, match="exists with type process"):
             _save_pool(other, ours, None, report, dry_run=False)
-    assert report.lines[0].split()[0] == "created"
+    assert report.lines == [f"{'updated':<12} work pool {pool_name!r} ({WORK_POOL_TYPE})"]
 
 
 def test_service_principal_goes_into_the_block_and_never_into_output(

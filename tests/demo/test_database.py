@@ -32,6 +32,12 @@ def test_the_prefect_server_keeps_its_runs_in_the_stacks_postgresql(stack, docke
     run_id = stack.state.flow_run_id
     found = sql(db, f"select count(*) from flow_run where id = '{run_id}'")  # noqa: S608 (a uuid)
     assert found == "1"
+    # On the stack's network alone, at its address, and no port on this machine.
+    assert list(db.attrs["NetworkSettings"]["Networks"]) == [stack.state.network]
+    address = db.attrs["NetworkSettings"]["Networks"][stack.state.network]["IPAddress"]
+    assert address == stack.state.database_address
+    assert not db.attrs["HostConfig"]["PortBindings"]
+    assert not any(db.attrs["NetworkSettings"]["Ports"].values())
     server = docker_client.containers.get(server_container(stack.folder))
     env = dict(item.split("=", 1) for item in server.attrs["Config"]["Env"])
     assert env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] == (

@@ -115,12 +115,11 @@ def wait_ready(container, timeout: float = READY_TIMEOUT_SECONDS) -> None:
         if container.status != "running":
             break
         try:
-            ready = container.exec_run(
-                ["pg_isready", "--quiet", "--username", USER, "--dbname", DATABASE]
-            )
+            check = ["pg_isready", "--quiet", "--username", USER, "--dbname", DATABASE]
+            ready = container.exec_run(check).exit_code == 0
         except APIError:  # it stopped between the two calls: the next reload says so
-            continue
-        if ready.exit_code == 0:
+            ready = False
+        if ready:
             return
         time.sleep(0.5)
     tail = container.logs(tail=5).decode(errors="replace").strip().replace("\n", " | ")
